@@ -1,0 +1,148 @@
+"""GPTConfig and GPT: a character-level, decoder-only transformer.
+
+ids (B, T) -> token embedding (+ learned or sinusoidal positions) -> N pre-norm
+Blocks (RoPE, if chosen, rotates q and k inside attention) -> final norm ->
+output head (tied to the token embedding by default) -> logits (B, T, V).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from . import ops
+from .backend import get_array_module, resolve_dtype
+from .nn import Block, Dropout, Embedding, Linear, Module, make_norm
+
+NORMS = ("layernorm", "rmsnorm")
+POS_ENCODINGS = ("learned", "sinusoidal", "rope")
+
+
+class ConfigError(ValueError):
+    """A model configuration that cannot be built; the message says how to fix it."""
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 65
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 4
+    max_seq_len: int = 128
+    dropout: float = 0.0
+    ffn_mult: int = 4
+    norm: str = "layernorm"
+    pos_encoding: str = "learned"
+    tie_weights: bool = True
+    bias: bool = True
+
+    def __post_init__(self):
+        self.validate()
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def validate(self) -> None:
+        for name in ("vocab_size", "d_model", "n_heads", "n_layers", "max_seq_len", "ffn_mult"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
+        if self.d_model % self.n_heads:
+            valid = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0]
+            nearest = min(valid, key=lambda h: (abs(h - self.n_heads), h))
+            raise ConfigError(
+                f"model dim {self.d_model} is not divisible by {self.n_heads} heads: "
+                f"use --num-heads {nearest} (any of {', '.join(map(str, valid))} divides {self.d_model})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.norm not in NORMS:
+            raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        if self.pos_encoding not in POS_ENCODINGS:
+            raise ConfigError(f"pos_encoding must be one of {', '.join(POS_ENCODINGS)}, got {self.pos_encoding!r}")
+        if self.pos_encoding == "rope" and self.head_dim % 2:
+            raise ConfigError(f"rope needs an even head dim; {self.d_model}/{self.n_heads} = {self.head_dim} is odd")
+        if self.pos_encoding == "sinusoidal" and self.d_model % 2:
+            raise ConfigError(f"sinusoidal positions need an even model dim, got {self.d_model}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "GPTConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def sinusoidal_table(positions, dim: int, dtype, xp=np):
+    """(T, dim): sin on even features, cos on odd, wavelengths 2pi .. 10000*2pi."""
+    pos = xp.asarray(positions, dtype=np.float64)[:, None]                     # (T, 1)
+    freq = xp.exp(-math.log(10000.0) * xp.arange(0, dim, 2, dtype=np.float64) / dim)  # (dim/2,)
+    table = xp.zeros((len(positions), dim), dtype=np.float64)
+    table[:, 0::2] = xp.sin(pos * freq)
+    table[:, 1::2] = xp.cos(pos * freq)
+    return table.astype(dtype)
+
+
+def rope_tables(positions, head_dim: int, dtype, xp=np, base: float = 10000.0):
+    """cos and sin (T, head_dim/2) of the rotation angles pos * base^(-2i/head_dim)."""
+    pos = xp.asarray(positions, dtype=np.float64)[:, None]                     # (T, 1)
+    inv_freq = base ** (-xp.arange(0, head_dim, 2, dtype=np.float64) / head_dim)  # (D/2,)
+    angles = pos * inv_freq                                                    # (T, D/2)
+    return xp.cos(angles).astype(dtype), xp.sin(angles).astype(dtype)
+
+
+class GPT(Module):
+    def __init__(self, config: GPTConfig, seed: int = 0, dtype=None):
+        config.validate()
+        dtype = resolve_dtype(dtype)
+        rng = np.random.default_rng(seed)
+        self.config = config
+        self.dropout_rng = np.random.default_rng(seed + 1)
+        dropout = Dropout(config.dropout, self.dropout_rng)
+        self.wte = Embedding(config.vocab_size, config.d_model, rng=rng, dtype=dtype)
+        if config.pos_encoding == "learned":
+            self.wpe = Embedding(config.max_seq_len, config.d_model, rng=rng, dtype=dtype)
+        self.drop = dropout
+        self.blocks = [Block(config, rng=rng, dropout=dropout, dtype=dtype) for _ in range(config.n_layers)]
+        self.norm_f = make_norm(config, dtype)
+        if not config.tie_weights:
+            self.lm_head = Linear(config.d_model, config.vocab_size, bias=False, rng=rng, dtype=dtype)
+
+    @property
+    def dtype(self):
+        return self.wte.weight.dtype
+
+    def forward(self, ids, targets=None, caches=None, start_pos: int = 0):
+        """ids (B, T) ints -> (logits (B, T, V), loss or None).
+
+        ``targets`` (B, T) gives the mean cross-entropy (``-1`` entries are ignored).
+        ``caches`` (one KVCache per layer) and ``start_pos`` are for generation.
+        """
+        cfg = self.config
+        B, T = ids.shape
+        xp = get_array_module(self.wte.weight.data)
+        positions = xp.arange(start_pos, start_pos + T)
+        x = self.wte(ids)                                                        # (B, T, C)
+        rope = None
+        if cfg.pos_encoding == "learned":
+            if start_pos + T > cfg.max_seq_len:
+                raise ValueError(f"positions up to {start_pos + T} exceed the context of {cfg.max_seq_len}")
+            x = x + ops.embedding(self.wpe.weight, positions)                    # (B, T, C)
+        elif cfg.pos_encoding == "sinusoidal":
+            x = x + sinusoidal_table(positions, cfg.d_model, self.dtype, xp)     # (B, T, C)
+        else:
+            rope = rope_tables(positions, cfg.head_dim, self.dtype, xp)          # 2 x (T, D/2)
+        x = self.drop(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, None if caches is None else caches[i])            # (B, T, C)
+        x = self.norm_f(x)                                                       # (B, T, C)
+        head = self.wte.weight if cfg.tie_weights else self.lm_head.weight
+        logits = ops.linear(x, head)                                             # (B, T, V)
+        if targets is None:
+            return logits, None
+        loss = ops.cross_entropy(logits.reshape(B * T, cfg.vocab_size), targets.reshape(-1))
+        return logits, loss

@@ -1,0 +1,101 @@
+"""Causal self-attention (fused qkv projection), its KV cache, and the pre-norm Block.
+
+The attention layer takes an optional ``KVCache``: during generation each call
+brings only the new positions, appends their keys and values to the cache, and
+attends over everything cached, so a new token costs one position, not a window.
+"""
+
+from __future__ import annotations
+
+from .. import ops
+from ..backend import get_array_module
+from ..tensor import Tensor
+from .layers import MLP, Dropout, LayerNorm, Linear, RMSNorm
+from .module import Module
+
+
+class KVCache:
+    """Keys and values of one layer for the positions seen so far: (B, H, capacity, D) buffers."""
+
+    def __init__(self, batch, heads, capacity, head_dim, dtype, xp):
+        self.k = xp.zeros((batch, heads, capacity, head_dim), dtype=dtype)
+        self.v = xp.zeros((batch, heads, capacity, head_dim), dtype=dtype)
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[2]
+
+    def append(self, k, v):
+        """Add new keys/values (B, H, T, D); return all cached ones (B, H, length, D)."""
+        t = k.shape[2]
+        if self.length + t > self.capacity:
+            raise ValueError(f"KV cache full: {self.length} + {t} positions > capacity {self.capacity}")
+        self.k[:, :, self.length : self.length + t] = k
+        self.v[:, :, self.length : self.length + t] = v
+        self.length += t
+        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+
+    def drop_oldest(self, n: int) -> None:
+        """Forget the n oldest positions (a sliding window), keeping the rest in order."""
+        keep = self.length - n
+        self.k[:, :, :keep] = self.k[:, :, n : self.length].copy()
+        self.v[:, :, :keep] = self.v[:, :, n : self.length].copy()
+        self.length = keep
+
+
+class CausalSelfAttention(Module):
+    def __init__(self, dim, heads, bias, dropout, *, rng, proj_std, dtype=None):
+        self.heads = heads
+        self.qkv = Linear(dim, 3 * dim, bias, rng=rng, dtype=dtype)
+        self.proj = Linear(dim, dim, bias, rng=rng, std=proj_std, dtype=dtype)
+        self.dropout = dropout
+
+    def forward(self, x, rope=None, cache: KVCache | None = None):
+        """x (B, T, C) -> (B, T, C). ``rope``: (cos, sin) tables (T, D/2) for these positions."""
+        B, T, C = x.shape
+        H, D = self.heads, C // self.heads
+        q, k, v = ops.split(self.qkv(x), 3, axis=-1)            # 3 x (B, T, C)
+        q = q.reshape(B, T, H, D).permute(0, 2, 1, 3)           # (B, H, T, D)
+        k = k.reshape(B, T, H, D).permute(0, 2, 1, 3)           # (B, H, T, D)
+        v = v.reshape(B, T, H, D).permute(0, 2, 1, 3)           # (B, H, T, D)
+        if rope is not None:
+            q = ops.rope(q, *rope)
+            k = ops.rope(k, *rope)
+        if cache is not None:  # generation: no tape, attend over every cached position
+            k_all, v_all = cache.append(k.data, v.data)         # (B, H, Tk, D)
+            k, v = Tensor(k_all), Tensor(v_all)
+        y = ops.causal_attention(q, k, v)                       # (B, H, T, D)
+        y = y.permute(0, 2, 1, 3).reshape(B, T, C)              # (B, T, C)
+        return self.dropout(self.proj(y))
+
+
+class Block(Module):
+    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
+
+    def __init__(self, config, *, rng, dropout: Dropout, dtype=None):
+        C = config.d_model
+        proj_std = 0.02 / (2 * config.n_layers) ** 0.5
+        self.norm1 = make_norm(config, dtype)
+        self.attn = CausalSelfAttention(C, config.n_heads, config.bias, dropout, rng=rng, proj_std=proj_std, dtype=dtype)
+        self.norm2 = make_norm(config, dtype)
+        self.mlp = MLP(C, config.ffn_mult, config.bias, dropout, rng=rng, proj_std=proj_std, dtype=dtype)
+
+    def forward(self, x, rope=None, cache=None):
+        x = x + self.attn(self.norm1(x), rope, cache)           # (B, T, C)
+        return x + self.mlp(self.norm2(x))                      # (B, T, C)
+
+
+def make_norm(config, dtype=None) -> Module:
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.d_model, dtype=dtype)
+    return LayerNorm(config.d_model, bias=config.bias, dtype=dtype)
+
+
+def new_caches(model, batch: int, capacity: int, xp=None):
+    """One empty KVCache per layer of ``model`` (a GPT)."""
+    cfg = model.config
+    dtype = model.wte.weight.dtype
+    xp = xp or get_array_module(model.wte.weight.data)
+    D = cfg.d_model // cfg.n_heads
+    return [KVCache(batch, cfg.n_heads, capacity, D, dtype, xp) for _ in range(cfg.n_layers)]

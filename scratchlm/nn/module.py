@@ -1,0 +1,108 @@
+"""Module and Parameter: the containers that hold a model's weights.
+
+A Module finds its parameters by walking its attributes (Parameters, sub-Modules,
+and lists of Modules) in the order they were assigned, so names are stable:
+``blocks.0.attn.qkv.weight``. A parameter shared by two modules (the tied
+embedding / output head) is listed once, under the first name found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .. import backend
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that is a trainable weight (requires_grad is always on)."""
+
+    __slots__ = ()
+
+    def __init__(self, data):
+        super().__init__(data, requires_grad=True)
+
+
+class Module:
+    training: bool = True
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ---- walking the tree ---------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    if isinstance(item, Module):
+                        yield f"{name}.{i}", item
+
+    def modules(self) -> Iterator["Module"]:
+        yield self
+        for _, child in self.named_children():
+            yield from child.modules()
+
+    def named_parameters(self, prefix: str = "", _seen: set | None = None) -> Iterator[tuple[str, Parameter]]:
+        seen = set() if _seen is None else _seen
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter) and id(value) not in seen:
+                seen.add(id(value))
+                yield prefix + name, value
+        for name, child in self.named_children():
+            yield from child.named_parameters(f"{prefix}{name}.", seen)
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    # ---- modes ------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    # ---- weights in and out -----------------------------------------------------
+    def state_dict(self) -> dict:
+        """name -> array (the live arrays, not copies)."""
+        return {name: p.data for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+        """Copy arrays into the existing parameters, in place (views stay valid)."""
+        params = dict(self.named_parameters())
+        if strict:
+            missing = sorted(set(params) - set(state))
+            unexpected = sorted(set(state) - set(params))
+            if missing or unexpected:
+                raise KeyError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+        for name, p in params.items():
+            if name not in state:
+                continue
+            value = state[name]
+            if tuple(value.shape) != tuple(p.shape):
+                raise ValueError(f"{name}: checkpoint shape {tuple(value.shape)} != model shape {tuple(p.shape)}")
+            xp = backend.get_array_module(p.data)
+            p.data[...] = xp.asarray(value, dtype=p.data.dtype) if xp is not backend.np else backend.to_numpy(value)
+
+    def to(self, device: str) -> "Module":
+        """Move every parameter (and registered buffer) to ``device``."""
+        for m in self.modules():
+            for name, value in list(vars(m).items()):
+                if isinstance(value, Parameter):
+                    value.data = backend.to_device(value.data, device)
+                elif name in getattr(m, "_buffers", ()):
+                    setattr(m, name, backend.to_device(value, device))
+        return self

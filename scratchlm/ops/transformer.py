@@ -1,0 +1,225 @@
+"""Fused transformer ops: each is ONE tape node whose arithmetic lives in ``kernels/``.
+
+A transformer built from primitives alone would put dozens of small nodes per
+layer on the tape; these coarse ops keep the tape short (so Python overhead stays
+small) and let each kernel be written, tested and optimised on its own.
+"""
+
+from __future__ import annotations
+
+from scratchlm.kernels import attention as attention_kernels
+from scratchlm.kernels import cross_entropy as ce_kernels
+from scratchlm.kernels import embedding as embedding_kernels
+from scratchlm.kernels import gelu as gelu_kernels
+from scratchlm.kernels import layernorm as layernorm_kernels
+from scratchlm.kernels import rmsnorm as rmsnorm_kernels
+
+from ..backend import get_array_module
+from ..function import Function, is_grad_enabled
+
+
+class Linear(Function):
+    """y = x W^T + b, with W stored (out, in) as in PyTorch; x (..., in) -> y (..., out).
+
+    The leading axes are folded into one, so forward and backward are single BLAS calls.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])                        # (N, in)
+        y = x2 @ weight.T                                      # (N, out)
+        if bias is not None:
+            y += bias
+        ctx.save(x2, weight)
+        ctx.lead = lead
+        return y.reshape(*lead, weight.shape[0])               # (..., out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x2, weight = ctx.saved
+        need_x, need_w, need_b = (ctx.needs_input_grad + (False,))[:3]
+        g2 = grad.reshape(-1, weight.shape[0])                 # (N, out)
+        gx = (g2 @ weight).reshape(*ctx.lead, weight.shape[1]) if need_x else None
+        gw = g2.T @ x2 if need_w else None                     # (out, in)
+        gb = g2.sum(axis=0) if need_b else None                # (out,)
+        return gx, gw, gb
+
+
+class Embedding(Function):
+    """weight (V, C), ids (B, T) ints -> (B, T, C); repeated ids accumulate in backward."""
+
+    @staticmethod
+    def forward(ctx, weight, ids):
+        ctx.save(ids)
+        ctx.vocab_size = weight.shape[0]
+        return embedding_kernels.embedding_forward(weight, ids)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (ids,) = ctx.saved
+        return embedding_kernels.embedding_backward(grad, ids, ctx.vocab_size), None
+
+
+class LayerNorm(Function):
+    """Normalise the last axis: x (..., C), weight (C,), bias (C,) -> (..., C)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps=1e-5):
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])                          # (N, C)
+        y, mean, rstd = layernorm_kernels.layernorm_forward(x2, weight, bias, eps)
+        ctx.save(x2, weight, mean, rstd)
+        return y.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x2, weight, mean, rstd = ctx.saved
+        dx, dw, db = layernorm_kernels.layernorm_backward(grad.reshape(x2.shape), x2, weight, mean, rstd)
+        return dx.reshape(grad.shape), dw, db
+
+
+class RMSNorm(Function):
+    """Scale the last axis by its root-mean-square: x (..., C), weight (C,) -> (..., C)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, eps=1e-5):
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])                          # (N, C)
+        y, rstd = rmsnorm_kernels.rmsnorm_forward(x2, weight, eps)
+        ctx.save(x2, weight, rstd)
+        return y.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x2, weight, rstd = ctx.saved
+        dx, dw = rmsnorm_kernels.rmsnorm_backward(grad.reshape(x2.shape), x2, weight, rstd)
+        return dx.reshape(grad.shape), dw
+
+
+class GELU(Function):
+    """The tanh-approximation GELU, element-wise."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save(x)
+        return gelu_kernels.gelu_forward(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved
+        return gelu_kernels.gelu_backward(grad, x)
+
+
+class CausalAttention(Function):
+    """softmax(q k^T / sqrt(D) + causal mask) v for q (B,H,Tq,D), k and v (B,H,Tk,D)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v):
+        out, probs = attention_kernels.attention_forward(q, k, v)
+        ctx.save(q, k, v, probs)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v, probs = ctx.saved
+        return attention_kernels.attention_backward(grad, q, k, v, probs)
+
+
+class SoftmaxCrossEntropy(Function):
+    """Mean cross-entropy of logits (N, V) against integer targets (N,), skipping ignore_index."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, ignore_index=-1):
+        # the gradient is computed now, in the same pass, unless no tape is being recorded
+        loss, dlogits = ce_kernels.cross_entropy_forward(logits, targets, ignore_index, is_grad_enabled())
+        ctx.save(dlogits)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        (dlogits,) = ctx.saved
+        return dlogits * grad, None
+
+
+class Dropout(Function):
+    """Zero each element with probability p and scale the survivors by 1 / (1 - p)."""
+
+    @staticmethod
+    def forward(ctx, x, p, rng):
+        keep = rng.random(x.shape, dtype=x.dtype) >= p
+        scale = x.dtype.type(1.0 / (1.0 - p))
+        mask = keep.astype(x.dtype) * scale
+        ctx.save(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved
+        return grad * mask
+
+
+class Rope(Function):
+    """Rotary position embedding on the last axis of x (B, H, T, D), rotate-half form.
+
+    With x = [x1, x2] (halves of D) and angles theta (T, D/2) for positions
+    offset .. offset+T-1:  out = [x1 cos - x2 sin, x2 cos + x1 sin]. The map is a
+    rotation, so its backward rotates the gradient by -theta.
+    """
+
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        ctx.save(cos, sin)
+        return _rotate(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx, grad):
+        cos, sin = ctx.saved
+        return _rotate(grad, cos, -sin), None, None
+
+
+def _rotate(x, cos, sin):
+    """x (..., T, D), cos/sin (T, D/2) -> x rotated pairwise (i, i + D/2)."""
+    xp = get_array_module(x)
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return xp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+def linear(x, weight, bias=None):
+    return Linear.apply(x, weight, bias) if bias is not None else Linear.apply(x, weight)
+
+
+def embedding(weight, ids):
+    return Embedding.apply(weight, ids)
+
+
+def layer_norm(x, weight, bias, eps=1e-5):
+    return LayerNorm.apply(x, weight, bias, eps=eps)
+
+
+def rms_norm(x, weight, eps=1e-5):
+    return RMSNorm.apply(x, weight, eps=eps)
+
+
+def gelu(x):
+    return GELU.apply(x)
+
+
+def causal_attention(q, k, v):
+    return CausalAttention.apply(q, k, v)
+
+
+def cross_entropy(logits, targets, ignore_index=-1):
+    """logits (N, V) Tensor, targets (N,) int array -> scalar mean loss."""
+    return SoftmaxCrossEntropy.apply(logits, targets, ignore_index=ignore_index)
+
+
+def dropout(x, p, rng, training=True):
+    if not training or p == 0.0:
+        return x
+    return Dropout.apply(x, p=p, rng=rng)
+
+
+def rope(x, cos, sin):
+    return Rope.apply(x, cos, sin)
