@@ -46,28 +46,65 @@ def use_numba(*arrays) -> bool:
     return all(isinstance(a, np.ndarray) for a in arrays)
 
 
+# Kernels write their parallel loops as ``for i in prange(n):`` with ``from .dispatch import
+# prange``. Read as Python (``kernel.py_func(...)``, a debugger) it is the plain ``range``;
+# ``lazy_njit`` hands Numba the real ``numba.prange`` when it compiles, so the loop runs on
+# every core. (Numba recognises ``numba.prange`` by identity, which is why a module-level
+# ``prange = range`` alone would compile to a serial loop.)
+prange = range
+
+
 def lazy_njit(**options):
     """Decorator: a Numba kernel that compiles (``numba.njit(cache=True, ...)``) on its first call.
 
     The decorated function is plain Python loops, readable as such; ``import numba``
-    happens only when it first runs, so importing scratchlm stays fast. ``.py_func``
-    is the undecorated function (handy for stepping through in a debugger).
+    happens only when it first runs, so importing scratchlm stays fast. At compile time
+    the global name ``prange`` becomes ``numba.prange``, and other ``lazy_njit`` kernels
+    the function calls become their compiled versions (so kernels may call helper kernels).
+    ``.py_func`` is the undecorated function (handy for stepping through in a debugger);
+    ``.dispatcher()`` compiles if needed and returns the Numba dispatcher (for
+    ``parallel_diagnostics`` or ``inspect_types``).
     """
     import functools
 
     def wrap(py_func):
         compiled = None
 
-        @functools.wraps(py_func)
-        def call(*args):
+        def dispatcher():
             nonlocal compiled
             if compiled is None:
-                import numba
+                compiled = _numba_compile(py_func, options)
+            return compiled
 
-                compiled = numba.njit(cache=True, **options)(py_func)
-            return compiled(*args)
+        @functools.wraps(py_func)
+        def call(*args):
+            return (compiled if compiled is not None else dispatcher())(*args)
 
         call.py_func = py_func
+        call.dispatcher = dispatcher
         return call
 
     return wrap
+
+
+def _numba_compile(py_func, options):
+    """``numba.njit`` over a copy of ``py_func`` whose globals see Numba's prange and kernels."""
+    import types
+
+    import numba
+
+    names = py_func.__code__.co_names
+    rebound = dict(py_func.__globals__)
+    for name in names:
+        value = rebound.get(name)
+        if name == "prange" and value is range:
+            rebound[name] = numba.prange
+        elif callable(getattr(value, "dispatcher", None)) and hasattr(value, "py_func"):
+            rebound[name] = value.dispatcher()          # another lazy_njit kernel
+    func = types.FunctionType(py_func.__code__, rebound, py_func.__name__,
+                              py_func.__defaults__, py_func.__closure__)
+    func.__qualname__ = py_func.__qualname__
+    func.__module__ = py_func.__module__
+    func.__kwdefaults__ = py_func.__kwdefaults__
+    func.__doc__ = py_func.__doc__
+    return numba.njit(cache=True, **options)(func)

@@ -1,0 +1,133 @@
+"""Checkpoints: one self-contained safetensors file per save, written atomically.
+
+Layout of a file:
+
+- tensors ``<param name>`` (e.g. ``wte.weight``, ``blocks.0.attn.qkv.weight``): the model,
+  with Linear weights stored (out, in) as in PyTorch, so ``safetensors.torch.load_file``
+  gives a state dict that a PyTorch port of the model loads unchanged;
+- tensors ``optimizer.m``, ``optimizer.v``: AdamW's moments over the flat parameter buffer
+  (only in training checkpoints);
+- metadata (strings): ``format`` = ``scratchlm-checkpoint``, ``format_version``, and JSON
+  for ``config`` (GPTConfig), ``tokenizer``, ``train_state`` (step, epoch, RNG states,
+  metrics, settings...) and ``optimizer`` (step count, hyperparameters).
+
+safetensors never unpickles, so opening a checkpoint never runs code. Writes go to a
+temporary file in the same folder that is then renamed over the target: a crash leaves
+the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import backend
+from .errors import CheckpointError
+from .model import GPT, GPTConfig
+from .tokenizer import tokenizer_from_dict
+
+FORMAT = "scratchlm-checkpoint"
+FORMAT_VERSION = "1"
+OPTIMIZER_PREFIX = "optimizer."
+
+
+@dataclass
+class Checkpoint:
+    config: GPTConfig
+    tokenizer: object
+    weights: dict                      # param name -> np.ndarray
+    optimizer_state: dict | None = None  # {"m", "v", "step", ...} or None
+    train_state: dict = field(default_factory=dict)
+    dtype: str = "float32"
+
+    def build_model(self, device: str = "cpu", dtype=None) -> GPT:
+        """A GPT with these weights, on ``device`` ("cpu" or "cuda")."""
+        model = GPT(self.config, dtype=dtype or self.dtype)
+        model.load_state_dict(self.weights)
+        return model.to(device)
+
+
+def save_checkpoint(path, model: GPT, tokenizer, optimizer=None, train_state: dict | None = None) -> Path:
+    """Write ``model`` (+ optimizer state and training state) to ``path`` atomically."""
+    path = Path(path)
+    tensors = {name: np.ascontiguousarray(backend.to_numpy(a)) for name, a in model.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": json.dumps(model.config.to_dict()),
+        "tokenizer": json.dumps(tokenizer.to_dict()),
+        "dtype": str(model.dtype),
+        "train_state": json.dumps(train_state or {}),
+    }
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        tensors[OPTIMIZER_PREFIX + "m"] = np.ascontiguousarray(backend.to_numpy(state["m"]))
+        tensors[OPTIMIZER_PREFIX + "v"] = np.ascontiguousarray(backend.to_numpy(state["v"]))
+        meta["optimizer"] = json.dumps({"step": int(state["step"])})
+    _atomic_write(path, tensors, meta)
+    return path
+
+
+def _atomic_write(path: Path, tensors: dict, meta: dict) -> None:
+    from safetensors.numpy import save
+
+    blob = save(tensors, metadata=meta)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Read a checkpoint, or raise CheckpointError saying what is wrong with the file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file (did you mean {path / 'final_model.pt'}?)")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="np") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise CheckpointError(
+                    f"{path} is a safetensors file but not a scratchlm checkpoint "
+                    "(train a model with 'scratchlm train' to get one)"
+                )
+            arrays = {name: f.get_tensor(name) for name in f.keys()}
+    except CheckpointError:
+        raise
+    except PermissionError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: permission denied") from exc
+    except Exception as exc:  # SafetensorError, truncated headers, pickles, random bytes...
+        raise CheckpointError(
+            f"{path} is not a readable scratchlm checkpoint (truncated, corrupted, or another format; "
+            "scratchlm never unpickles files)"
+        ) from exc
+    try:
+        config = GPTConfig.from_dict(json.loads(meta["config"]))
+        tokenizer = tokenizer_from_dict(json.loads(meta["tokenizer"]))
+        train_state = json.loads(meta.get("train_state", "{}"))
+        optimizer_state = None
+        if OPTIMIZER_PREFIX + "m" in arrays:
+            optimizer_state = json.loads(meta.get("optimizer", "{}"))
+            optimizer_state["m"] = arrays.pop(OPTIMIZER_PREFIX + "m")
+            optimizer_state["v"] = arrays.pop(OPTIMIZER_PREFIX + "v")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path} has damaged scratchlm metadata ({exc})") from exc
+    return Checkpoint(config, tokenizer, arrays, optimizer_state, train_state, meta.get("dtype", "float32"))

@@ -1,0 +1,137 @@
+"""scratchlm -- train, sample and evaluate character-level GPT models built from scratch.
+
+Usage:
+  scratchlm train DATA [options]
+  scratchlm generate CKPT [options]
+  scratchlm evaluate CKPT DATA [options]
+  scratchlm (-h | --help)
+  scratchlm --version
+
+Commands:
+  train DATA           Train a model on the text file DATA.
+  generate CKPT        Continue a prompt with the model in checkpoint CKPT.
+  evaluate CKPT DATA   Score every character of DATA with the model in CKPT.
+
+Train options:
+  --output-dir DIR        Where checkpoints, logs and config.yaml go [default: runs/model].
+  --model-dim N           Hidden size d_model [default: 128].
+  --num-heads N           Attention heads; must divide --model-dim [default: 4].
+  --num-layers N          Transformer blocks [default: 4].
+  --max-seq-len N         Context length in tokens [default: 128].
+  --dropout P             Dropout probability in [0, 1) [default: 0.1].
+  --epochs N              Passes over the training split [default: 10].
+  --max-steps N           Stop after N optimizer steps in total (0: no limit) [default: 0].
+  --batch-size N          Sequences per optimizer step [default: 32].
+  --learning-rate LR      Peak learning rate of AdamW [default: 0.002].
+  --weight-decay WD       Decoupled weight decay on the weight matrices [default: 0.1].
+  --warmup-steps N        Linear warm-up steps before the schedule [default: 20].
+  --lr-schedule NAME      cosine (decay to 10% of the peak) or constant [default: cosine].
+  --val-split F           Fraction of the text (its tail) held out for validation, in (0, 1) [default: 0.1].
+  --gradient-clip C       Clip the global gradient norm to C (0: off) [default: 1.0].
+  --grad-accum N          Micro-batches accumulated per optimizer step [default: 1].
+  --eval-interval N       Also evaluate every N steps (0: only at the end of each epoch) [default: 0].
+  --patience N            Stop after N evaluations without a better val loss (0: off) [default: 0].
+  --seed N                Random seed: same seed, same run [default: 42].
+  --tokenizer KIND        char (a vocabulary of the text's characters) or byte (all 256 bytes) [default: char].
+  --pos-encoding KIND     learned, sinusoidal or rope [default: learned].
+  --norm KIND             layernorm or rmsnorm [default: layernorm].
+  --resume-from CKPT      Continue a run exactly from one of its checkpoints.
+  --config FILE           Read settings from a YAML file (the keys of a run's config.yaml);
+                          options given on the command line win.
+  --keep-checkpoints N    Keep only the newest N epoch checkpoints (0: keep all) [default: 0].
+  --overwrite             Replace a finished run already in --output-dir.
+
+Generate options:
+  --prompt TEXT           Text to continue [default: ].
+  --max-tokens N          Tokens to generate [default: 200].
+  --temperature T         Sampling temperature; 0 means greedy [default: 0.8].
+  --top-k K               Sample among the K likeliest tokens (0: all) [default: 0].
+  --top-p P               Sample among the likeliest tokens holding probability P, in (0, 1] [default: 1.0].
+  --num-samples N         Independent samples to draw [default: 1].
+  --stop STRING           Stop a sample when it produces STRING.
+  --output-file FILE      Also write the samples to FILE.
+  --interactive           A prompt loop: type text, get a continuation; /help lists commands.
+
+Evaluate options:
+  --stride N              Positions between window starts (default: the context length).
+  --output FILE           Write the figures as JSON to FILE.
+
+Common options:
+  --device DEV            auto, cpu or cuda [default: auto].
+  --quiet                 Print only errors and the final result.
+  --debug                 Show full tracebacks (also: SCRATCHLM_DEBUG=1).
+  -h --help               Show this help.
+  --version               Show the version.
+
+Examples:
+  scratchlm train data/samples/sample_data.txt --output-dir my_first_model --model-dim 64 --num-heads 2 --num-layers 2 --epochs 5 --batch-size 16
+  scratchlm generate my_first_model/final_model.pt --prompt "The" --max-tokens 50 --temperature 0.8
+  scratchlm evaluate my_first_model/final_model.pt data/samples/sample_data.txt
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from . import __version__
+
+
+def _clean_argv(argv):
+    """Drop arguments that are only whitespace (a tutorial line ending in '\\ \\' passes ' ')."""
+    return [a for a in argv if a.strip()]
+
+
+def main(argv=None) -> int:
+    from docopt import DocoptExit, docopt
+
+    argv = _clean_argv(sys.argv[1:] if argv is None else argv)
+    try:
+        args = docopt(__doc__, argv=argv, version=f"scratchlm {__version__}")
+    except DocoptExit as exc:
+        print(str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid command line", file=sys.stderr)
+        print("Run 'scratchlm --help' for the commands and options.", file=sys.stderr)
+        return 2
+    debug = bool(args.get("--debug")) or os.environ.get("SCRATCHLM_DEBUG") == "1"
+    try:
+        if args["train"]:
+            from .cli_train import run_train_command
+
+            return run_train_command(args)
+        if args["generate"]:
+            from .cli_generate import run_generate_command
+
+            return run_generate_command(args)
+        if args["evaluate"]:
+            from .cli_evaluate import run_evaluate_command
+
+            return run_evaluate_command(args)
+    except Exception as exc:  # noqa: BLE001 - the one place errors become messages
+        return report_error(exc, debug)
+    return 0
+
+
+def report_error(exc: BaseException, debug: bool) -> int:
+    """One clear line on stderr (a traceback only with --debug); exit code 2 for fixable input."""
+    from .backend import DeviceError
+    from .errors import UserError
+    from .model import ConfigError
+
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    fixable = isinstance(exc, (UserError, ConfigError, DeviceError))
+    if fixable:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(exc, MemoryError):
+        print("error: out of memory: reduce --batch-size or --model-dim", file=sys.stderr)
+        return 1
+    if not debug:
+        print(f"error: unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback)", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

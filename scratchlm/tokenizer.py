@@ -1,0 +1,83 @@
+"""Tokenizers: characters (the default) or raw UTF-8 bytes.
+
+A character tokenizer's vocabulary is the sorted set of characters in the training
+text, so it can only encode characters it has seen; a byte tokenizer has all 256
+byte values and encodes anything (one character may become several tokens).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import TokenizerError
+
+KINDS = ("char", "byte")
+
+
+class CharTokenizer:
+    kind = "char"
+
+    def __init__(self, chars):
+        self.chars = list(chars)
+        self.index = {c: i for i, c in enumerate(self.chars)}
+
+    @classmethod
+    def from_text(cls, text: str) -> "CharTokenizer":
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def unknown(self, text: str) -> list[str]:
+        """The distinct characters of ``text`` outside the vocabulary, sorted."""
+        return sorted(set(text) - self.index.keys())
+
+    def encode(self, text: str) -> np.ndarray:
+        missing = self.unknown(text)
+        if missing:
+            shown = ", ".join(repr(c) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise TokenizerError(
+                f"{len(missing)} character(s) the model never saw in training: {shown} "
+                "(remove them, or train with --tokenizer byte)"
+            )
+        return np.fromiter((self.index[c] for c in text), dtype=np.int32, count=len(text))
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "chars": "".join(self.chars)}
+
+
+class ByteTokenizer:
+    kind = "byte"
+    vocab_size = 256
+
+    def unknown(self, text: str) -> list[str]:
+        return []
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
+
+    def decode(self, ids) -> str:
+        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind}
+
+
+def build_tokenizer(kind: str, text: str):
+    if kind == "char":
+        return CharTokenizer.from_text(text)
+    if kind == "byte":
+        return ByteTokenizer()
+    raise TokenizerError(f"unknown tokenizer {kind!r}: choose one of {', '.join(KINDS)}")
+
+
+def tokenizer_from_dict(values: dict):
+    if values.get("kind") == "byte":
+        return ByteTokenizer()
+    if values.get("kind") == "char":
+        return CharTokenizer(values["chars"])
+    raise TokenizerError(f"checkpoint names an unknown tokenizer: {values!r}")
