@@ -12,7 +12,9 @@ would keep only one of them; ``np.add.at`` accumulates them all.
 
 from __future__ import annotations
 
-from .dispatch import use_numba  # noqa: F401  (used once the Numba versions land)
+import numpy as np
+
+from .dispatch import lazy_njit, prange, use_numba
 
 
 # ---- version 0: the NumPy reference ------------------------------------------------
@@ -32,10 +34,93 @@ def embedding_backward_reference(dout, ids, vocab_size):
     return dweight
 
 
+# ---- version 1: Numba, rows (forward) and column blocks (backward) over the cores -------
+# Forward: each loop step copies one row of the table; rows go to different cores.
+@lazy_njit(parallel=True)
+def _embedding_forward_kernel(weight, ids, out):
+    N, C = out.shape
+    for n in prange(N):
+        row = ids[n]
+        for i in range(C):
+            out[n, i] = weight[row, i]
+
+
+# Backward: parallel over rows of dout would race (two threads adding into the same
+# dweight row when their tokens repeat). Instead each loop step owns a block of columns
+# (16 floats, one cache line of float32) and walks every row of dout for it: every
+# dweight element is written by exactly one thread, and in the same order as np.add.at.
+COLUMN_BLOCK = 16
+
+
+@lazy_njit(parallel=True)
+def _embedding_backward_kernel(dout, ids, dweight):
+    N, C = dout.shape
+    n_blocks = (C + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+    for block in prange(n_blocks):
+        start = block * COLUMN_BLOCK
+        stop = min(C, start + COLUMN_BLOCK)
+        for n in range(N):
+            row = ids[n]
+            for i in range(start, stop):
+                dweight[row, i] += dout[n, i]
+
+
+def embedding_forward_v1(weight, ids):
+    weight = np.ascontiguousarray(weight)
+    flat_ids = np.ascontiguousarray(ids).reshape(-1)                        # (N,)
+    out = np.empty((flat_ids.size, weight.shape[1]), dtype=weight.dtype)   # (N, C)
+    _embedding_forward_kernel(weight, flat_ids, out)
+    return out.reshape(*np.shape(ids), weight.shape[1])                    # (..., C)
+
+
+def embedding_backward_v1(dout, ids, vocab_size):
+    c = dout.shape[-1]
+    flat_dout = np.ascontiguousarray(dout).reshape(-1, c)                   # (N, C)
+    dweight = np.zeros((vocab_size, c), dtype=dout.dtype)                   # (V, C)
+    _embedding_backward_kernel(flat_dout, np.ascontiguousarray(ids).reshape(-1), dweight)
+    return dweight
+
+
+def _ids_in_range(ids, vocab_size):
+    """The compiled versions do not check bounds; ids outside [0, V) go to the reference,
+    which raises IndexError (or wraps negative ids, as NumPy indexing does)."""
+    return ids.size == 0 or (int(ids.min()) >= 0 and int(ids.max()) < vocab_size)
+
+
 # ---- dispatch ----------------------------------------------------------------------
 def embedding_forward(weight, ids):
+    if (use_numba(weight, ids) and weight.dtype in (np.float32, np.float64)
+            and _ids_in_range(ids, weight.shape[0])):
+        return embedding_forward_v1(weight, ids)
     return embedding_forward_reference(weight, ids)
 
 
 def embedding_backward(dout, ids, vocab_size):
+    if (use_numba(dout, ids) and dout.dtype in (np.float32, np.float64)
+            and _ids_in_range(ids, vocab_size)):
+        return embedding_backward_v1(dout, ids, vocab_size)
     return embedding_backward_reference(dout, ids, vocab_size)
+
+
+if __name__ == "__main__":
+    from ._lesson import check, report
+
+    B, T, C, V = 32, 128, 256, 65                          # config c
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, V, size=(B, T))                  # (B, T), every id repeats
+    for dtype in (np.float32, np.float64):
+        weight = rng.standard_normal((V, C)).astype(dtype)
+        dout = rng.standard_normal((B, T, C)).astype(dtype)
+        out = embedding_forward_reference(weight, ids)
+        dweight = embedding_backward_reference(dout, ids, V)
+        size = weight.itemsize
+        print(f"embedding B={B} T={T} C={C} V={V} {np.dtype(dtype).name}")
+        for name, forward, backward in [
+            ("reference", embedding_forward_reference, embedding_backward_reference),
+            ("numba v1", embedding_forward_v1, embedding_backward_v1),
+        ]:
+            check(f"{name} forward", forward(weight, ids), out, dtype)
+            report(f"{name} forward", forward, (weight, ids), 2 * B * T * C * size + ids.nbytes)
+            check(f"{name} backward", backward(dout, ids, V), dweight, dtype)
+            report(f"{name} backward", backward, (dout, ids, V),
+                   (B * T + V) * C * size + ids.nbytes)

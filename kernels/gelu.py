@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 
-from .dispatch import use_numba  # noqa: F401  (used once the Numba versions land)
+import numpy as np
+
+from .dispatch import lazy_njit, prange, use_numba
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 GELU_COEFF = 0.044715
@@ -43,10 +45,134 @@ def gelu_backward_reference(dy, x):
     return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
 
 
+# ---- scalar pieces shared by the compiled versions ----------------------------------------
+# Each takes and returns one number; ``real = type(x)`` makes every constant x's dtype, so
+# float32 math stays float32 (a bare 0.5 is a float64 and would promote the whole loop).
+@lazy_njit()
+def tanh_argument(x):
+    real = type(x)
+    return real(SQRT_2_OVER_PI) * (x + real(GELU_COEFF) * x * x * x)
+
+
+@lazy_njit()
+def gelu_from_tanh(x, t):
+    real = type(x)
+    return real(0.5) * x * (real(1.0) + t)
+
+
+@lazy_njit()
+def gelu_slope_from_tanh(x, t):
+    real = type(x)
+    du_dx = real(SQRT_2_OVER_PI) * (real(1.0) + real(3.0 * GELU_COEFF) * x * x)
+    return real(0.5) * (real(1.0) + t) + real(0.5) * x * (real(1.0) - t * t) * du_dx
+
+
+# ---- version 1: Numba, one element per loop step, spread over the cores ----------------
+# Better than the reference: one pass over memory instead of ten (B, T, 4C) temporaries.
+# But ``np.tanh`` of one number is a scalar libm call, and Numba here has no SVML vector
+# maths library, so the loop cannot use SIMD: float32 forward 6-7 ms at config c, no faster
+# than the reference, whose np.tanh on whole arrays is NumPy's own AVX-512 code.
+@lazy_njit(parallel=True)
+def _gelu_forward_kernel_v1(x, y):
+    for i in prange(x.size):
+        y[i] = gelu_from_tanh(x[i], np.tanh(tanh_argument(x[i])))
+
+
+@lazy_njit(parallel=True)
+def _gelu_backward_kernel_v1(dy, x, dx):
+    for i in prange(x.size):
+        dx[i] = dy[i] * gelu_slope_from_tanh(x[i], np.tanh(tanh_argument(x[i])))
+
+
+# ---- version 2: a tanh made of + * / only, so LLVM can vectorise the loop (float32) ------
+# tanh(u) ~ u P(u^2) / Q(u^2) on [-9, 9], degrees 4 and 4, clamped outside (where float32
+# tanh is +-1 anyway). The coefficients were fitted in float64 by least squares reweighted
+# towards minimax (Lawson's method): max relative error 2.1e-8 in float64, 3.6e-7 (6 ulp)
+# evaluated in float32. Not accurate enough for float64, which keeps version 1.
+TANH_NUMERATOR = (0.9999999795777684, 0.13380945981304843, 0.003495493230051649,
+                  2.0607528913242635e-05, 1.3352557290475253e-08)
+TANH_DENOMINATOR = (1.0, 0.46714261635051163, 0.02587662163012633,
+                    0.00032854797583971665, 7.775685128906315e-07)
+TANH_CLAMP = 9.0
+
+
+@lazy_njit()
+def tanh_rational(u):
+    real = type(u)
+    p, q = TANH_NUMERATOR, TANH_DENOMINATOR
+    u = min(max(u, real(-TANH_CLAMP)), real(TANH_CLAMP))
+    s = u * u
+    num = (((real(p[4]) * s + real(p[3])) * s + real(p[2])) * s + real(p[1])) * s + real(p[0])
+    den = (((real(q[4]) * s + real(q[3])) * s + real(q[2])) * s + real(q[1])) * s + real(q[0])
+    return u * num / den
+
+
+@lazy_njit(parallel=True)
+def _gelu_forward_kernel_v2(x, y):
+    for i in prange(x.size):
+        y[i] = gelu_from_tanh(x[i], tanh_rational(tanh_argument(x[i])))
+
+
+@lazy_njit(parallel=True)
+def _gelu_backward_kernel_v2(dy, x, dx):
+    for i in prange(x.size):
+        dx[i] = dy[i] * gelu_slope_from_tanh(x[i], tanh_rational(tanh_argument(x[i])))
+
+
+def _elementwise(kernel, *arrays):
+    """Run ``kernel(*flat_inputs, flat_out)`` over same-shape arrays (x last); out has x's shape."""
+    x = arrays[-1]
+    flat = [np.ascontiguousarray(a, dtype=x.dtype).reshape(-1) for a in arrays]
+    out = np.empty(x.shape, dtype=x.dtype)
+    kernel(*flat, out.reshape(-1))
+    return out
+
+
+def gelu_forward_v1(x):
+    return _elementwise(_gelu_forward_kernel_v1, x)
+
+
+def gelu_backward_v1(dy, x):
+    return _elementwise(_gelu_backward_kernel_v1, dy, x)
+
+
+def gelu_forward_v2(x):
+    return _elementwise(_gelu_forward_kernel_v2, x)
+
+
+def gelu_backward_v2(dy, x):
+    return _elementwise(_gelu_backward_kernel_v2, dy, x)
+
+
 # ---- dispatch ----------------------------------------------------------------------
 def gelu_forward(x):
+    if use_numba(x) and x.dtype == np.float32:
+        return gelu_forward_v2(x)
     return gelu_forward_reference(x)
 
 
 def gelu_backward(dy, x):
+    if use_numba(dy, x) and x.dtype == np.float32:
+        return gelu_backward_v2(dy, x)
     return gelu_backward_reference(dy, x)
+
+
+if __name__ == "__main__":
+    from ._lesson import check, report
+
+    shape = (32, 128, 1024)                                 # config c: (B, T, 4C)
+    n = math.prod(shape)
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        x, dy = (2 * rng.standard_normal(shape).astype(dtype) for _ in range(2))
+        y, dx = gelu_forward_reference(x), gelu_backward_reference(dy, x)
+        print(f"gelu {shape} {np.dtype(dtype).name}")
+        versions = [("reference", gelu_forward_reference, gelu_backward_reference),
+                    ("numba v1", gelu_forward_v1, gelu_backward_v1)]
+        if dtype == np.float32:
+            versions.append(("numba v2", gelu_forward_v2, gelu_backward_v2))
+        for name, forward, backward in versions:
+            check(f"{name} forward", forward(x), y, dtype)
+            report(f"{name} forward", forward, (x,), 2 * n * x.itemsize)
+            check(f"{name} backward", backward(dy, x), dx, dtype)
+            report(f"{name} backward", backward, (dy, x), 3 * n * x.itemsize)

@@ -21,7 +21,9 @@ cheap, and caching it would cost a whole (N, C) array per layer).
 
 from __future__ import annotations
 
-from .dispatch import use_numba  # noqa: F401  (used once the Numba versions land)
+import numpy as np
+
+from .dispatch import lazy_njit, prange, use_numba
 
 
 # ---- version 0: the NumPy reference (runs on NumPy and CuPy arrays) ------------------
@@ -45,10 +47,114 @@ def layernorm_backward_reference(dy, x, w, mean, rstd):
     return dx, dw, db
 
 
+# ---- version 1: Numba, one row per loop step, rows spread over the cores ----------------
+# Faster than the reference because each row is read from cache while it is hot, with no
+# (N, C) temporaries. ``fastmath={"reassoc"}`` lets LLVM split the row sums into SIMD lanes;
+# without it each sum is one serial chain of additions and the forward took MEASURE_STRICT
+# instead of MEASURE_FAST. It enables no assumption about inf or NaN (masks and overflow
+# still behave) and no fused multiply-add. Row statistics accumulate in float64.
+FAST_SUMS = {"reassoc"}
+
+
+@lazy_njit(parallel=True, fastmath=FAST_SUMS)
+def _layernorm_forward_kernel(x, w, b, eps, y, mean, rstd):
+    N, C = x.shape
+    for n in prange(N):
+        total = 0.0
+        for i in range(C):
+            total += x[n, i]
+        row_mean = total / C
+        squares = 0.0
+        for i in range(C):
+            centred = x[n, i] - row_mean
+            squares += centred * centred
+        mean[n] = row_mean
+        rstd[n] = 1.0 / np.sqrt(squares / C + eps)
+        m, r = mean[n], rstd[n]                 # read back in x's dtype: the loop stays float32
+        for i in range(C):
+            y[n, i] = (x[n, i] - m) * r * w[i] + b[i]
+
+
+@lazy_njit(parallel=True, fastmath=FAST_SUMS)
+def _layernorm_backward_kernel(dy, x, w, mean, rstd, dx, dw_parts, db_parts):
+    # rows are cut into len(dw_parts) contiguous chunks; chunk k adds its rows' dw and db
+    # into its own row dw_parts[k], so no two threads ever write the same memory
+    N, C = x.shape
+    n_chunks = dw_parts.shape[0]
+    rows_per_chunk = (N + n_chunks - 1) // n_chunks
+    for k in prange(n_chunks):
+        for n in range(k * rows_per_chunk, min(N, (k + 1) * rows_per_chunk)):
+            m, r = mean[n], rstd[n]
+            g_total = 0.0
+            g_xhat_total = 0.0
+            for i in range(C):
+                xhat = (x[n, i] - m) * r
+                g = dy[n, i] * w[i]
+                g_total += g
+                g_xhat_total += g * xhat
+                db_parts[k, i] += dy[n, i]
+                dw_parts[k, i] += dy[n, i] * xhat
+            g_mean = x.dtype.type(g_total / C)
+            g_xhat_mean = x.dtype.type(g_xhat_total / C)
+            for i in range(C):
+                xhat = (x[n, i] - m) * r
+                dx[n, i] = r * (dy[n, i] * w[i] - g_mean - xhat * g_xhat_mean)
+
+
+def layernorm_forward_v1(x, w, b, eps=1e-5):
+    x, w, b = (np.ascontiguousarray(a, dtype=x.dtype) for a in (x, w, b))
+    y = np.empty_like(x)                                    # (N, C)
+    mean = np.empty(x.shape[0], dtype=x.dtype)              # (N,)
+    rstd = np.empty(x.shape[0], dtype=x.dtype)              # (N,)
+    _layernorm_forward_kernel(x, w, b, x.dtype.type(eps), y, mean, rstd)
+    return y, mean, rstd
+
+
+def layernorm_backward_v1(dy, x, w, mean, rstd):
+    dy, x, w, mean, rstd = (np.ascontiguousarray(a, dtype=x.dtype) for a in (dy, x, w, mean, rstd))
+    dx = np.empty_like(x)                                   # (N, C)
+    dw_parts = np.zeros((row_chunks(x.shape[0]), x.shape[1]))   # (chunks, C) float64
+    db_parts = np.zeros_like(dw_parts)                          # (chunks, C) float64
+    _layernorm_backward_kernel(dy, x, w, mean, rstd, dx, dw_parts, db_parts)
+    return dx, dw_parts.sum(axis=0).astype(x.dtype), db_parts.sum(axis=0).astype(x.dtype)
+
+
+def row_chunks(n_rows):
+    """How many row chunks a backward cuts N rows into: enough to share out among cores."""
+    return max(1, min(n_rows, 64))
+
+
 # ---- dispatch ----------------------------------------------------------------------
 def layernorm_forward(x, w, b, eps=1e-5):
+    if use_numba(x, w, b) and x.dtype in (np.float32, np.float64):
+        return layernorm_forward_v1(x, w, b, eps)
     return layernorm_forward_reference(x, w, b, eps)
 
 
 def layernorm_backward(dy, x, w, mean, rstd):
+    if use_numba(dy, x, w, mean, rstd) and x.dtype in (np.float32, np.float64):
+        return layernorm_backward_v1(dy, x, w, mean, rstd)
     return layernorm_backward_reference(dy, x, w, mean, rstd)
+
+
+if __name__ == "__main__":
+    from ._lesson import check, report
+
+    N, C = 32 * 128, 256                                    # config c: B*T rows, d_model
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        x, dy = (rng.standard_normal((N, C)).astype(dtype) for _ in range(2))
+        w, b = (rng.standard_normal(C).astype(dtype) for _ in range(2))
+        y, mean, rstd = layernorm_forward_reference(x, w, b)
+        want = layernorm_backward_reference(dy, x, w, mean, rstd)
+        size = x.itemsize
+        print(f"layernorm N={N} C={C} {np.dtype(dtype).name}")
+        for name, forward, backward in [
+            ("reference", layernorm_forward_reference, layernorm_backward_reference),
+            ("numba v1", layernorm_forward_v1, layernorm_backward_v1),
+        ]:
+            check(f"{name} forward", forward(x, w, b), (y, mean, rstd), dtype)
+            report(f"{name} forward", forward, (x, w, b), (2 * N * C + 2 * N + 2 * C) * size)
+            check(f"{name} backward", backward(dy, x, w, mean, rstd), want, dtype)
+            report(f"{name} backward", backward, (dy, x, w, mean, rstd),
+                   (3 * N * C + 2 * N + 3 * C) * size)

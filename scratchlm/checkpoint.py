@@ -73,6 +73,13 @@ def save_checkpoint(path, model: GPT, tokenizer, optimizer=None, train_state: di
     return path
 
 
+def new_file_mode() -> int:
+    """The permissions open() would give a new file (mkstemp's temporary files are 0600)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(path: Path, tensors: dict, meta: dict) -> None:
     from safetensors.numpy import save
 
@@ -83,6 +90,7 @@ def _atomic_write(path: Path, tensors: dict, meta: dict) -> None:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         try:

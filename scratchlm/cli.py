@@ -20,7 +20,8 @@ Train options:
   --max-seq-len N         Context length in tokens [default: 128].
   --dropout P             Dropout probability in [0, 1) [default: 0.1].
   --epochs N              Passes over the training split [default: 10].
-  --max-steps N           Stop after N optimizer steps in total (0: no limit) [default: 0].
+  --max-steps N           Stop after N optimizer steps in total; the learning-rate schedule
+                          still spans --epochs (0: no limit) [default: 0].
   --batch-size N          Sequences per optimizer step [default: 32].
   --learning-rate LR      Peak learning rate of AdamW [default: 0.002].
   --weight-decay WD       Decoupled weight decay on the weight matrices [default: 0.1].
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
         if args["train"]:
             from .cli_train import run_train_command
 
-            return run_train_command(args)
+            return run_train_command(args, argv)
         if args["generate"]:
             from .cli_generate import run_generate_command
 

@@ -1,0 +1,223 @@
+"""scratchlm against PyTorch eager, side by side, every measurement in a fresh process.
+
+    python benchmarks/compare_torch.py --configs a,b,c --repeats 3
+    python benchmarks/compare_torch.py --generate --configs a,c --repeats 3
+    python benchmarks/compare_torch.py --configs c --device cuda --json results.json
+
+Each measurement is one child process (``--worker``) that imports only one side
+(scratchlm or torch: their thread pools must never share a process), builds the
+configuration, times the first step (for scratchlm this includes Numba's compile or
+cache load), warms up, then times ``--steps`` steps, synchronising the GPU around
+each. The parent alternates the sides (scratchlm, torch, scratchlm, torch, ...),
+and reports medians over processes, the ratio scratchlm/torch, and each process's
+peak RSS. Children get ``--threads`` in OMP/OpenBLAS/MKL/Numba thread variables
+(and ``torch.set_num_threads``). ``--cold-numba-cache`` points each scratchlm child
+at an empty Numba cache, so its first step shows the full compile cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from configs import CONFIGS, GENERATE_CONTEXT, GENERATE_TOKENS, parse_keys  # noqa: E402
+
+SIDES = ("scratchlm", "torch")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+# ---- the child: one side, one configuration, one process ------------------------------------
+def measure(side: str, mode: str, key: str, steps: int, warmup: int, device: str, threads: int) -> dict:
+    """Run in a worker process: time ``steps`` training steps (or generations) of one side."""
+    start = time.perf_counter()
+    if side == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        import torch_gpt as impl
+    else:
+        import scratch_gpt as impl
+    import_s = time.perf_counter() - start
+    config = CONFIGS[key]
+
+    if mode == "train":
+        runner = impl.Trainer(config, device=device)
+        work, sync, tokens = runner.step, runner.synchronize, config.tokens_per_step
+    else:
+        model = impl.build_decoder(config, GENERATE_CONTEXT, device=device)
+        work, sync, tokens = (lambda: impl.decode(model, [0], GENERATE_TOKENS)), (lambda: None), GENERATE_TOKENS
+
+    def timed() -> float:
+        t0 = time.perf_counter()
+        work()
+        sync()
+        return time.perf_counter() - t0
+
+    first_s = timed()
+    for _ in range(warmup):
+        timed()
+    times = [timed() for _ in range(steps)]
+    median_s = statistics.median(times)
+    return {
+        "side": side, "mode": mode, "config": key, "device": device, "threads": threads,
+        "import_s": import_s, "first_s": first_s, "median_s": median_s, "times_s": times,
+        "tokens_per_s": tokens / median_s,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+# ---- the parent: alternate the sides, one process per measurement ----------------------------
+def child_env(threads: int, numba_cache_dir: str | None) -> dict:
+    env = dict(os.environ)
+    for name in THREAD_VARIABLES:
+        env[name] = str(threads)
+    if numba_cache_dir:
+        env["NUMBA_CACHE_DIR"] = numba_cache_dir
+    return env
+
+
+def run_worker(side: str, key: str, args) -> dict:
+    mode = "generate" if args.generate else "train"
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", side, "--configs", key,
+               "--mode-worker", mode, "--steps", str(args.steps), "--warmup", str(args.warmup),
+               "--device", args.device, "--threads", str(args.threads)]
+    with tempfile.TemporaryDirectory(prefix="numba-cold-") as cold_dir:
+        cache = cold_dir if (args.cold_numba_cache and side == "scratchlm") else None
+        load_before = os.getloadavg()[0]
+        done = subprocess.run(command, env=child_env(args.threads, cache), capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"{side} worker for config {key} failed (exit {done.returncode})")
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    record["load_before"] = load_before
+    return record
+
+
+def summarise(records: list[dict], keys: list[str], sides: list[str]) -> list[dict]:
+    """Medians over processes, per configuration and side, and the ratio scratchlm/torch."""
+    rows = []
+    for key in keys:
+        row = {"config": key}
+        for side in sides:
+            mine = [r for r in records if r["config"] == key and r["side"] == side]
+            row[side] = {
+                "tokens_per_s": statistics.median(r["tokens_per_s"] for r in mine),
+                "median_s": statistics.median(r["median_s"] for r in mine),
+                "first_s": statistics.median(r["first_s"] for r in mine),
+                "peak_rss_mib": max(r["peak_rss_mib"] for r in mine),
+                "processes": len(mine),
+                "spread": [round(r["tokens_per_s"]) for r in mine],
+            }
+        if "torch" in row:
+            row["ratio"] = row["scratchlm"]["tokens_per_s"] / row["torch"]["tokens_per_s"]
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict], sides: list[str], mode: str) -> None:
+    unit = "ms/200 tok" if mode == "generate" else "ms/step"
+    head = ["config"]
+    for side in sides:
+        head += [f"{side} tok/s", f"{side} {unit}", f"{side} first s", f"{side} RSS MiB"]
+    if "torch" in sides:
+        head.append("ratio")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for row in rows:
+        cells = [CONFIGS[row["config"]].describe()]
+        for side in sides:
+            s = row[side]
+            cells += [f"{s['tokens_per_s']:,.0f}", f"{1000 * s['median_s']:.1f}",
+                      f"{s['first_s']:.2f}", f"{s['peak_rss_mib']:.0f}"]
+        if "ratio" in row:
+            cells.append(f"{row['ratio']:.2f}")
+        print("| " + " | ".join(cells) + " |")
+    for row in rows:
+        spreads = ", ".join(f"{side} {row[side]['spread']}" for side in sides)
+        print(f"  {row['config']}: tokens/s per process: {spreads}")
+
+
+def machine_info() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    commit = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(HERE.parent), "status", "--porcelain"],
+                           capture_output=True, text=True).stdout.strip()
+    return {"cpu": model, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "commit": commit + ("+uncommitted" if dirty else ""), "date": time.strftime("%Y-%m-%d %H:%M"),
+            "load": os.getloadavg()}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", default="a,b,c", help="comma-separated keys among a,b,c,d")
+    parser.add_argument("--repeats", type=int, default=3, help="processes per side and configuration")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (generations) per process")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--generate", action="store_true",
+                        help=f"batch-1 greedy generation of {GENERATE_TOKENS} tokens with a KV cache")
+    parser.add_argument("--scratchlm-only", action="store_true", help="skip torch even if installed")
+    parser.add_argument("--cold-numba-cache", action="store_true",
+                        help="give each scratchlm process an empty Numba cache (first step = full compile)")
+    parser.add_argument("--json", metavar="OUT", help="also write every measurement to OUT")
+    parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--mode-worker", choices=("train", "generate"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if min(args.repeats, args.steps, args.threads) < 1 or args.warmup < 0:
+        parser.error("--repeats, --steps and --threads must be at least 1, --warmup at least 0")
+    try:
+        args.keys = parse_keys(args.configs)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        record = measure(args.worker, args.mode_worker, args.keys[0], args.steps, args.warmup,
+                         args.device, args.threads)
+        print(json.dumps(record))
+        return
+    sides = ["scratchlm"]
+    if not args.scratchlm_only and importlib.util.find_spec("torch") is not None:
+        sides.append("torch")
+    mode = "generate" if args.generate else "train"
+    info = machine_info()
+    print(f"# {mode} on {args.device}: {info['cpu']} ({info['cpus']} cpus), threads {args.threads}, "
+          f"commit {info['commit']}, {info['date']}, load {info['load'][0]:.2f}", flush=True)
+    records = []
+    for key in args.keys:
+        for repeat in range(args.repeats):
+            for side in sides:
+                record = run_worker(side, key, args)
+                records.append(record)
+                print(f"  {key} {side:9s} #{repeat + 1}: {record['tokens_per_s']:>10,.0f} tok/s  "
+                      f"first {record['first_s']:.2f}s  RSS {record['peak_rss_mib']:.0f} MiB  "
+                      f"(load {record['load_before']:.2f})", flush=True)
+    rows = summarise(records, args.keys, sides)
+    print_table(rows, sides, mode)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": info, "mode": mode, "args": vars(args),
+                                               "rows": rows, "records": records}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""The files a training run writes beside its checkpoints, and the numbers in them.
+
+- ``config.yaml``: every setting (the keys ``--config`` reads back) plus a ``run`` section
+  recording the data, vocabulary, parameter count, fixed optimizer constants and versions;
+- ``metrics.jsonl``: one JSON record per evaluation;
+- ``training_log.txt``: a table with one row per epoch and, at the end, the best epoch,
+  the final perplexity and the total time;
+- ``loss_curve.svg``: train and validation loss against optimizer steps, written by hand.
+
+Bits per character = val loss (nats per token) / ln 2 x tokens per character. With the
+char tokenizer a token is a character (the factor is 1); with the byte tokenizer the factor
+is the validation split's bytes per UTF-8 character (bytes that are not 0b10xxxxxx
+continuation bytes start a character). Every file is rewritten whole and renamed into
+place, so a crash never leaves half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .checkpoint import new_file_mode
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def format_duration(seconds) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def sparkline(values) -> str:
+    """One block character per value, low to high."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    return "".join(SPARK[min(int((v - lo) / span * (len(SPARK) - 1) + 0.5), len(SPARK) - 1)] for v in values)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, new_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Make ``dst`` hold the same bytes as ``src`` (a hard link when the file system allows), atomically."""
+    tmp = dst.with_name(f".{dst.name}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def prune_checkpoints(output_dir: Path, epoch: int, keep: int) -> None:
+    """Delete epoch checkpoints older than the newest ``keep`` (never final_model.pt)."""
+    if keep <= 0:
+        return
+    for path in output_dir.glob("checkpoint_epoch_*.pt"):
+        number = path.stem.rsplit("_", 1)[-1]
+        if number.isdigit() and int(number) <= epoch - keep:
+            path.unlink(missing_ok=True)
+
+
+def bits_per_char(job, loss: float) -> float:
+    return loss / math.log(2) * job.tokens_per_char
+
+
+# ---- records -------------------------------------------------------------------------------
+def run_facts(job) -> dict:
+    """What the configuration panel shows ("panel") and what config.yaml records ("run")."""
+    from .train_setup import ADAM_BETAS, ADAM_EPS, MIN_LR_RATIO
+
+    s, cfg, info = job.settings, job.model.config, job.data_info
+    params = job.model.num_parameters()
+    panel = {
+        "Model": f"Transformer (GPT, pre-{cfg.norm}, {cfg.pos_encoding} positions)",
+        "Parameters": f"{params:,}",
+        "Hidden dim": cfg.d_model,
+        "Layers": cfg.n_layers,
+        "Attention heads": cfg.n_heads,
+        "Context": f"{cfg.max_seq_len} tokens",
+        "Vocabulary": f"{cfg.vocab_size} ({job.tokenizer.kind})",
+        "Data": f"{info['path']}: {info['characters']:,} characters "
+                f"({info['train_tokens']:,} train / {info['val_tokens']:,} val tokens)",
+        "Steps per epoch": f"{job.steps_per_epoch} (batch {s.batch_size})",
+        "Epochs": s.epochs,
+        "Device": job.device,
+        "Output": str(job.output_dir),
+    }
+    run = {
+        "data_characters": info["characters"], "train_tokens": info["train_tokens"], "val_tokens": info["val_tokens"],
+        "vocab_size": cfg.vocab_size, "parameters": params, "steps_per_epoch": job.steps_per_epoch,
+        "schedule_steps": job.schedule_steps, "device_used": job.device, "adam_betas": list(ADAM_BETAS),
+        "adam_eps": ADAM_EPS, "min_lr_ratio": MIN_LR_RATIO, "val_tokens_per_char": round(job.tokens_per_char, 6),
+        "versions": {"scratchlm": __version__, "numpy": np.__version__, "python": platform.python_version()},
+    }
+    return {"panel": panel, "run": run}
+
+
+def write_config(job) -> None:
+    import yaml
+
+    values = job.settings.hyperparameters()
+    values["resumed_from"] = job.resumed_from
+    values["run"] = run_facts(job)["run"]
+    header = ("# Settings of a scratchlm training run. Train again with them:\n"
+              "#   scratchlm train DATA --config config.yaml   (options on the command line win)\n"
+              "# The 'run' section and 'resumed_from' are a record and are ignored when read back.\n")
+    write_text_atomic(job.output_dir / "config.yaml", header + yaml.safe_dump(values, sort_keys=False))
+
+
+def eval_record(job, epoch: int, end_of_epoch: bool, val: float, best: bool, lr: float,
+                tokens_per_s: float, epoch_time_s: float) -> dict:
+    state = job.state
+    return {
+        "step": state.step, "epoch": epoch, "end_of_epoch": end_of_epoch,
+        "train_loss": state.epoch_loss_sum / max(state.epoch_loss_steps, 1),
+        "val_loss": val, "val_perplexity": math.exp(min(val, 700.0)), "val_bits_per_char": bits_per_char(job, val),
+        "lr": lr, "tokens_per_s": round(tokens_per_s, 1), "epoch_time_s": round(epoch_time_s, 3),
+        "elapsed_s": round(state.elapsed_s, 3), "best": best,
+    }
+
+
+def summary(job, reason: str) -> dict:
+    state, best = job.state, job.state.best_val_loss
+    return {
+        "reason": reason, "epochs_done": state.epochs_done, "steps": state.step,
+        "best_epoch": state.best_epoch, "best_step": state.best_step, "val_loss": best,
+        "perplexity": None if best is None else math.exp(min(best, 700.0)),
+        "bits_per_char": None if best is None else bits_per_char(job, best),
+        "total_time_s": state.elapsed_s, "output_dir": str(job.output_dir),
+        "final_model": str(job.output_dir / "final_model.pt"),
+    }
+
+
+# ---- the report files ----------------------------------------------------------------------
+def write_reports(job, final: dict | None = None) -> None:
+    """Rewrite metrics.jsonl, training_log.txt and loss_curve.svg from the run's history."""
+    history = job.state.history
+    write_text_atomic(job.output_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+    write_text_atomic(job.output_dir / "training_log.txt", training_log(job, final))
+    write_text_atomic(job.output_dir / "loss_curve.svg",
+                      loss_curve_svg(job.state.curve, [(r["step"], r["val_loss"]) for r in history]))
+
+
+def training_log(job, final: dict | None) -> str:
+    s, cfg, info = job.settings, job.model.config, job.data_info
+    per_char = ("one token is one character" if job.tokenizer.kind == "char"
+                else f"x {job.tokens_per_char:.4f} bytes per character of the validation text")
+    lines = [
+        "scratchlm training log",
+        f"data: {info['path']} ({info['characters']:,} characters; {info['train_tokens']:,} train and "
+        f"{info['val_tokens']:,} validation tokens)",
+        f"model: {job.model.num_parameters():,} parameters; d_model {cfg.d_model}, {cfg.n_layers} layers, "
+        f"{cfg.n_heads} heads, context {cfg.max_seq_len}, vocabulary {cfg.vocab_size} ({job.tokenizer.kind})",
+        f"training: {s.epochs} epochs x {job.steps_per_epoch} steps, batch {s.batch_size}, AdamW lr {s.learning_rate:g} "
+        f"({s.lr_schedule}, {s.warmup_steps} warm-up steps), seed {s.seed}, device {job.device}",
+        f"val bits/char = val loss / ln 2 ({per_char})",
+        "",
+        f"{'epoch':>5} {'step':>7} {'train_loss':>10} {'val_loss':>9} {'val_ppl':>9} {'val_bpc':>8} "
+        f"{'lr':>9} {'tokens/s':>10} {'epoch_time':>10}",
+    ]
+    for r in job.state.history:
+        if r["end_of_epoch"]:
+            lines.append(f"{r['epoch']:>5} {r['step']:>7} {r['train_loss']:>10.4f} {r['val_loss']:>9.4f} "
+                         f"{r['val_perplexity']:>9.2f} {r['val_bits_per_char']:>8.3f} {r['lr']:>9.2e} "
+                         f"{r['tokens_per_s']:>10,.0f} {format_duration(r['epoch_time_s']):>10}")
+    if final and final["val_loss"] is not None:
+        lines += [
+            "",
+            f"best epoch: {final['best_epoch']} (step {final['best_step']}), val loss {final['val_loss']:.4f}",
+            f"final perplexity: {final['perplexity']:.2f} (final_model.pt; val bits/char {final['bits_per_char']:.3f})",
+            f"total time: {format_duration(final['total_time_s'])}",
+            f"stopped: {final['reason']} after {final['epochs_done']} epochs, {final['steps']} steps",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def loss_curve_svg(train_points, val_points, width: int = 640, height: int = 400) -> str:
+    """An SVG line chart of train loss (blue) and val loss (orange, dots) against steps."""
+    left, right, top, bottom = 64, 20, 36, 48
+    points = [p for p in list(train_points) + list(val_points) if math.isfinite(p[1])]
+    max_step = max([p[0] for p in points] + [1])
+    lo = min((p[1] for p in points), default=0.0)
+    hi = max((p[1] for p in points), default=1.0)
+    pad = (hi - lo) * 0.05 or 0.5
+    lo, hi = lo - pad, hi + pad
+
+    def x(step):
+        return left + (width - left - right) * step / max_step
+
+    def y(loss):
+        return top + (height - top - bottom) * (hi - loss) / (hi - lo)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="15">Loss</text>']
+    for i in range(6):
+        loss, step = lo + (hi - lo) * i / 5, round(max_step * i / 5)
+        out.append(f'<line x1="{left}" y1="{y(loss):.1f}" x2="{width - right}" y2="{y(loss):.1f}" stroke="#e5e5e5"/>')
+        out.append(f'<text x="{left - 6}" y="{y(loss) + 4:.1f}" text-anchor="end">{loss:.2f}</text>')
+        out.append(f'<text x="{x(step):.1f}" y="{height - bottom + 18}" text-anchor="middle">{step}</text>')
+    out.append(f'<polyline points="{left},{top} {left},{height - bottom} {width - right},{height - bottom}" '
+               'fill="none" stroke="black"/>')
+    out.append(f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle">optimizer step</text>')
+    for name, series, color in (("train", train_points, "#1f77b4"), ("validation", val_points, "#ff7f0e")):
+        good = [(s, v) for s, v in series if math.isfinite(v)]
+        if good:
+            coords = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in good)
+            out.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"/>')
+        if name == "validation":
+            out += [f'<circle cx="{x(s):.1f}" cy="{y(v):.1f}" r="3" fill="{color}"/>' for s, v in good]
+    for i, (name, color) in enumerate((("train loss", "#1f77b4"), ("val loss", "#ff7f0e"))):
+        ly = top + 8 + 18 * i
+        out.append(f'<line x1="{width - right - 110}" y1="{ly}" x2="{width - right - 90}" y2="{ly}" '
+                   f'stroke="{color}" stroke-width="2"/>')
+        out.append(f'<text x="{width - right - 84}" y="{ly + 4}">{name}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,66 @@
+"""The ``evaluate`` command: docopt arguments -> checked settings -> a "Model Evaluation" panel.
+
+Options and files are checked before any scoring starts; ``--output FILE.json``
+gets the same figures as the panel, written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from . import backend
+from .cli_options import int_option, output_file_option, write_text_atomically
+
+
+def evaluation_panel(result):
+    """A rich Panel with the figures of an ``Evaluation``."""
+    from rich.panel import Panel
+    from rich.table import Table
+
+    rows = [
+        ("Test Loss:", f"{result.loss:.4f}"),
+        ("Perplexity:", f"{result.perplexity:.2f}"),
+        ("Bits/Char:", f"{result.bits_per_char:.3f}"),
+        ("Accuracy:", f"{100 * result.accuracy:.1f}%"),
+        ("Characters scored:", f"{result.characters_scored:,}"),
+    ]
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for label, value in rows:
+        table.add_row(label, value)
+    return Panel(table, title="Model Evaluation", expand=False)
+
+
+def run_evaluate_command(args: dict) -> int:
+    from rich.console import Console
+
+    from .checkpoint import load_checkpoint
+    from .data import read_text
+    from .evaluate import evaluate_text
+
+    stride = None if args.get("--stride") is None else int_option(args, "--stride", minimum=1)
+    batch_size = int_option(args, "--batch-size", minimum=1)
+    output = output_file_option(args, "--output")
+    device = backend.resolve_device(args["--device"])
+    text = read_text(args["DATA"])
+    checkpoint = load_checkpoint(args["CKPT"])
+    model = checkpoint.build_model(device)
+
+    err = Console(stderr=True)
+    if args.get("--quiet") or not err.is_terminal:
+        result = evaluate_text(model, checkpoint.tokenizer, text, stride, batch_size)
+    else:
+        from rich.progress import Progress
+
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("Scoring", total=None)
+            result = evaluate_text(model, checkpoint.tokenizer, text, stride, batch_size,
+                                   progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if output is not None:
+        figures = dict(result.to_dict(), checkpoint=str(args["CKPT"]), data=str(args["DATA"]))
+        write_text_atomically(output, json.dumps(figures, indent=2) + "\n")
+    Console().print(evaluation_panel(result))
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,101 @@
+"""The ``generate`` command: docopt arguments -> checked settings -> text streamed to stdout.
+
+Every option is checked before the checkpoint is read, so a typo costs nothing;
+problems raise ``UserError`` subclasses that ``cli.py`` prints as one line (exit 2).
+The text is written as it is produced (prompt first, then each piece, flushed), and
+``--output-file`` is written once, atomically, when all samples are done.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from . import backend
+from .cli_options import float_option, int_option, output_file_option, write_text_atomically
+from .errors import OptionError
+
+EXIT_INTERRUPTED = 130
+
+
+def sampling_settings(args: dict):
+    from .generate import SamplingSettings
+
+    stop = args.get("--stop")
+    if stop is not None and stop == "":
+        raise OptionError("--stop needs a non-empty string")
+    return SamplingSettings(
+        max_tokens=int_option(args, "--max-tokens", minimum=0),
+        temperature=float_option(args, "--temperature"),
+        top_k=int_option(args, "--top-k", minimum=0, meaning=" (0 turns top-k off)"),
+        top_p=float_option(args, "--top-p"),
+        seed=int_option(args, "--seed", minimum=0),
+        stop=stop,
+    )
+
+
+def model_summary(model, tokenizer, device: str) -> str:
+    cfg = model.config
+    return (f"Model: {model.num_parameters():,} parameters, dim {cfg.d_model}, {cfg.n_layers} layers, "
+            f"{cfg.n_heads} heads, context {cfg.max_seq_len}, {cfg.pos_encoding} positions, "
+            f"{tokenizer.kind} tokenizer ({tokenizer.vocab_size} symbols), {device}")
+
+
+def run_generate_command(args: dict) -> int:
+    from .checkpoint import load_checkpoint
+    from .decode import Decoder
+    from .generate import generate_text, prompt_ids
+
+    settings = sampling_settings(args)
+    num_samples = int_option(args, "--num-samples", minimum=1)
+    output = output_file_option(args, "--output-file")
+    device = backend.resolve_device(args["--device"])
+    checkpoint = load_checkpoint(args["CKPT"])
+    model = checkpoint.build_model(device)
+    tokenizer = checkpoint.tokenizer
+    decoder = Decoder(model)
+
+    if args.get("--interactive"):
+        return _run_interactive(decoder, tokenizer, settings, model_summary(model, tokenizer, device), output)
+
+    prompt = args.get("--prompt") or ""
+    prompt_ids(tokenizer, prompt)  # unknown characters: fail before printing anything
+    rng = np.random.default_rng(settings.seed)
+    out = sys.stdout
+    samples = []
+    try:
+        for index in range(num_samples):
+            if num_samples > 1:
+                out.write(("\n" if index else "") + f"--- sample {index + 1} of {num_samples} ---\n")
+            out.write(prompt)
+            out.flush()
+            pieces = []
+            for piece in generate_text(decoder, tokenizer, prompt, settings, rng):
+                pieces.append(piece)
+                out.write(piece)
+                out.flush()
+            out.write("\n")
+            out.flush()
+            samples.append(prompt + "".join(pieces))
+    except KeyboardInterrupt:
+        out.write("\n")
+        out.flush()
+        print("interrupted: nothing written to --output-file" if output else "interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if output is not None:
+        write_text_atomically(output, "\n\n".join(samples) + "\n")
+    return 0
+
+
+def _run_interactive(decoder, tokenizer, settings, summary: str, output) -> int:
+    from .interactive import InteractiveSession, read_line_with_editing
+
+    transcript: list[str] = []
+
+    def save(prompt: str, continuation: str) -> None:
+        transcript.append(prompt + continuation)
+        write_text_atomically(output, "\n\n".join(transcript) + "\n")
+
+    session = InteractiveSession(decoder, tokenizer, settings, summary, on_sample=save if output else None)
+    return session.run(read_line_with_editing())

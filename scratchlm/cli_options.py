@@ -1,0 +1,77 @@
+"""Turning docopt's strings into checked values, and writing result files safely.
+
+Every check raises ``OptionError`` with a message that names the option, so
+``cli.py`` can print it as one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import OptionError
+
+
+def int_option(args: dict, name: str, minimum: int | None = None, meaning: str = "") -> int:
+    """``args[name]`` as a whole number, at least ``minimum``."""
+    text = str(args[name]).strip()
+    try:
+        value = int(text)
+    except ValueError:
+        raise OptionError(f"{name} needs a whole number, got {text!r}") from None
+    if minimum is not None and value < minimum:
+        raise OptionError(f"{name} must be {minimum} or more{meaning}, got {value}")
+    return value
+
+
+def float_option(args: dict, name: str) -> float:
+    """``args[name]`` as a finite number (the range is checked by the settings it goes into)."""
+    text = str(args[name]).strip()
+    try:
+        value = float(text)
+    except ValueError:
+        raise OptionError(f"{name} needs a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise OptionError(f"{name} needs a finite number, got {text!r}")
+    return value
+
+
+def output_file_option(args: dict, name: str) -> Path | None:
+    """``args[name]`` as a file we will be able to write, checked before any work starts."""
+    if not args.get(name):
+        return None
+    path = Path(args[name]).expanduser()
+    if path.is_dir():
+        raise OptionError(f"{name} {path} is a directory: give a file name")
+    parent = path.parent
+    if not parent.is_dir():
+        raise OptionError(f"{name} {path}: the folder {parent} does not exist")
+    try:  # the only honest writability test (access() says yes to root even where writes fail)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OptionError(f"{name} {path} is not writable: {exc.strerror or exc}") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OptionError(f"{name} {path} is not writable: permission denied")
+    return path
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise

@@ -1,0 +1,221 @@
+"""The train command: docopt's options (and an optional --config YAML) -> checked settings -> a run.
+
+Where a setting comes from, highest first: an option given on the command line, the
+``--config`` file, the recorded settings of the checkpoint being resumed, the default in
+the usage string (``cli.py``, the only place defaults are written). docopt fills in the
+defaults itself, so "given on the command line" is found by parsing argv a second time
+against the usage string with its defaults removed. Every bad value becomes an
+``OptionError`` naming the option (or the config key) and what would be valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from .checkpoint import load_checkpoint
+from .errors import OptionError
+from .model import NORMS, POS_ENCODINGS
+from .optim import SCHEDULES
+from .tokenizer import KINDS
+from .train_setup import FIXED_ON_RESUME, SETTING_KEYS, TrainSettings, check_resumable
+
+RECORD_ONLY_KEYS = ("data", "run", "resumed_from")  # in config.yaml, but not settings --config can change
+
+
+def whole(minimum: int):
+    kind = "a positive whole number" if minimum == 1 else "a whole number, 0 or more"
+
+    def convert(value, label):
+        number = None
+        if not isinstance(value, bool):
+            try:
+                number = int(str(value).strip())
+            except ValueError:
+                try:
+                    as_float = float(str(value).strip())
+                    number = int(as_float) if as_float.is_integer() else None
+                except ValueError:
+                    number = None
+        if number is None or number < minimum:
+            raise OptionError(f"{label} must be {kind}, got {value!r}")
+        return number
+
+    return convert
+
+
+def real(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = True):
+    if high == math.inf:
+        kind = "a positive number" if low_open else "a number, 0 or more"
+    else:
+        kind = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def convert(value, label):
+        try:
+            number = float(str(value).strip()) if not isinstance(value, bool) else math.nan
+        except ValueError:
+            number = math.nan
+        inside = (low < number if low_open else low <= number) and (number < high if high_open else number <= high)
+        if not (math.isfinite(number) and inside):
+            raise OptionError(f"{label} must be {kind}, got {value!r}")
+        return number
+
+    return convert
+
+
+def choice(options):
+    def convert(value, label):
+        text = str(value).strip().lower()
+        if text not in options:
+            raise OptionError(f"{label} must be one of {', '.join(options)}, got {value!r}")
+        return text
+
+    return convert
+
+
+def text(value, label):
+    value = str(value).strip() if value is not None else ""
+    if not value:
+        raise OptionError(f"{label} must not be empty")
+    return value
+
+
+OPTIONS = {  # usage-string option -> (TrainSettings field, converter)
+    "--output-dir": ("output_dir", text),
+    "--model-dim": ("model_dim", whole(1)),
+    "--num-heads": ("num_heads", whole(1)),
+    "--num-layers": ("num_layers", whole(1)),
+    "--max-seq-len": ("max_seq_len", whole(1)),
+    "--dropout": ("dropout", real(0.0, 1.0)),
+    "--epochs": ("epochs", whole(1)),
+    "--max-steps": ("max_steps", whole(0)),
+    "--batch-size": ("batch_size", whole(1)),
+    "--learning-rate": ("learning_rate", real(0.0, low_open=True)),
+    "--weight-decay": ("weight_decay", real(0.0)),
+    "--warmup-steps": ("warmup_steps", whole(0)),
+    "--lr-schedule": ("lr_schedule", choice(SCHEDULES)),
+    "--val-split": ("val_split", real(0.0, 1.0, low_open=True)),
+    "--gradient-clip": ("gradient_clip", real(0.0)),
+    "--grad-accum": ("grad_accum", whole(1)),
+    "--eval-interval": ("eval_interval", whole(0)),
+    "--patience": ("patience", whole(0)),
+    "--seed": ("seed", whole(0)),
+    "--tokenizer": ("tokenizer", choice(KINDS)),
+    "--pos-encoding": ("pos_encoding", choice(POS_ENCODINGS)),
+    "--norm": ("norm", choice(NORMS)),
+    "--keep-checkpoints": ("keep_checkpoints", whole(0)),
+    "--device": ("device", choice(("auto", "cpu", "cuda"))),
+}
+OPTION_OF = {field: option for option, (field, _) in OPTIONS.items()}
+assert set(OPTION_OF) == set(SETTING_KEYS) - {"data"}, "every setting but DATA needs an option in the usage string"
+
+
+def given_options(argv) -> set[str]:
+    """The long options that ``argv`` really names (not docopt's filled-in defaults)."""
+    from docopt import docopt
+
+    from .cli import __doc__ as usage
+
+    bare = re.sub(r"\s*\[default:[^\]]*\]", "", usage)
+    parsed = docopt(bare, argv=list(argv), default_help=False)
+    return {key for key, value in parsed.items() if key.startswith("--") and value not in (None, False)}
+
+
+def read_config(path) -> dict:
+    """The settings in a YAML file with config.yaml's keys, or an OptionError saying what is wrong."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise OptionError(f"--config {path}: {'is a directory' if path.is_dir() else 'file not found'}")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise OptionError(f"--config {path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
+    except (UnicodeDecodeError, OSError) as exc:
+        raise OptionError(f"--config {path} cannot be read as UTF-8 text: {exc}") from exc
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise OptionError(f"--config {path} must hold 'setting: value' lines like a run's config.yaml, "
+                          f"not a {type(values).__name__}")
+    settings = {}
+    for key, value in values.items():
+        name = str(key).strip().lstrip("-").replace("-", "_")
+        if name in RECORD_ONLY_KEYS:
+            continue
+        if name not in OPTION_OF:
+            close = difflib.get_close_matches(name, list(OPTION_OF), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(OPTION_OF)}"
+            raise OptionError(f"--config {path}: unknown setting {key!r} ({hint})")
+        settings[name] = value
+    return settings
+
+
+def settings_from_args(args, argv=None):
+    """(TrainSettings, the checkpoint to resume or None) from docopt's ``args`` and the raw ``argv``."""
+    given = given_options(sys.argv[1:] if argv is None else argv)
+    raw = {field: (args[option], option) for option, (field, _) in OPTIONS.items()}
+    from_user = {OPTIONS[o][0] for o in given if o in OPTIONS}
+    checkpoint = recorded = None
+    if args["--resume-from"]:
+        checkpoint = load_checkpoint(args["--resume-from"])
+        check_resumable(checkpoint, args["--resume-from"])
+        recorded = checkpoint.train_state["settings"]
+        for field in OPTION_OF:
+            if field not in from_user and field in recorded:
+                raw[field] = (recorded[field], f"{field} in {args['--resume-from']}")
+        if "output_dir" not in from_user:
+            raw["output_dir"] = (str(Path(args["--resume-from"]).parent), "--output-dir")
+    if args["--config"]:
+        for field, value in read_config(args["--config"]).items():
+            if field not in from_user:
+                raw[field] = (value, f"{field} in {args['--config']}")
+                from_user.add(field)
+    values = {field: OPTIONS[OPTION_OF[field]][1](value, label) for field, (value, label) in raw.items()}
+    if recorded is not None:
+        for field in FIXED_ON_RESUME:
+            if field in from_user and field in recorded and values[field] != recorded[field]:
+                raise OptionError(f"{raw[field][1]} {raw[field][0]} differs from the resumed run's {field} "
+                                  f"{recorded[field]}: a resumed run keeps it (drop the option, or start a new run)")
+    if values["grad_accum"] > values["batch_size"]:
+        raise OptionError(f"--grad-accum {values['grad_accum']} is more than --batch-size {values['batch_size']}: "
+                          "each micro-batch needs at least one sequence")
+    data = text(args["DATA"], "DATA")
+    return TrainSettings(data=data, **values, resume_from=args["--resume-from"],
+                         overwrite=bool(args["--overwrite"])), checkpoint
+
+
+def resume_command(settings: TrainSettings, checkpoint, quiet: bool) -> str:
+    """The command line that continues this run from ``checkpoint``."""
+    program = Path(sys.argv[0]).name
+    program = program if program in ("scratchlm", "fundamentallm") else "python -m scratchlm"
+    parts = [program, "train", settings.data, "--output-dir", settings.output_dir, "--resume-from", str(checkpoint)]
+    return " ".join(shlex.quote(p) if i > 1 else p for i, p in enumerate(parts)) + (" --quiet" if quiet else "")
+
+
+def run_train_command(args, argv=None) -> int:
+    """Train as the command line asked; returns the exit code (130 after Ctrl-C, 1 on a NaN loss)."""
+    from .report import make_reporter
+    from .train import TrainingDiverged, TrainingInterrupted, train
+
+    try:
+        settings, checkpoint = settings_from_args(args, argv)
+        train(settings, make_reporter(bool(args["--quiet"])), checkpoint)
+    except TrainingInterrupted as stop:
+        print(f"\nInterrupted at step {stop.step}; saved {stop.checkpoint}", file=sys.stderr)
+        print(f"Resume with: {resume_command(settings, stop.checkpoint, bool(args['--quiet']))}", file=sys.stderr)
+        return 130
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nInterrupted (no checkpoint was saved)", file=sys.stderr)
+        return 130
+    return 0

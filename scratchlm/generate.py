@@ -1,0 +1,165 @@
+"""Text generation: sampling settings, sampling one token, and streaming a continuation.
+
+``generate_text`` continues a prompt with a ``Decoder`` (the KV-cache decoder of
+``decode.py``) and yields the new text piece by piece as it is produced, so a
+caller can print each piece at once. Sampling happens on the host with NumPy:
+the logits of one position are a few dozen numbers, and a host draw from one
+seeded ``numpy.random.Generator`` makes "same seed, same text" hold on every device.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+
+from .errors import OptionError
+
+# Tried in order when the prompt is empty: a text has to start from some token.
+START_CHARACTERS = ("\n", " ")
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How a continuation is drawn. ``top_k`` 0 and ``top_p`` 1.0 mean "off"; they combine."""
+
+    max_tokens: int = 200
+    temperature: float = 0.8
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 42
+    stop: str | None = None
+
+    def __post_init__(self):
+        if self.max_tokens < 0:
+            raise OptionError(f"max tokens must be 0 or more, got {self.max_tokens}")
+        if not self.temperature >= 0.0:  # also rejects NaN
+            raise OptionError(f"temperature must be 0 (greedy) or more, got {self.temperature}")
+        if self.top_k < 0:
+            raise OptionError(f"top-k must be 0 (off) or a positive number of tokens, got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise OptionError(f"top-p must be in (0, 1], got {self.top_p}")
+        if self.seed < 0:
+            raise OptionError(f"seed must be 0 or more, got {self.seed}")
+        if self.stop == "":
+            raise OptionError("the stop string must not be empty")
+
+    def updated(self, name: str, text: str) -> "SamplingSettings":
+        """A copy with one setting parsed from text (``/set top_k=5``); OptionError if it is bad."""
+        name = name.strip().lower().replace("-", "_")
+        kinds = {f.name: f.type for f in fields(self) if f.name != "stop"}
+        if name not in kinds:
+            raise OptionError(f"unknown setting {name!r}: choose one of {', '.join(kinds)}")
+        parse = int if kinds[name] in (int, "int") else float
+        try:
+            value = parse(text.strip())
+        except ValueError:
+            raise OptionError(f"{name} needs {'a whole number' if parse is int else 'a number'}, got {text.strip()!r}") from None
+        return replace(self, **{name: value})
+
+
+def sample_token(logits: np.ndarray, settings: SamplingSettings, rng: np.random.Generator) -> int:
+    """Draw the next token id from logits (V,): greedy at temperature 0, else temperature,
+    then top-k (keep the k likeliest), then top-p (keep the fewest likeliest holding p)."""
+    if settings.temperature == 0.0:
+        return int(np.argmax(logits))
+    z = logits / settings.temperature                                         # (V,)
+    if 0 < settings.top_k < len(z):
+        kth = np.partition(z, -settings.top_k)[-settings.top_k]
+        z = np.where(z < kth, -np.inf, z)
+    z -= z.max()
+    probs = np.exp(z)
+    probs /= probs.sum()                                                      # (V,)
+    if settings.top_p < 1.0:
+        order = np.argsort(-probs, kind="stable")
+        cumulative = np.cumsum(probs[order])
+        keep = int(np.searchsorted(cumulative, settings.top_p)) + 1
+        kept = np.zeros_like(probs)
+        kept[order[:keep]] = probs[order[:keep]]
+        probs = kept
+    cdf = np.cumsum(probs)
+    return min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(cdf) - 1)
+
+
+class TextStream:
+    """Token ids -> text, one id at a time. Byte tokens go through an incremental UTF-8
+    decoder, so a character split over several tokens appears once it is complete."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace") if tokenizer.kind == "byte" else None
+
+    def push(self, token: int) -> str:
+        if self._utf8 is not None:
+            return self._utf8.decode(bytes((token,)))
+        return self.tokenizer.decode([token])
+
+    def flush(self) -> str:
+        """Whatever an unfinished byte sequence left behind (as U+FFFD)."""
+        return self._utf8.decode(b"", final=True) if self._utf8 is not None else ""
+
+
+def prompt_ids(tokenizer, prompt: str) -> np.ndarray:
+    """The prompt as token ids (TokenizerError for characters the model never saw).
+
+    An empty prompt starts from a newline (or a space, or the first character of the
+    vocabulary): a character model has no start-of-text token.
+    """
+    if prompt:
+        return tokenizer.encode(prompt)
+    for start in START_CHARACTERS:
+        if not tokenizer.unknown(start):
+            return tokenizer.encode(start)
+    return np.zeros(1, dtype=np.int32)
+
+
+def generate_tokens(decoder, ids, settings: SamplingSettings, rng: np.random.Generator) -> Iterator[int]:
+    """Up to ``settings.max_tokens`` sampled token ids continuing ``ids`` (the decoder is reset first)."""
+    if settings.max_tokens == 0:
+        return
+    decoder.reset()
+    logits = decoder.feed(ids)                                                # (V,)
+    for produced in range(1, settings.max_tokens + 1):
+        token = sample_token(logits, settings, rng)
+        yield token
+        if produced < settings.max_tokens:
+            logits = decoder.feed([token])
+
+
+def generate_text(decoder, tokenizer, prompt: str, settings: SamplingSettings,
+                  rng: np.random.Generator) -> Iterator[str]:
+    """The continuation of ``prompt`` (not the prompt itself), as pieces of text, as produced.
+
+    With ``settings.stop``, the text ends just before the first occurrence of the stop
+    string (which is not yielded); text that might be the start of it is held back
+    until the next tokens show whether it is.
+    """
+    ids = prompt_ids(tokenizer, prompt)
+    stream = TextStream(tokenizer)
+    pending = ""
+    for token in generate_tokens(decoder, ids, settings, rng):
+        pending += stream.push(token)
+        ready, pending, stopped = _release(pending, settings.stop)
+        if ready:
+            yield ready
+        if stopped:
+            return
+    pending += stream.flush()
+    ready, _, _ = _release(pending, settings.stop, final=True)
+    if ready:
+        yield ready
+
+
+def _release(pending: str, stop: str | None, final: bool = False) -> tuple[str, str, bool]:
+    """Split ``pending`` into (text safe to show, text held back, whether the stop string was hit)."""
+    if not stop:
+        return pending, "", False
+    at = pending.find(stop)
+    if at >= 0:
+        return pending[:at], "", True
+    if final:
+        return pending, "", False
+    held = next((n for n in range(min(len(stop) - 1, len(pending)), 0, -1) if stop.startswith(pending[-n:])), 0)
+    return pending[: len(pending) - held], pending[len(pending) - held :], False

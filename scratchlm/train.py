@@ -1,0 +1,293 @@
+"""The training job as a library function: ``train(settings, reporter)``.
+
+One optimizer step: zero the flat gradient buffer; for each micro-batch, forward,
+then backward with the loss scaled by the micro-batch's share of the rows (so the
+accumulated gradient equals the full batch's); clip; AdamW. Losses are summed where
+they live and read to the host only when logged (every step on the CPU, where that
+is free and names the exact step of a NaN; a few times an epoch on a GPU).
+
+Everything a resumed run needs is in each checkpoint's ``train_state``: the settings,
+the step and epoch counters (the learning-rate schedule is a function of the step),
+the data-order RNG state from the start of the epoch under way (the epoch's order is
+redrawn and the steps already done are skipped), the dropout RNG state, the history
+and the best validation loss. AdamW's moments and step count travel as tensors.
+This module prints nothing: it tells a ``reporter`` what happens.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import artifacts
+from .backend import array_module_for
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import epoch_batches, eval_windows, micro_batch_bounds
+from .function import no_grad
+from .optim import lr_at
+from .report import Reporter
+from .train_setup import MIN_LR_RATIO, TrainJob, TrainSettings, check_resumable, create_output_dir, prepare
+
+__all__ = ["train", "TrainSettings", "TrainingInterrupted", "TrainingDiverged"]
+CURVE_POINTS_PER_EPOCH = 20
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: the run stopped at a step boundary and saved a resumable checkpoint."""
+
+    def __init__(self, checkpoint: Path | None, step: int):
+        super().__init__(f"training interrupted at step {step}")
+        self.checkpoint, self.step = checkpoint, step
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite; the last good checkpoints are kept."""
+
+
+def train(settings: TrainSettings, reporter: Reporter | None = None, checkpoint=None) -> dict:
+    """Run a training job; returns the summary (best epoch, val loss, perplexity, paths...)."""
+    if settings.resume_from and checkpoint is None:
+        checkpoint = load_checkpoint(settings.resume_from)
+        check_resumable(checkpoint, settings.resume_from)
+    job = prepare(settings, checkpoint)
+    create_output_dir(job.output_dir, settings.overwrite and not job.resumed_from)
+    reporter = reporter or Reporter()
+    try:
+        return Trainer(job, reporter).run()
+    finally:
+        reporter.close()
+
+
+def validation_loss(model, val_ids, window: int, batch_size: int) -> float:
+    """Mean loss per predicted token over the whole validation split (dropout off, no tape)."""
+    full, tail = eval_windows(val_ids, window)
+    total, count = 0.0, 0
+    model.eval()
+    with no_grad():
+        for start in range(0, len(full), batch_size):
+            rows = full[start : start + batch_size]                            # (B, W)
+            _, loss = model(rows[:, :-1], rows[:, 1:])
+            total = total + loss.data * rows[:, 1:].size
+            count += rows[:, 1:].size
+        if tail is not None:
+            _, loss = model(tail[:, :-1], tail[:, 1:])
+            total = total + loss.data * tail[:, 1:].size
+            count += tail[:, 1:].size
+    model.train()
+    return float(total) / count
+
+
+class StopRequest:
+    """Turns the first Ctrl-C into a request to stop at the next step boundary (a second one aborts)."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+class Trainer:
+    def __init__(self, job: TrainJob, reporter: Reporter):
+        self.job, self.s, self.state, self.reporter = job, job.settings, job.state, reporter
+        self.xp = array_module_for(job.device)
+        self.train_ids = self.xp.asarray(job.train_ids)                       # (N_train,) moved once
+        self.val_ids = self.xp.asarray(job.val_ids)                           # (N_val,)
+        self.data_rng = np.random.default_rng(self.s.seed + 2)                # weights: seed, dropout: seed + 1
+        self.curve_every = max(1, job.steps_per_epoch // CURVE_POINTS_PER_EPOCH)
+        self.read_every = 1 if job.device == "cpu" else self.curve_every
+        self.pending_loss, self.pending_steps = 0.0, 0                        # summed on the device
+        self.last_loss = self.last_val = None
+        self.session_start, self.elapsed_before = time.perf_counter(), job.state.elapsed_s
+        self.session_steps, self.first_step_s, self.later_steps_s = 0, 0.0, 0.0  # for the ETA
+        self.epoch_tokens, self.epoch_train_s = 0, 0.0
+
+    # ---- the run -------------------------------------------------------------------------
+    def run(self) -> dict:
+        job, s, state = self.job, self.s, self.state
+        artifacts.write_config(job)
+        self.reporter.start(artifacts.run_facts(job), job.resumed_from, state.step)
+        stop = None
+        with StopRequest() as self.stop_request:
+            while state.epochs_done < s.epochs and state.step < job.last_step and stop is None:
+                stop = self._epoch(state.epochs_done + 1)
+        if stop is None:
+            stop = "done" if state.epochs_done >= s.epochs else "max-steps"
+        self._clock()
+        summary = artifacts.summary(job, stop)
+        artifacts.write_reports(job, summary)
+        self.reporter.finish(summary, [r["val_loss"] for r in state.history])
+        return summary
+
+    def _epoch(self, epoch: int) -> str | None:
+        job, s, state = self.job, self.s, self.state
+        if state.epoch_rng_state is None:                                    # a fresh epoch
+            state.epoch_rng_state = copy.deepcopy(self.data_rng.bit_generator.state)
+        self.data_rng.bit_generator.state = state.epoch_rng_state
+        inputs, targets = epoch_batches(self.train_ids, job.window, self.data_rng, self.xp)  # 2 x (N, T)
+        spe, B = job.steps_per_epoch, s.batch_size
+        self.epoch_tokens, self.epoch_train_s = 0, 0.0
+        self.reporter.epoch_start(epoch, s.epochs, spe, state.step_in_epoch)
+        started = time.perf_counter() - state.epoch_time_s                  # counts earlier sessions too
+        for b in range(state.step_in_epoch, spe):
+            if state.step >= job.last_step:
+                return self._stop_mid_epoch(epoch, started, "max-steps")
+            if self.stop_request.requested:
+                self._interrupt(started)
+            self._step(inputs[b * B : (b + 1) * B], targets[b * B : (b + 1) * B])  # 2 x (B, T)
+            state.step_in_epoch = b + 1
+            state.epoch_time_s = time.perf_counter() - started
+            if s.eval_interval and state.step % s.eval_interval == 0 and b + 1 < spe:
+                self._evaluate(epoch, end_of_epoch=False, started=started)
+                if s.patience and state.bad_evals >= s.patience:
+                    return self._stop_mid_epoch(epoch, started, "early-stop", evaluated=True)
+        self._read_losses(force_curve=True)
+        record = self._evaluate(epoch, end_of_epoch=True, started=started)
+        state.epochs_done, state.step_in_epoch, state.epoch_rng_state = epoch, 0, None
+        state.epoch_loss_sum, state.epoch_loss_steps, state.epoch_time_s = 0.0, 0, 0.0
+        path = self._save(job.output_dir / f"checkpoint_epoch_{epoch}.pt", best=record["best"])
+        artifacts.prune_checkpoints(job.output_dir, epoch, s.keep_checkpoints)
+        self.reporter.epoch_end(record, path)
+        if s.patience and state.bad_evals >= s.patience:
+            return "early-stop"
+        return None
+
+    def _step(self, inputs, targets) -> None:
+        """One optimizer step on a batch (B, T) of inputs and targets."""
+        t0 = time.perf_counter()
+        state, opt, s = self.state, self.job.optimizer, self.s
+        rows = len(inputs)
+        opt.zero_grad()
+        step_loss = 0.0
+        for a, b in micro_batch_bounds(rows, s.grad_accum):
+            _, loss = self.job.model(inputs[a:b], targets[a:b])              # mean over (b-a, T)
+            share = (b - a) / rows
+            if share == 1.0:
+                loss.backward()
+            else:
+                loss.backward(self.xp.asarray(share, dtype=loss.dtype))       # grads add up in place
+            step_loss = step_loss + loss.data * share
+        self.pending_loss = self.pending_loss + step_loss
+        self.pending_steps += 1
+        if self.pending_steps >= self.read_every:
+            self._read_losses(step=state.step + 1)                           # a NaN never reaches the weights
+        if s.gradient_clip > 0:
+            opt.clip_grad_norm(s.gradient_clip)
+        opt.step(self._lr(state.step))
+        state.step += 1
+        took = time.perf_counter() - t0
+        self.session_steps += 1
+        if self.session_steps == 1:
+            self.first_step_s = took
+        else:
+            self.later_steps_s += took
+        self.epoch_tokens += inputs.size
+        self.epoch_train_s += took
+        self.reporter.step(state.step_in_epoch + 1, self.last_loss, self.last_val, self._tokens_per_s(), self._eta_s())
+
+    def _read_losses(self, step: int | None = None, force_curve: bool = False) -> None:
+        """Bring the losses summed since the last read to the host; stop on NaN or infinity."""
+        state = self.state
+        step = step or state.step
+        if self.pending_steps:
+            total, n = float(self.pending_loss), self.pending_steps
+            self.pending_loss, self.pending_steps = 0.0, 0
+            if not math.isfinite(total):
+                self._diverged(total, f"at step {step}" if n == 1 else f"between steps {step - n + 1} and {step}")
+            self.last_loss = total / n
+            state.epoch_loss_sum += total
+            state.epoch_loss_steps += n
+            state.curve_loss_sum += total
+            state.curve_loss_steps += n
+        if state.curve_loss_steps and (force_curve or step % self.curve_every == 0):
+            state.curve.append([step, state.curve_loss_sum / state.curve_loss_steps])
+            state.curve_loss_sum, state.curve_loss_steps = 0.0, 0
+
+    def _diverged(self, value: float, where: str):
+        raise TrainingDiverged(
+            f"the loss became {value} {where}: lower --learning-rate (now {self.s.learning_rate:g}) or "
+            f"--gradient-clip (now {self.s.gradient_clip:g}; 1.0 is a safe value); "
+            "the checkpoints saved so far are kept")
+
+    # ---- evaluation, checkpoints, stopping ---------------------------------------------------
+    def _evaluate(self, epoch: int, end_of_epoch: bool, started: float) -> dict:
+        job, state = self.job, self.state
+        self._read_losses()
+        val = validation_loss(job.model, self.val_ids, job.window, self.s.batch_size)
+        if not math.isfinite(val):
+            self._diverged(val, f"on the validation split after step {state.step}")
+        self.last_val = val
+        best = state.best_val_loss is None or val < state.best_val_loss
+        if best:
+            state.best_val_loss, state.best_epoch, state.best_step, state.bad_evals = val, epoch, state.step, 0
+        else:
+            state.bad_evals += 1
+        self._clock()
+        record = artifacts.eval_record(job, epoch, end_of_epoch, val, best, self._lr(max(state.step - 1, 0)),
+                                       self._tokens_per_s(), time.perf_counter() - started)
+        state.history.append(record)
+        if best and not end_of_epoch:
+            self._save(job.output_dir / "final_model.pt")
+        self.reporter.evaluated(record)
+        artifacts.write_reports(job)
+        return record
+
+    def _save(self, path: Path, best: bool = False) -> Path:
+        job, state = self.job, self.state
+        state.dropout_rng_state = job.model.dropout_rng.bit_generator.state
+        self._clock()
+        train_state = {"settings": job.settings.hyperparameters(), "data": job.data_info, "state": vars(state)}
+        save_checkpoint(path, job.model, job.tokenizer, job.optimizer, train_state)
+        if best:
+            artifacts.link_or_copy(path, job.output_dir / "final_model.pt")
+        return path
+
+    def _stop_mid_epoch(self, epoch: int, started: float, reason: str, evaluated: bool = False) -> str:
+        self._read_losses(force_curve=True)
+        if not evaluated:
+            self._evaluate(epoch, end_of_epoch=False, started=started)
+        path = self._save(self.job.output_dir / f"checkpoint_step_{self.state.step}.pt")
+        self.reporter.stopped(reason, path)
+        return reason
+
+    def _interrupt(self, started: float) -> None:
+        self._read_losses(force_curve=True)
+        self.state.epoch_time_s = time.perf_counter() - started
+        path = self._save(self.job.output_dir / "interrupted.pt")
+        artifacts.write_reports(self.job)
+        raise TrainingInterrupted(path, self.state.step)
+
+    # ---- schedule, clock and speed -------------------------------------------------------------
+    def _lr(self, step: int) -> float:
+        s = self.s
+        return lr_at(step, s.learning_rate, s.lr_schedule, s.warmup_steps, self.job.schedule_steps, MIN_LR_RATIO)
+
+    def _clock(self) -> None:
+        self.state.elapsed_s = self.elapsed_before + time.perf_counter() - self.session_start
+
+    def _tokens_per_s(self) -> float:
+        return self.epoch_tokens / self.epoch_train_s if self.epoch_train_s > 0 else 0.0
+
+    def _eta_s(self) -> float:
+        """Seconds left for the remaining steps (the session's first step, which compiles, is left out)."""
+        n = self.session_steps
+        per_step = self.later_steps_s / (n - 1) if n > 1 else self.first_step_s
+        return (self.job.last_step - self.state.step) * per_step

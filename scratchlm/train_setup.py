@@ -1,0 +1,248 @@
+"""What a training run checks and builds before it writes a single byte.
+
+``prepare`` reads and splits the text, builds (or restores) the model and the
+optimizer, resolves the device and checks the output directory. Every problem a
+user can fix becomes a typed error here (``DataError``, ``OptionError``,
+``CheckpointError``, ``ConfigError``, ``DeviceError``), so a bad run stops before
+its output directory is created or touched.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zlib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from . import backend
+from .data import read_text, split_tokens, windows_per_epoch
+from .errors import CheckpointError, DataError, OptionError
+from .model import GPT, GPTConfig
+from .optim import AdamW
+from .tokenizer import build_tokenizer
+
+ADAM_BETAS = (0.9, 0.99)       # beta2 0.99 suits small character models
+ADAM_EPS = 1e-8
+MIN_LR_RATIO = 0.1             # cosine decays to 10% of the peak learning rate
+RUN_FILES = ("final_model.pt", "interrupted.pt", "config.yaml", "training_log.txt", "metrics.jsonl", "loss_curve.svg")
+RUN_PATTERNS = ("checkpoint_epoch_*.pt", "checkpoint_step_*.pt")
+# Settings that define the model or the data order: a resumed run must keep them.
+FIXED_ON_RESUME = ("model_dim", "num_heads", "num_layers", "max_seq_len", "dropout", "tokenizer",
+                   "pos_encoding", "norm", "seed", "val_split", "batch_size")
+
+
+@dataclass
+class TrainSettings:
+    """Every setting of a run; the field names are the keys of a run's config.yaml."""
+
+    data: str
+    output_dir: str
+    model_dim: int
+    num_heads: int
+    num_layers: int
+    max_seq_len: int
+    dropout: float
+    epochs: int
+    max_steps: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    warmup_steps: int
+    lr_schedule: str
+    val_split: float
+    gradient_clip: float
+    grad_accum: int
+    eval_interval: int
+    patience: int
+    seed: int
+    tokenizer: str
+    pos_encoding: str
+    norm: str
+    keep_checkpoints: int
+    device: str
+    resume_from: str | None = None
+    overwrite: bool = False
+
+    def hyperparameters(self) -> dict:
+        """The settings that describe the run (what config.yaml and checkpoints record)."""
+        values = asdict(self)
+        values.pop("resume_from")
+        values.pop("overwrite")
+        return values
+
+
+SETTING_KEYS = tuple(f.name for f in fields(TrainSettings) if f.name not in ("resume_from", "overwrite"))
+
+
+@dataclass
+class RunState:
+    """Where a run stands; saved in every checkpoint so a resumed run continues exactly."""
+
+    step: int = 0                       # optimizer steps done
+    epochs_done: int = 0
+    step_in_epoch: int = 0              # steps done in the epoch under way
+    epoch_rng_state: dict | None = None  # data-order RNG state before this epoch's order was drawn
+    dropout_rng_state: dict | None = None
+    best_val_loss: float | None = None
+    best_epoch: int = 0
+    best_step: int = 0
+    bad_evals: int = 0                  # evaluations since the last improvement (for --patience)
+    epoch_loss_sum: float = 0.0         # training loss summed over this epoch's steps so far
+    epoch_loss_steps: int = 0
+    epoch_time_s: float = 0.0
+    curve_loss_sum: float = 0.0         # the loss-curve point under way
+    curve_loss_steps: int = 0
+    elapsed_s: float = 0.0
+    history: list = field(default_factory=list)   # one record per evaluation (metrics.jsonl)
+    curve: list = field(default_factory=list)     # [step, mean train loss] points (loss_curve.svg)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunState":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass
+class TrainJob:
+    """A checked, ready-to-run training run: data, model, optimizer and where it stands."""
+
+    settings: TrainSettings
+    tokenizer: object
+    train_ids: np.ndarray
+    val_ids: np.ndarray
+    data_info: dict
+    tokens_per_char: float               # val tokens per character, to turn bits/token into bits/char
+    model: GPT
+    optimizer: AdamW
+    device: str
+    state: RunState
+    output_dir: Path
+    resumed_from: str | None = None
+
+    @property
+    def window(self) -> int:
+        return self.settings.max_seq_len + 1
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(windows_per_epoch(len(self.train_ids), self.window) / self.settings.batch_size)
+
+    @property
+    def schedule_steps(self) -> int:
+        """The learning-rate schedule spans every planned epoch (--max-steps only stops early)."""
+        return self.settings.epochs * self.steps_per_epoch
+
+    @property
+    def last_step(self) -> int:
+        planned = self.schedule_steps
+        return min(planned, self.settings.max_steps) if self.settings.max_steps else planned
+
+
+def prepare(settings: TrainSettings, checkpoint=None) -> TrainJob:
+    """Check everything and build the run; raises a typed error for anything a user can fix."""
+    text = read_text(settings.data)
+    tokenizer = checkpoint.tokenizer if checkpoint else build_tokenizer(settings.tokenizer, text)
+    ids = tokenizer.encode(text)                                              # (N,)
+    data_info = {"path": str(settings.data), "characters": len(text), "tokens": int(len(ids)),
+                 "crc32": zlib.crc32(text.encode("utf-8"))}
+    if checkpoint:
+        _check_same_data(settings, checkpoint.train_state.get("data", {}), data_info)
+    train_ids, val_ids = split_tokens(ids, settings.val_split)
+    _check_lengths(settings, len(ids), len(train_ids), len(val_ids), tokenizer.kind)
+    data_info.update(train_tokens=int(len(train_ids)), val_tokens=int(len(val_ids)))
+    config = checkpoint.config if checkpoint else GPTConfig(
+        vocab_size=tokenizer.vocab_size, d_model=settings.model_dim, n_heads=settings.num_heads,
+        n_layers=settings.num_layers, max_seq_len=settings.max_seq_len, dropout=settings.dropout,
+        norm=settings.norm, pos_encoding=settings.pos_encoding)
+    device = backend.resolve_device(settings.device)
+    output_dir = check_output_dir(Path(settings.output_dir), resuming=checkpoint is not None,
+                                  overwrite=settings.overwrite)
+    if checkpoint:
+        model = checkpoint.build_model(device)
+        state = RunState.from_dict(checkpoint.train_state["state"])
+        model.dropout_rng.bit_generator.state = state.dropout_rng_state
+    else:
+        model = GPT(config, seed=settings.seed).to(device)                    # weights on the device before AdamW
+        state = RunState()
+    optimizer = AdamW(model.parameters(), lr=settings.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS,
+                      weight_decay=settings.weight_decay)
+    if checkpoint:
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+    chars = int(np.count_nonzero((val_ids & 0xC0) != 0x80)) if tokenizer.kind == "byte" else len(val_ids)
+    return TrainJob(settings, tokenizer, train_ids, val_ids, data_info, len(val_ids) / max(chars, 1),
+                    model, optimizer, device, state, output_dir,
+                    str(settings.resume_from) if checkpoint else None)
+
+
+def check_resumable(checkpoint, path) -> None:
+    """A checkpoint to resume from must carry the training state, not only weights."""
+    ts = checkpoint.train_state
+    if checkpoint.optimizer_state is None or "settings" not in ts or "state" not in ts:
+        raise CheckpointError(f"{path} holds a model but no training state, so a run cannot resume from it: "
+                              "use a checkpoint_epoch_N.pt, final_model.pt or interrupted.pt written by scratchlm train")
+
+
+def _check_same_data(settings, recorded: dict, data_info: dict) -> None:
+    if recorded and (recorded.get("tokens"), recorded.get("crc32")) != (data_info["tokens"], data_info["crc32"]):
+        raise DataError(f"{settings.data} is not the text this run was trained on ({recorded.get('path')}, "
+                        f"{recorded.get('characters')} characters): resume with the same DATA file")
+
+
+def _check_lengths(settings, n_total: int, n_train: int, n_val: int, kind: str) -> None:
+    """The training split needs one window of max_seq_len + 1 tokens; the validation split two tokens."""
+    unit = "bytes" if kind == "byte" else "characters"
+    window = settings.max_seq_len + 1
+    if n_train >= window and n_val >= 2:
+        return
+    needed = window
+    while True:
+        n_val_needed = int(round(needed * settings.val_split))
+        if needed - n_val_needed >= window and n_val_needed >= 2:
+            break
+        needed += 1
+    hint = f"use a longer file or lower --max-seq-len to {n_train - 1} or less" if n_train >= 3 and n_val >= 2 \
+        else "use a longer file"
+    raise DataError(
+        f"{settings.data} is too short: it has {n_total} {unit}, but --max-seq-len {settings.max_seq_len} with "
+        f"--val-split {settings.val_split:g} needs at least {needed} ({window} to train on, 2 to validate): {hint}")
+
+
+def run_files(path: Path) -> list[Path]:
+    """The files of an earlier run in ``path`` (what --overwrite replaces)."""
+    found = [path / name for name in RUN_FILES if (path / name).exists()]
+    for pattern in RUN_PATTERNS:
+        found += sorted(path.glob(pattern))
+    return found
+
+
+def check_output_dir(path: Path, resuming: bool, overwrite: bool) -> Path:
+    """Refuse an output path that is a file, not writable, or holds another run (without --overwrite)."""
+    if path.exists() and not path.is_dir():
+        raise OptionError(f"--output-dir {path} is a file, not a directory: choose another --output-dir")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OptionError(f"--output-dir {path} cannot be created: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OptionError(f"--output-dir {path} is not writable ({existing}: permission denied): choose another --output-dir")
+    if path.is_dir() and not (resuming or overwrite):
+        old = run_files(path)
+        if old:
+            raise OptionError(f"{path} already holds a training run ({old[0].name}): pass --overwrite to replace it, "
+                              "--resume-from to continue it, or choose another --output-dir")
+    return path
+
+
+def create_output_dir(path: Path, overwrite: bool) -> None:
+    """Make the output directory; with --overwrite, delete the earlier run's files (only those)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            for old in run_files(path):
+                old.unlink()
+    except OSError as exc:
+        raise OptionError(f"cannot write to --output-dir {path}: {exc.strerror or exc}") from exc

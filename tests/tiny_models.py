@@ -1,0 +1,73 @@
+"""Tiny models and checkpoints for the generate / evaluate / interactive tests.
+
+``tiny_model`` builds a small GPT and (optionally) gives it a few AdamW steps on the
+shipped sample text, so its generations and losses are not pure noise; checkpoints
+are cached per test session by their settings.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from scratchlm.checkpoint import save_checkpoint
+from scratchlm.model import GPT, GPTConfig
+from scratchlm.optim import AdamW
+from scratchlm.tokenizer import build_tokenizer
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "sample_data.txt"
+SCRATCHLM = Path(sys.executable).parent / "scratchlm"
+
+
+def sample_text() -> str:
+    return SAMPLE.read_text(encoding="utf-8")
+
+
+def tiny_model(text: str | None = None, tokenizer: str = "char", steps: int = 0, seed: int = 0,
+               dtype=None, **config):
+    """(model, tokenizer): a GPT sized by ``config`` (tiny defaults), trained ``steps`` AdamW steps."""
+    text = sample_text() if text is None else text
+    tok = build_tokenizer(tokenizer, text)
+    settings = dict(d_model=32, n_heads=2, n_layers=2, max_seq_len=32, dropout=0.0)
+    settings.update(config)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, **settings), seed=seed, dtype=dtype)
+    if steps:
+        train_briefly(model, tok.encode(text), steps, seed)
+    return model.eval(), tok
+
+
+def train_briefly(model, ids: np.ndarray, steps: int, seed: int, batch: int = 16, lr: float = 1e-2) -> None:
+    rng = np.random.default_rng(seed)
+    window = model.config.max_seq_len
+    optimizer = AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        starts = rng.integers(0, len(ids) - window - 1, size=batch)[:, None]    # (B, 1)
+        rows = starts + np.arange(window + 1)[None, :]                          # (B, T+1)
+        optimizer.zero_grad()
+        _, loss = model.forward(ids[rows[:, :-1]], targets=ids[rows[:, 1:]])
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+
+_made: dict = {}
+
+
+def checkpoint_file(folder: Path, **settings) -> Path:
+    """A checkpoint of ``tiny_model(**settings)`` in ``folder`` (made once per session)."""
+    key = tuple(sorted(settings.items()))
+    if key not in _made:
+        name = "_".join(f"{k}-{v}" for k, v in key) or "default"
+        model, tok = tiny_model(**settings)
+        _made[key] = save_checkpoint(folder / f"{name}.pt", model, tok)
+    return _made[key]
+
+
+def run_cli(*args, input: str | None = None, timeout: float = 60, cwd=None) -> subprocess.CompletedProcess:
+    """Run the installed console script; text in, text out."""
+    return subprocess.run([str(SCRATCHLM), *map(str, args)], input=input, capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd)
