@@ -88,7 +88,7 @@ KERNELS = {
 
 
 def implementations(module, kernel):
-    """{"reference": f, "numba_v1": f, ...} by the naming rule of kernels/: name_reference, name_vN."""
+    """{"reference": f, "numba_v1": f, ...}, found by the naming rule name_reference, name_vN."""
     found = {"reference": getattr(module, f"{kernel}_reference")}
     version = 1
     while hasattr(module, f"{kernel}_v{version}"):

@@ -9,7 +9,8 @@ Each measurement is one child process (``--worker``) that imports only one side
 configuration, times the first step (for scratchlm this includes Numba's compile or
 cache load), warms up, then times ``--steps`` steps, synchronising the GPU around
 each. The parent alternates the sides (scratchlm, torch, scratchlm, torch, ...),
-and reports medians over processes, the ratio scratchlm/torch, and each process's
+waits before each process until other work leaves the CPUs quiet (``--max-busy``,
+``--patience``; the busy fraction it saw is recorded), and reports medians over processes, the ratio scratchlm/torch, and each process's
 peak RSS. Children get ``--threads`` in OMP/OpenBLAS/MKL/Numba thread variables
 (and ``torch.set_num_threads``). ``--cold-numba-cache`` points each scratchlm child
 at an empty Numba cache, so its first step shows the full compile cost.
@@ -89,6 +90,31 @@ def child_env(threads: int, numba_cache_dir: str | None) -> dict:
     return env
 
 
+def cpu_busy(interval: float = 0.5) -> float:
+    """Fraction of all CPUs busy over ``interval`` seconds (from /proc/stat; 0.0 where absent)."""
+    def sample():
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except OSError:
+        return 0.0
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def wait_until_quiet(max_busy: float, patience_s: float) -> float:
+    """Wait (up to ``patience_s``) until other processes keep the CPUs at most ``max_busy`` busy."""
+    deadline = time.monotonic() + patience_s
+    busy = cpu_busy()
+    while busy > max_busy and time.monotonic() < deadline:
+        time.sleep(2.0)
+        busy = cpu_busy()
+    return busy
+
+
 def run_worker(side: str, key: str, args) -> dict:
     mode = "generate" if args.generate else "train"
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", side, "--configs", key,
@@ -96,13 +122,13 @@ def run_worker(side: str, key: str, args) -> dict:
                "--device", args.device, "--threads", str(args.threads)]
     with tempfile.TemporaryDirectory(prefix="numba-cold-") as cold_dir:
         cache = cold_dir if (args.cold_numba_cache and side == "scratchlm") else None
-        load_before = os.getloadavg()[0]
+        busy_before = wait_until_quiet(args.max_busy, args.patience)
         done = subprocess.run(command, env=child_env(args.threads, cache), capture_output=True, text=True)
     if done.returncode != 0:
         sys.stderr.write(done.stdout + done.stderr)
         raise SystemExit(f"{side} worker for config {key} failed (exit {done.returncode})")
     record = json.loads(done.stdout.strip().splitlines()[-1])
-    record["load_before"] = load_before
+    record["busy_before"] = busy_before
     return record
 
 
@@ -176,6 +202,9 @@ def parse_args(argv=None):
     parser.add_argument("--scratchlm-only", action="store_true", help="skip torch even if installed")
     parser.add_argument("--cold-numba-cache", action="store_true",
                         help="give each scratchlm process an empty Numba cache (first step = full compile)")
+    parser.add_argument("--max-busy", type=float, default=0.25,
+                        help="before each process, wait until other work keeps the CPUs at most this busy")
+    parser.add_argument("--patience", type=float, default=120.0, help="the longest such wait, in seconds")
     parser.add_argument("--json", metavar="OUT", help="also write every measurement to OUT")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--mode-worker", choices=("train", "generate"), help=argparse.SUPPRESS)
@@ -211,7 +240,7 @@ def main(argv=None) -> None:
                 records.append(record)
                 print(f"  {key} {side:9s} #{repeat + 1}: {record['tokens_per_s']:>10,.0f} tok/s  "
                       f"first {record['first_s']:.2f}s  RSS {record['peak_rss_mib']:.0f} MiB  "
-                      f"(load {record['load_before']:.2f})", flush=True)
+                      f"(CPUs busy before: {100 * record['busy_before']:.0f}%)", flush=True)
     rows = summarise(records, args.keys, sides)
     print_table(rows, sides, mode)
     if args.json:

@@ -112,6 +112,8 @@ class Trainer:
         self.train_ids = self.xp.asarray(job.train_ids)                       # (N_train,) moved once
         self.val_ids = self.xp.asarray(job.val_ids)                           # (N_val,)
         self.data_rng = np.random.default_rng(self.s.seed + 2)                # weights: seed, dropout: seed + 1
+        if self.state.epoch_rng_state is None:                               # a new run
+            self.state.epoch_rng_state = copy.deepcopy(self.data_rng.bit_generator.state)
         self.curve_every = max(1, job.steps_per_epoch // CURVE_POINTS_PER_EPOCH)
         self.read_every = 1 if job.device == "cpu" else self.curve_every
         self.pending_loss, self.pending_steps = 0.0, 0                        # summed on the device
@@ -126,7 +128,7 @@ class Trainer:
         artifacts.write_config(job)
         self.reporter.start(artifacts.run_facts(job), job.resumed_from, state.step)
         stop = None
-        with StopRequest() as self.stop_request:
+        with StopRequest() as self.stop_request, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             while state.epochs_done < s.epochs and state.step < job.last_step and stop is None:
                 stop = self._epoch(state.epochs_done + 1)
         if stop is None:
@@ -139,9 +141,7 @@ class Trainer:
 
     def _epoch(self, epoch: int) -> str | None:
         job, s, state = self.job, self.s, self.state
-        if state.epoch_rng_state is None:                                    # a fresh epoch
-            state.epoch_rng_state = copy.deepcopy(self.data_rng.bit_generator.state)
-        self.data_rng.bit_generator.state = state.epoch_rng_state
+        self.data_rng.bit_generator.state = state.epoch_rng_state            # as this epoch began
         inputs, targets = epoch_batches(self.train_ids, job.window, self.data_rng, self.xp)  # 2 x (N, T)
         spe, B = job.steps_per_epoch, s.batch_size
         self.epoch_tokens, self.epoch_train_s = 0, 0.0
@@ -161,7 +161,8 @@ class Trainer:
                     return self._stop_mid_epoch(epoch, started, "early-stop", evaluated=True)
         self._read_losses(force_curve=True)
         record = self._evaluate(epoch, end_of_epoch=True, started=started)
-        state.epochs_done, state.step_in_epoch, state.epoch_rng_state = epoch, 0, None
+        state.epochs_done, state.step_in_epoch = epoch, 0
+        state.epoch_rng_state = copy.deepcopy(self.data_rng.bit_generator.state)
         state.epoch_loss_sum, state.epoch_loss_steps, state.epoch_time_s = 0.0, 0, 0.0
         path = self._save(job.output_dir / f"checkpoint_epoch_{epoch}.pt", best=record["best"])
         artifacts.prune_checkpoints(job.output_dir, epoch, s.keep_checkpoints)
@@ -222,10 +223,10 @@ class Trainer:
             state.curve_loss_sum, state.curve_loss_steps = 0.0, 0
 
     def _diverged(self, value: float, where: str):
-        raise TrainingDiverged(
-            f"the loss became {value} {where}: lower --learning-rate (now {self.s.learning_rate:g}) or "
-            f"--gradient-clip (now {self.s.gradient_clip:g}; 1.0 is a safe value); "
-            "the checkpoints saved so far are kept")
+        clip = self.s.gradient_clip
+        clip_hint = f"lower --gradient-clip (now {clip:g})" if clip > 0 else "set --gradient-clip 1.0 (now off)"
+        raise TrainingDiverged(f"the loss became {value} {where}: lower --learning-rate (now {self.s.learning_rate:g}) "
+                               f"or {clip_hint}; the checkpoints saved so far are kept")
 
     # ---- evaluation, checkpoints, stopping ---------------------------------------------------
     def _evaluate(self, epoch: int, end_of_epoch: bool, started: float) -> dict:

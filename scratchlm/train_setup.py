@@ -84,7 +84,7 @@ class RunState:
     step: int = 0                       # optimizer steps done
     epochs_done: int = 0
     step_in_epoch: int = 0              # steps done in the epoch under way
-    epoch_rng_state: dict | None = None  # data-order RNG state before this epoch's order was drawn
+    epoch_rng_state: dict | None = None  # data-order RNG state before the current epoch's order was drawn
     dropout_rng_state: dict | None = None
     best_val_loss: float | None = None
     best_epoch: int = 0

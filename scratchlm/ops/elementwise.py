@@ -37,7 +37,8 @@ class Add(Function):
     @staticmethod
     def backward(ctx, grad):
         sa, sb = ctx.shapes
-        return unbroadcast(grad, sa), unbroadcast(grad, sb)
+        need_a, need_b = ctx.needs_input_grad
+        return (unbroadcast(grad, sa) if need_a else None), (unbroadcast(grad, sb) if need_b else None)
 
 
 class Sub(Function):
