@@ -8,6 +8,10 @@ Backward:  dweight[v, :] = sum over (b, t) with ids[b, t] == v of dout[b, t, :]
 The backward is the one subtle part: the same id appears many times in a batch
 (every "e"), and each occurrence must add its gradient. ``dweight[ids] += dout``
 would keep only one of them; ``np.add.at`` accumulates them all.
+
+Versions: 0 the NumPy reference; 1 Numba (forward: rows over the cores; backward:
+blocks of columns over the cores, so repeated ids never race).
+Run ``python -m scratchlm.kernels.embedding`` to check and time them.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ def embedding_backward_reference(dout, ids, vocab_size):
 # Forward: each loop step copies one row of the table; rows go to different cores.
 @lazy_njit(parallel=True)
 def _embedding_forward_kernel(weight, ids, out):
+    # weight: (V, C); ids: (N,); out: (N, C)
     N, C = out.shape
     for n in prange(N):
         row = ids[n]
@@ -54,6 +59,7 @@ COLUMN_BLOCK = 16
 
 @lazy_njit(parallel=True)
 def _embedding_backward_kernel(dout, ids, dweight):
+    # dout: (N, C); ids: (N,); dweight: (V, C) zeros, accumulated into
     N, C = dout.shape
     n_blocks = (C + COLUMN_BLOCK - 1) // COLUMN_BLOCK
     for block in prange(n_blocks):

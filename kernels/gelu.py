@@ -11,6 +11,10 @@ Backward, with t = tanh(u):
     dx    = dy * dy/dx
 
 Nothing is cached but the input x (the op keeps it); t is recomputed in backward.
+
+Versions: 0 the NumPy reference; 1 Numba with the scalar libm tanh (a lesson in what
+not to do here); 2 Numba with a rational tanh that vectorises (float32; the default).
+Run ``python -m scratchlm.kernels.gelu`` to check and time them.
 """
 
 from __future__ import annotations

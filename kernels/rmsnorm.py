@@ -13,6 +13,9 @@ Backward, given dy (N, C):
     dx = rstd * (g - xhat * mean(g * xhat))  (mean over the row)
 
 Cached from forward: rstd, (N,).
+
+Versions: 0 the NumPy reference; 1 Numba, rows over the cores, built like layernorm.py's
+(read that one first). Run ``python -m scratchlm.kernels.rmsnorm`` to check and time them.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def rmsnorm_backward_reference(dy, x, w, rstd):
 # cache, no (N, C) temporaries, and FAST_SUMS lets the row sums use SIMD lanes.
 @lazy_njit(parallel=True, fastmath=FAST_SUMS)
 def _rmsnorm_forward_kernel(x, w, eps, y, rstd):
+    # x, y: (N, C); w: (C,); rstd: (N,) written here
     N, C = x.shape
     for n in prange(N):
         squares = 0.0
@@ -58,7 +62,8 @@ def _rmsnorm_forward_kernel(x, w, eps, y, rstd):
 
 @lazy_njit(parallel=True, fastmath=FAST_SUMS)
 def _rmsnorm_backward_kernel(dy, x, w, rstd, dx, dw_parts):
-    # chunk k of the rows sums its dw into dw_parts[k] (race-free, as in layernorm.py)
+    # dy, x, dx: (N, C); w: (C,); rstd: (N,); dw_parts: (chunks, C) zeros.
+    # Chunk k of the rows sums its dw into dw_parts[k] (race-free, as in layernorm.py).
     N, C = x.shape
     n_chunks = dw_parts.shape[0]
     rows_per_chunk = (N + n_chunks - 1) // n_chunks

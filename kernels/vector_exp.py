@@ -14,35 +14,46 @@ Math (Cody and Waite's range reduction, as every libm does it):
     exp(x) = exp(r) 2^n                   2^n built from its bits: exponent field n + 1023
 
 Accuracy against float64 ``np.exp`` (measured): float32 within 1e-7 relative (about one
-ulp), float64 within 1e-14 relative. Below x = -708 it returns exactly 0 (float64 exp
-underflows there anyway, and float32 already at -104); -inf gives 0, as exp does.
-Above 0 it is only meant for x <= 709 (softmax feeds it x - max(x) <= 0).
+ulp), float64 within 1e-14 relative. Below x = -708.4 it returns exactly 0 (where float64
+exp goes subnormal, and float32 exp is 0 already below -104); -inf gives 0 and NaN gives
+NaN, as exp does. It is meant for x <= 709 (softmax feeds it x - max(x) <= 0).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .dispatch import lazy_njit
 
+LOG2_E = 1.0 / math.log(2.0)
 LN2_HI = 0.693145751953125          # ln 2 rounded to 16 significant bits: n * LN2_HI is exact
 LN2_LO = 1.428606820309417e-06      # ln 2 - LN2_HI
-EXP_FLOOR = -708.0                  # exp(-708) ~ 3e-308, the smallest normal float64 is 2.2e-308
-INV_FACTORIALS = tuple(1.0 / math.factorial(i) for i in range(12))
+EXP_FLOOR = -708.396                # exp(-708.396) ~ 2.2252e-308, just above the smallest normal float64
+C = tuple(1.0 / math.factorial(i) for i in range(12))    # Taylor coefficients 1 / i!
 
 
-@lazy_njit()
+@lazy_njit(fastmath={"contract"}, inline="always")
 def exp_vectorisable(x):
     """exp(x) for one float32 or float64 number, computed in that dtype."""
-    import numpy as np
-
     real = type(x)
-    c = INV_FACTORIALS
-    x = max(x, real(EXP_FLOOR))
-    n = int(x * real(1.0 / LN2_HI) + (real(0.5) if x > real(0.0) else real(-0.5)))
-    r = x - real(n) * real(LN2_HI) - real(n) * real(LN2_LO)
-    poly = real(c[11])
-    for i in range(10, -1, -1):                 # Horner; a constant trip count, unrolled
-        poly = poly * r + real(c[i])
-    two_to_n = np.int64((n + 1023) << 52).view(np.float64)   # 2^n from its exponent bits
-    return poly * real(two_to_n) if x > real(EXP_FLOOR) else real(0.0)
+    y = max(x, real(EXP_FLOOR))                              # keeps 2^n a normal number
+    n = int(math.floor(y * real(LOG2_E) + real(0.5)))       # round to nearest
+    r = y - real(n) * real(LN2_HI) - real(n) * real(LN2_LO)  # |r| <= ln(2) / 2
+    poly = real(C[11])                                       # Horner, all constants x's dtype
+    poly = poly * r + real(C[10])
+    poly = poly * r + real(C[9])
+    poly = poly * r + real(C[8])
+    poly = poly * r + real(C[7])
+    poly = poly * r + real(C[6])
+    poly = poly * r + real(C[5])
+    poly = poly * r + real(C[4])
+    poly = poly * r + real(C[3])
+    poly = poly * r + real(C[2])
+    poly = poly * r + real(C[1])
+    poly = poly * r + real(C[0])
+    two_to_n = np.int64((n + 1023) << 52).view(np.float64)  # 2^n from its exponent bits
+    if x > real(EXP_FLOOR):
+        return poly * real(two_to_n)
+    return x if x != x else real(0.0)                        # NaN stays NaN; -inf gives 0

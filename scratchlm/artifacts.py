@@ -148,7 +148,7 @@ def eval_record(job, epoch: int, end_of_epoch: bool, val: float, best: bool, lr:
 def summary(job, reason: str) -> dict:
     state, best = job.state, job.state.best_val_loss
     return {
-        "reason": reason, "epochs_done": state.epochs_done, "steps": state.step,
+        "reason": reason, "epochs_done": state.epochs_done, "epochs": job.settings.epochs, "steps": state.step,
         "best_epoch": state.best_epoch, "best_step": state.best_step, "val_loss": best,
         "perplexity": None if best is None else math.exp(min(best, 700.0)),
         "bits_per_char": None if best is None else bits_per_char(job, best),

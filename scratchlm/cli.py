@@ -43,19 +43,23 @@ Train options:
   --overwrite             Replace a finished run already in --output-dir.
 
 Generate options:
-  --prompt TEXT           Text to continue [default: ].
-  --max-tokens N          Tokens to generate [default: 200].
-  --temperature T         Sampling temperature; 0 means greedy [default: 0.8].
-  --top-k K               Sample among the K likeliest tokens (0: all) [default: 0].
-  --top-p P               Sample among the likeliest tokens holding probability P, in (0, 1] [default: 1.0].
-  --num-samples N         Independent samples to draw [default: 1].
-  --stop STRING           Stop a sample when it produces STRING.
-  --output-file FILE      Also write the samples to FILE.
+  --prompt TEXT           Text to continue (empty: start from a new line) [default: ].
+  --max-tokens N          Tokens to generate, exactly; past the context length the window slides [default: 200].
+  --temperature T         Sampling temperature, 0 or more; 0 means greedy [default: 0.8].
+  --top-k K               Sample among the K likeliest tokens (0: off) [default: 0].
+  --top-p P               Sample among the likeliest tokens holding probability P, in (0, 1];
+                          combines with --top-k (1.0: off) [default: 1.0].
+  --num-samples N         Independent samples to draw; the same --seed gives the same samples [default: 1].
+  --stop STRING           End a sample just before it would produce STRING.
+  --output-file FILE      Also write the samples to FILE (once all are done).
   --interactive           A prompt loop: type text, get a continuation; /help lists commands.
 
 Evaluate options:
-  --stride N              Positions between window starts (default: the context length).
-  --output FILE           Write the figures as JSON to FILE.
+  --stride N              Positions between windows, 1 to the context length: each window after the
+                          first scores only its last N characters, so a smaller stride gives every
+                          character more context (and takes longer). Windows are scored --batch-size
+                          at a time (default: the context length).
+  --output FILE           Also write the figures as JSON to FILE.
 
 Common options:
   --device DEV            auto, cpu or cuda [default: auto].

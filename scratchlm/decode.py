@@ -7,8 +7,9 @@ therefore has two paths over the same per-layer ``KVCache`` buffers:
 - **prefill** (many tokens at once: the prompt, or a recomputed window) runs
   ``GPT.forward(ids, caches=..., start_pos=...)`` under ``no_grad``;
 - **step** (one token) walks the model's raw weight arrays directly: one position
-  through every block, no Tensors, no tape, preallocated-free NumPy matrix-vector
-  products. Tests check both paths against a full forward pass in float64.
+  through every block: no Tensors, no tape, a few NumPy matrix-vector products
+  and small vector operations per layer. Tests check both paths against a full
+  forward pass in float64.
 
 Past the context length (``max_seq_len`` = T) the window slides:
 
@@ -22,6 +23,7 @@ Past the context length (``max_seq_len`` = T) the window slides:
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 
@@ -33,55 +35,70 @@ from .nn.attention import new_caches
 from .ops.transformer import _rotate
 
 
+def _raw(param):
+    return None if param is None else param.data
+
+
+def _norm_arrays(norm):
+    """(weight, bias or None, eps) of a LayerNorm or RMSNorm module."""
+    return _raw(norm.weight), _raw(getattr(norm, "bias", None)), norm.eps
+
+
 class _BlockWeights:
-    """The raw arrays of one Block, fetched once so a step does no attribute walking."""
+    """The raw arrays of one Block, fetched once per text so a step does no attribute walking."""
 
     def __init__(self, block):
-        def raw(param):
-            return None if param is None else param.data
-
-        self.norm1 = (raw(block.norm1.weight), raw(getattr(block.norm1, "bias", None)), block.norm1.eps)
-        self.norm2 = (raw(block.norm2.weight), raw(getattr(block.norm2, "bias", None)), block.norm2.eps)
         attn, mlp = block.attn, block.mlp
-        self.qkv = (raw(attn.qkv.weight), raw(attn.qkv.bias))
-        self.attn_proj = (raw(attn.proj.weight), raw(attn.proj.bias))
-        self.fc = (raw(mlp.fc.weight), raw(mlp.fc.bias))
-        self.mlp_proj = (raw(mlp.proj.weight), raw(mlp.proj.bias))
+        self.norm1, self.norm2 = _norm_arrays(block.norm1), _norm_arrays(block.norm2)
+        self.qkv = (_raw(attn.qkv.weight), _raw(attn.qkv.bias))
+        self.attn_proj = (_raw(attn.proj.weight), _raw(attn.proj.bias))
+        self.fc = (_raw(mlp.fc.weight), _raw(mlp.fc.bias))
+        self.mlp_proj = (_raw(mlp.proj.weight), _raw(mlp.proj.bias))
 
 
 class Decoder:
     """Feeds tokens through ``model`` (put in eval mode) with a KV cache; see the module doc."""
 
     def __init__(self, model):
-        model.eval()
         cfg = model.config
         self.model = model
         self.config = cfg
         self.window = cfg.max_seq_len
         self.rolling = cfg.pos_encoding == "rope"
         self.heads, self.head_dim = cfg.n_heads, cfg.head_dim
+        self.rmsnorm = cfg.norm == "rmsnorm"
+        self.context: deque[int] = deque(maxlen=self.window)  # the last T tokens fed
+        self.reset()
+
+    def _fetch_weights(self) -> None:
+        """Take the model's current arrays (training or ``to(device)`` may have replaced them)."""
+        model, cfg = self.model, self.config
         self.xp = backend.get_array_module(model.wte.weight.data)
         self.dtype = model.dtype
-        self.rmsnorm = cfg.norm == "rmsnorm"
+        self.scale = self.dtype.type(1.0 / math.sqrt(self.head_dim))
         self.wte = model.wte.weight.data                                          # (V, C)
         self.wpe = model.wpe.weight.data if cfg.pos_encoding == "learned" else None  # (T, C)
         self.head = self.wte if cfg.tie_weights else model.lm_head.weight.data   # (V, C)
         self.blocks = [_BlockWeights(b) for b in model.blocks]
-        self.norm_f = (model.norm_f.weight.data, getattr(model.norm_f, "bias", None), model.norm_f.eps)
-        if self.norm_f[1] is not None:
-            self.norm_f = (self.norm_f[0], self.norm_f[1].data, self.norm_f[2])
-        self.scale = self.dtype.type(1.0 / math.sqrt(self.head_dim))
-        self.caches = new_caches(model, 1, self.window, self.xp)
-        self.reset()
+        self.norm_f = _norm_arrays(model.norm_f)
 
     # ---- state ----------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget everything fed so far (the next feed starts a new text at position 0)."""
+        """Forget everything fed so far: the next feed starts a new text at position 0.
+
+        Puts the model in eval mode and re-reads its weights, so a model trained or moved
+        since the last text is decoded as it is now.
+        """
+        self.model.eval()
+        self._fetch_weights()
+        caches = getattr(self, "caches", None)
+        if caches is None or backend.get_array_module(caches[0].k) is not self.xp or caches[0].k.dtype != self.dtype:
+            self.caches = new_caches(self.model, 1, self.window, self.xp)
         for cache in self.caches:
             cache.length = 0
         self.position = 0      # absolute position of the next token
         self.oldest_slot = 0   # rolling cache: the slot the next token overwrites once full
-        self.context: list[int] = []  # the last T tokens fed (what a recomputed window needs)
+        self.context.clear()
 
     @property
     def cached(self) -> int:
@@ -93,7 +110,7 @@ class Decoder:
         ids = [int(i) for i in ids]
         if not ids:
             raise ValueError("feed() needs at least one token")
-        self.context = (self.context + ids)[-self.window :]
+        self.context.extend(ids)
         if len(ids) == 1 and (self.rolling or self.cached < self.window):
             logits = self._step(ids[0])
         elif self.cached + len(ids) <= self.window:
@@ -110,7 +127,7 @@ class Decoder:
     def _recompute_window(self, new_tokens: int) -> np.ndarray:
         """Empty the cache and prefill the last T (RoPE) or T-1 tokens (absolute positions)."""
         keep = self.window if self.rolling else self.window - 1
-        window = self.context[-keep:]
+        window = list(self.context)[-keep:]
         for cache in self.caches:
             cache.length = 0
         self.oldest_slot = 0
@@ -141,6 +158,7 @@ class Decoder:
             rope = rope_tables([pos], D, self.dtype, xp)                          # 2 x (1, D/2)
         full = self.cached == self.window
         slot = self.oldest_slot if full else self.cached
+        n = self.window if full else slot + 1                                     # positions attended
         for block, cache in zip(self.blocks, self.caches):
             h = self._norm(x, *block.norm1)                                       # (C,)
             qkv = self._linear(h, *block.qkv).reshape(3, H, D)                    # (3, H, D)
@@ -149,13 +167,12 @@ class Decoder:
                 q, k = _rotate(q, *rope), _rotate(k, *rope)
             cache.k[0, :, slot] = k
             cache.v[0, :, slot] = qkv[2]
-            n = self.window if full else slot + 1
             y = self._attend(q, cache.k[0, :, :n], cache.v[0, :, :n])            # (C,)
             x += self._linear(y, *block.attn_proj)
             f = self._linear(self._norm(x, *block.norm2), *block.fc)             # (F,)
             x += self._linear(gelu_forward_reference(f), *block.mlp_proj)
         for cache in self.caches:
-            cache.length = slot + 1 if not full else self.window
+            cache.length = n
         if full:
             self.oldest_slot = (self.oldest_slot + 1) % self.window
         logits = self.head @ self._norm(x, *self.norm_f)                          # (V,)

@@ -19,6 +19,7 @@ STOP_REASONS = {
     "max-steps": "Reached --max-steps",
     "early-stop": "Early stopping: the val loss did not improve for --patience evaluations",
 }
+STOP_OPTIONS = {"max-steps": "--max-steps", "early-stop": "--patience"}
 
 
 class Reporter:
@@ -78,7 +79,7 @@ class ConsoleReporter(Reporter):
     def epoch_start(self, epoch: int, epochs: int, steps: int, done: int) -> None:
         self.epoch_label, self.steps = f"Epoch {epoch}/{epochs}", steps
         self.console.print()
-        self.console.print(self.epoch_label, style="bold")
+        self.console.print(self.epoch_label, style="bold", highlight=False)
         self.next_line_at = time.monotonic() + PLAIN_EVERY_S
         if not self.live:
             return
@@ -131,7 +132,9 @@ class ConsoleReporter(Reporter):
             return
         grid = Table.grid(padding=(0, 1))
         rows = {
-            "Best epoch": f"{summary['best_epoch']} of {summary['epochs_done']} (step {summary['best_step']})",
+            "Best epoch": f"{summary['best_epoch']} (step {summary['best_step']})",
+            "Trained": f"{summary['epochs_done']} of {summary['epochs']} epochs, {summary['steps']} steps"
+                       + (f" (stopped by {STOP_OPTIONS[summary['reason']]})" if summary["reason"] in STOP_OPTIONS else ""),
             "Val loss": f"{summary['val_loss']:.4f}",
             "Perplexity": f"{summary['perplexity']:.2f}",
             "Bits/char": f"{summary['bits_per_char']:.3f}",

@@ -270,7 +270,7 @@ class Trainer:
         return reason
 
     def _interrupt(self, started: float) -> None:
-        self._read_losses(force_curve=True)
+        self._read_losses()                      # a curve point under way stays in the state and goes on after resume
         self.state.epoch_time_s = time.perf_counter() - started
         path = self._save(self.job.output_dir / "interrupted.pt")
         artifacts.write_reports(self.job)

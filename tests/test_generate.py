@@ -52,8 +52,8 @@ def test_absolute_positions_recompute_the_window_past_the_context(pos_encoding):
     logits = decoder.feed(tokens[:4])
     for n in range(4, 20):
         assert decoder.cached <= 6
-        np.testing.assert_allclose(logits, full_logits(model, decoder.context[-decoder.cached:]), atol=1e-10)
-        assert decoder.context == tokens[:n][-6:]
+        np.testing.assert_allclose(logits, full_logits(model, list(decoder.context)[-decoder.cached:]), atol=1e-10)
+        assert list(decoder.context) == tokens[:n][-6:]
         logits = decoder.feed([tokens[n]])
 
 

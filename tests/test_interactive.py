@@ -168,6 +168,7 @@ def test_terminal_session_with_ctrl_c_and_ctrl_d(checkpoint):
         term.expect(b"> ")
         term.send(b"/status\n")
         term.expect(b"Settings: max_tokens=100000000 temperature=0.5")
+        term.expect(b"> ")
         term.send(b"\x04")                      # Ctrl-D: leave
         assert term.proc.wait(timeout=30) == 0
     finally:

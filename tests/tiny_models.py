@@ -7,6 +7,7 @@ are cached per test session by their settings.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,7 @@ def checkpoint_file(folder: Path, **settings) -> Path:
     return _made[key]
 
 
-def run_cli(*args, input: str | None = None, timeout: float = 60, cwd=None) -> subprocess.CompletedProcess:
-    """Run the installed console script; text in, text out."""
-    return subprocess.run([str(SCRATCHLM), *map(str, args)], input=input, capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd)
+def run_cli(*args, input: str | None = None, timeout: float = 120, cwd=None, env: dict | None = None):
+    """Run the installed console script (text in, text out); ``env`` adds to the environment."""
+    return subprocess.run([str(SCRATCHLM), *map(str, args)], input=input, capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=None if env is None else {**os.environ, **env})

@@ -147,9 +147,9 @@ class Dropout(Function):
 
     @staticmethod
     def forward(ctx, x, p, rng):
-        keep = rng.random(x.shape, dtype=x.dtype) >= p
+        keep = rng.random(x.shape, dtype=x.dtype) >= p   # drawn on the host: the RNG state goes in checkpoints
         scale = x.dtype.type(1.0 / (1.0 - p))
-        mask = keep.astype(x.dtype) * scale
+        mask = get_array_module(x).asarray(keep.astype(x.dtype) * scale)  # on x's device
         ctx.save(mask)
         return x * mask
 
