@@ -64,7 +64,7 @@ def _adamw_kernel(params, grads, m, v, beta1, one_minus_beta1, beta2, one_minus_
     one = params.dtype.type(1.0)
     for i in prange(params.shape[0]):
         g = grads[i]
-        m_i = m[i] * beta1 + one_minus_beta1 * g * one_minus_beta1
+        m_i = m[i] * beta1 + one_minus_beta1 * g
         v_i = v[i] * beta2 + one_minus_beta2 * g * g
         m[i] = m_i
         v[i] = v_i
