@@ -70,12 +70,14 @@ def measure(side: str, mode: str, key: str, steps: int, warmup: int, device: str
     first_s = timed()
     for _ in range(warmup):
         timed()
+    cpu_start = time.process_time()
     times = [timed() for _ in range(steps)]
+    cpu_per_wall = (time.process_time() - cpu_start) / sum(times)   # ~threads when no one else competes
     median_s = statistics.median(times)
     return {
         "side": side, "mode": mode, "config": key, "device": device, "threads": threads,
         "import_s": import_s, "first_s": first_s, "median_s": median_s, "times_s": times,
-        "tokens_per_s": tokens / median_s,
+        "tokens_per_s": tokens / median_s, "cpu_per_wall": cpu_per_wall,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -240,7 +242,7 @@ def main(argv=None) -> None:
                 records.append(record)
                 print(f"  {key} {side:9s} #{repeat + 1}: {record['tokens_per_s']:>10,.0f} tok/s  "
                       f"first {record['first_s']:.2f}s  RSS {record['peak_rss_mib']:.0f} MiB  "
-                      f"(CPUs busy before: {100 * record['busy_before']:.0f}%)", flush=True)
+                      f"CPU/wall {record['cpu_per_wall']:.2f} (busy before: {100 * record['busy_before']:.0f}%)", flush=True)
     rows = summarise(records, args.keys, sides)
     print_table(rows, sides, mode)
     if args.json:

@@ -53,8 +53,13 @@ def adamw_step_reference(params, grads, m, v, step, lr, beta1, beta2, eps, weigh
 # grads, m, v once and writes params, m, v once, on both cores. The hyperparameters are
 # cast to the buffer's dtype first (a Python float is a float64 and would turn a float32
 # loop into float64 arithmetic), and the operations are the reference's in its order, so
-# the two agree to rounding. ``error_model="numpy"``: Numba's default checks each division
-# for a zero divisor (to raise as Python would), which stops the loop from vectorising.
+# the two agree to rounding (no ``fastmath``: in float32 they agree to the bit, measured).
+# ``error_model="numpy"``: Numba's default checks each division for a zero divisor (to
+# raise as Python would), which stops the loop from vectorising.
+# Config c (4.79M parameters), float32, measured: step 1.6-1.8 ms (reference 25-37 ms,
+# torch 2.13's foreach AdamW 7.8-8.9 ms), grad norm 0.35 ms (reference 2.9 ms). Both are
+# memory-bound, and both collapse to ~8 ms when another process holds one of the two
+# cores: each core gets an equal share of the loop, and the whole step waits for the slower.
 NO_DIVISION_CHECK = "numpy"
 
 
@@ -95,7 +100,7 @@ def adamw_step_v1(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay
 
 # ---- dispatch ----------------------------------------------------------------------
 def _compiled_ok(*buffers):
-    """Version 1 takes contiguous 1-D NumPy float32/float64 buffers of one dtype (it works in place)."""
+    """Version 1 takes C-contiguous 1-D NumPy float32/float64 buffers of one dtype (in place)."""
     dtype = buffers[0].dtype
     return (use_numba(*buffers) and dtype in (np.float32, np.float64)
             and all(b.dtype == dtype and b.ndim == 1 and b.flags.c_contiguous for b in buffers))
@@ -119,7 +124,8 @@ if __name__ == "__main__":
     from ._lesson import best_ms, check
 
     P, num_decayed = 4_790_000, 4_740_000                   # config c: 4.79M parameters
-    hyper = dict(lr=3e-4, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1, num_decayed=num_decayed)
+    hyper = dict(lr=3e-4, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1,
+                 num_decayed=num_decayed)
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
         print(f"adamw P={P:,} {np.dtype(dtype).name}")
@@ -140,4 +146,5 @@ if __name__ == "__main__":
             gbs = 7 * P * params.itemsize / ms / 1e6         # read p g m v, write p m v
             print(f"  {name + ' step':<28} {ms:8.2f} ms   {gbs:7.1f} GB/s")
             ms = best_ms(norm_fn, grads, repeat=10)
-            print(f"  {name + ' grad norm':<28} {ms:8.2f} ms   {P * grads.itemsize / ms / 1e6:7.1f} GB/s")
+            gbs = P * grads.itemsize / ms / 1e6               # read g
+            print(f"  {name + ' grad norm':<28} {ms:8.2f} ms   {gbs:7.1f} GB/s")

@@ -86,6 +86,7 @@ NUMPY_ERRORS = "numpy"
 # (B,H,Tq,Tk) temporaries but p itself), future keys are never computed, and the heads
 # are spread over both cores. Still slow-ish: each row of k and v is loaded once per
 # query, and math.exp is a scalar libm call (no SVML here), so the exp loop cannot use SIMD.
+# Config c, float32, measured: forward 12 ms, backward 12 ms (reference: 23 and 21 ms).
 @lazy_njit(parallel=True, fastmath=FAST_SUMS, error_model=NUMPY_ERRORS)
 def _forward_kernel_v1(q, k, v, out, p):
     heads, Tq, D = q.shape
@@ -180,6 +181,13 @@ def attention_backward_v1(dout, q, k, v, p):
 # calls ``exp_vectorisable`` (see vector_exp.py), so its loop runs 8 lanes at a time.
 # The two products that sum over query rows (dv = p^T dout, dk = ds^T q) are rank-ROWS
 # updates: each row of dv or dk is read and written once per tile instead of once per row.
+# Config c, float32, measured: forward 8.5 ms, backward 8.6 ms (torch 2.13 eager: 9.1 and
+# 13.6 ms; its fused scaled_dot_product_attention, which keeps no p: 4.0 and 9.3 ms).
+# Tried and dropped (measured): other tile shapes (4x2, 2x2) and sums with k unrolled by 4
+# (as matmul.py's version 3) all land at 25-30 GFLOP/s per core, like this one. A thread
+# pool around per-head 2-D NumPy matmuls: 10-12 ms for q k^T alone (256 Python calls);
+# around two half-batch NumPy matmuls: slower than one call (OpenBLAS's own threads and
+# the pool's collide). The np.dot that Numba offers needs SciPy, not a dependency here.
 ROWS = 4
 
 
@@ -307,11 +315,18 @@ def attention_backward_v2(dout, q, k, v, p):
 
 
 # ---- dispatch ----------------------------------------------------------------------
-def _compiled_ok(q, k, *others):
-    """The compiled versions take NumPy float32/float64 arrays of one dtype with Tk >= Tq."""
-    arrays = (q, k, *others)
-    return (use_numba(*arrays) and q.dtype in (np.float32, np.float64)
-            and all(a.dtype == q.dtype for a in arrays) and k.shape[-2] >= q.shape[-2])
+def _compiled_ok(q, k, v, *grad_inputs):
+    """The compiled versions take NumPy float32/float64 arrays of one dtype, shapes that agree
+    exactly (no broadcasting) and Tk >= Tq; anything else goes to the reference."""
+    arrays = (q, k, v, *grad_inputs)
+    shapes_agree = (q.ndim >= 2 and k.shape == v.shape and q.shape[:-2] == k.shape[:-2]
+                    and q.shape[-1] == k.shape[-1] and k.shape[-2] >= q.shape[-2])
+    if grad_inputs:                                         # dout and p of the backward
+        dout, p = grad_inputs
+        p_shape = (*q.shape[:-1], k.shape[-2])
+        shapes_agree = shapes_agree and dout.shape == q.shape and p.shape == p_shape
+    return (use_numba(*arrays) and q.dtype in (np.float32, np.float64) and shapes_agree
+            and all(a.dtype == q.dtype for a in arrays))
 
 
 def attention_forward(q, k, v):
@@ -321,7 +336,7 @@ def attention_forward(q, k, v):
 
 
 def attention_backward(dout, q, k, v, p):
-    if _compiled_ok(q, k, v, p, dout):
+    if _compiled_ok(q, k, v, dout, p):
         return attention_backward_v2(dout, q, k, v, p)
     return attention_backward_reference(dout, q, k, v, p)
 

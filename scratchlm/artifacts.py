@@ -106,7 +106,9 @@ def run_facts(job) -> dict:
         "Vocabulary": f"{cfg.vocab_size} ({job.tokenizer.kind})",
         "Data": f"{info['path']}: {info['characters']:,} characters "
                 f"({info['train_tokens']:,} train / {info['val_tokens']:,} val tokens)",
-        "Steps per epoch": f"{job.steps_per_epoch} (batch {s.batch_size})",
+        "Steps per epoch": f"{job.steps_per_epoch} (batch {s.batch_size})" if job.processes == 1 else
+                           f"{job.steps_per_epoch} (batch {s.batch_size} = {job.processes} MPI processes x "
+                           f"{s.batch_size // job.processes})",
         "Epochs": s.epochs,
         "Device": job.device,
         "Output": str(job.output_dir),
@@ -114,7 +116,7 @@ def run_facts(job) -> dict:
     run = {
         "data_characters": info["characters"], "train_tokens": info["train_tokens"], "val_tokens": info["val_tokens"],
         "vocab_size": cfg.vocab_size, "parameters": params, "steps_per_epoch": job.steps_per_epoch,
-        "schedule_steps": job.schedule_steps, "device_used": job.device, "adam_betas": list(ADAM_BETAS),
+        "schedule_steps": job.schedule_steps, "device_used": job.device, "processes": job.processes, "adam_betas": list(ADAM_BETAS),
         "adam_eps": ADAM_EPS, "min_lr_ratio": MIN_LR_RATIO, "val_tokens_per_char": round(job.tokens_per_char, 6),
         "versions": {"scratchlm": __version__, "numpy": np.__version__, "python": platform.python_version()},
     }
@@ -178,7 +180,8 @@ def training_log(job, final: dict | None) -> str:
         f"model: {job.model.num_parameters():,} parameters; d_model {cfg.d_model}, {cfg.n_layers} layers, "
         f"{cfg.n_heads} heads, context {cfg.max_seq_len}, vocabulary {cfg.vocab_size} ({job.tokenizer.kind})",
         f"training: {s.epochs} epochs x {job.steps_per_epoch} steps, batch {s.batch_size}, AdamW lr {s.learning_rate:g} "
-        f"({s.lr_schedule}, {s.warmup_steps} warm-up steps), seed {s.seed}, device {job.device}",
+        f"({s.lr_schedule}, {s.warmup_steps} warm-up steps), seed {s.seed}, device {job.device}"
+        + (f", {job.processes} MPI processes" if job.processes > 1 else ""),
         f"val bits/char = val loss / ln 2 ({per_char})",
         "",
         f"{'epoch':>5} {'step':>7} {'train_loss':>10} {'val_loss':>9} {'val_ppl':>9} {'val_bpc':>8} "

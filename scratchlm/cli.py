@@ -18,7 +18,7 @@ Train options:
   --num-heads N           Attention heads; must divide --model-dim [default: 4].
   --num-layers N          Transformer blocks [default: 4].
   --max-seq-len N         Context length in tokens [default: 128].
-  --dropout P             Dropout probability in [0, 1) [default: 0.1].
+  --dropout P             Dropout probability in [0, 1); 0.1-0.2 helps long runs on small data [default: 0.0].
   --epochs N              Passes over the training split [default: 10].
   --max-steps N           Stop after N optimizer steps in total; the learning-rate schedule
                           still spans --epochs (0: no limit) [default: 0].
@@ -41,6 +41,7 @@ Train options:
                           options given on the command line win.
   --keep-checkpoints N    Keep only the newest N epoch checkpoints (0: keep all) [default: 0].
   --overwrite             Replace a finished run already in --output-dir.
+  --dtype NAME            float32, or float64 for exact numerical checks (about 2x slower) [default: float32].
 
 Generate options:
   --prompt TEXT           Text to continue (empty: start from a new line) [default: ].
@@ -70,6 +71,7 @@ Common options:
 
 Examples:
   scratchlm train data/samples/sample_data.txt --output-dir my_first_model --model-dim 64 --num-heads 2 --num-layers 2 --epochs 5 --batch-size 16
+  mpirun -n 2 scratchlm train data/samples/sample_data.txt --batch-size 32    (data-parallel; docs/scale-out.md)
   scratchlm generate my_first_model/final_model.pt --prompt "The" --max-tokens 50 --temperature 0.8
   scratchlm evaluate my_first_model/final_model.pt data/samples/sample_data.txt
 """
@@ -102,7 +104,7 @@ def main(argv=None) -> int:
         if args["train"]:
             from .cli_train import run_train_command
 
-            return run_train_command(args, argv)
+            return _end_all_ranks_on_error(run_train_command(args, argv))
         if args["generate"]:
             from .cli_generate import run_generate_command
 
@@ -112,8 +114,18 @@ def main(argv=None) -> int:
 
             return run_evaluate_command(args)
     except Exception as exc:  # noqa: BLE001 - the one place errors become messages
-        return report_error(exc, debug)
+        return _end_all_ranks_on_error(report_error(exc, debug))
     return 0
+
+
+def _end_all_ranks_on_error(code: int) -> int:
+    """Under mpirun, a rank that fails ends the whole job (the others would wait for it forever)."""
+    from .distributed import active
+
+    group = active()
+    if code and group is not None and group.size > 1:
+        group.abort(code)
+    return code
 
 
 def report_error(exc: BaseException, debug: bool) -> int:

@@ -8,6 +8,7 @@ The text is written as it is produced (prompt first, then each piece, flushed), 
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -62,30 +63,43 @@ def run_generate_command(args: dict) -> int:
     prompt = args.get("--prompt") or ""
     prompt_ids(tokenizer, prompt)  # unknown characters: fail before printing anything
     rng = np.random.default_rng(settings.seed)
-    out = sys.stdout
-    samples = []
     try:
-        for index in range(num_samples):
-            if num_samples > 1:
-                out.write(("\n" if index else "") + f"--- sample {index + 1} of {num_samples} ---\n")
-            out.write(prompt)
-            out.flush()
-            pieces = []
-            for piece in generate_text(decoder, tokenizer, prompt, settings, rng):
-                pieces.append(piece)
-                out.write(piece)
-                out.flush()
-            out.write("\n")
-            out.flush()
-            samples.append(prompt + "".join(pieces))
+        samples = [_stream_sample(generate_text(decoder, tokenizer, prompt, settings, rng), prompt, index, num_samples)
+                   for index in range(num_samples)]
     except KeyboardInterrupt:
-        out.write("\n")
-        out.flush()
+        sys.stdout.write("\n")
+        sys.stdout.flush()
         print("interrupted: nothing written to --output-file" if output else "interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader left (`| head`): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     if output is not None:
         write_text_atomically(output, "\n\n".join(samples) + "\n")
     return 0
+
+
+def _stream_sample(pieces, prompt: str, index: int, count: int) -> str:
+    """Print the prompt, then each piece as it comes (flushed); return the whole sample."""
+    out = sys.stdout
+    if count > 1:
+        from rich.console import Console
+
+        console = Console(highlight=False)
+        if console.is_terminal:
+            console.rule(f"sample {index + 1} of {count}", style="dim")
+        else:
+            out.write(("\n" if index else "") + f"--- sample {index + 1} of {count} ---\n")
+    out.write(prompt)
+    out.flush()
+    text = [prompt]
+    for piece in pieces:
+        text.append(piece)
+        out.write(piece)
+        out.flush()
+    out.write("\n")
+    out.flush()
+    return "".join(text)
 
 
 def _run_interactive(decoder, tokenizer, settings, summary: str, output) -> int:

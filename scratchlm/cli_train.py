@@ -17,6 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from .backend import FLOAT_DTYPES
 from .checkpoint import load_checkpoint
 from .errors import OptionError
 from .model import NORMS, POS_ENCODINGS
@@ -109,6 +110,7 @@ OPTIONS = {  # usage-string option -> (TrainSettings field, converter)
     "--norm": ("norm", choice(NORMS)),
     "--keep-checkpoints": ("keep_checkpoints", whole(0)),
     "--device": ("device", choice(("auto", "cpu", "cuda"))),
+    "--dtype": ("dtype", choice(FLOAT_DTYPES)),
 }
 OPTION_OF = {field: option for option, (field, _) in OPTIONS.items()}
 assert set(OPTION_OF) == set(SETTING_KEYS) - {"data"}, "every setting but DATA needs an option in the usage string"
@@ -202,12 +204,13 @@ def resume_command(settings: TrainSettings, checkpoint, quiet: bool) -> str:
 
 def run_train_command(args, argv=None) -> int:
     """Train as the command line asked; returns the exit code (130 after Ctrl-C, 1 on a NaN loss)."""
+    from .distributed import launched_by_mpi
     from .report import make_reporter
     from .train import TrainingDiverged, TrainingInterrupted, train
 
     try:
         settings, checkpoint = settings_from_args(args, argv)
-        train(settings, make_reporter(bool(args["--quiet"])), checkpoint)
+        train(settings, make_reporter(bool(args["--quiet"]), plain=launched_by_mpi()), checkpoint)
     except TrainingInterrupted as stop:
         print(f"\nInterrupted at step {stop.step}; saved {stop.checkpoint}", file=sys.stderr)
         print(f"Resume with: {resume_command(settings, stop.checkpoint, bool(args['--quiet']))}", file=sys.stderr)

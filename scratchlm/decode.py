@@ -29,7 +29,7 @@ import numpy as np
 
 from . import backend
 from .function import no_grad
-from .kernels.gelu import gelu_forward_reference
+from .kernels.decode import add_norm, attend, gelu_row
 from .model import rope_tables, sinusoidal_table
 from .nn.attention import new_caches
 from .ops.transformer import _rotate
@@ -39,9 +39,15 @@ def _raw(param):
     return None if param is None else param.data
 
 
+def _or_zeros(array, like):
+    """A missing bias as zeros, so the fused kernels always get an array."""
+    return array if array is not None else like * 0
+
+
 def _norm_arrays(norm):
-    """(weight, bias or None, eps) of a LayerNorm or RMSNorm module."""
-    return _raw(norm.weight), _raw(getattr(norm, "bias", None)), norm.eps
+    """(weight, bias or zeros, eps) of a LayerNorm or RMSNorm module."""
+    weight = _raw(norm.weight)
+    return weight, _or_zeros(_raw(getattr(norm, "bias", None)), weight), norm.eps
 
 
 class _BlockWeights:
@@ -50,10 +56,13 @@ class _BlockWeights:
     def __init__(self, block):
         attn, mlp = block.attn, block.mlp
         self.norm1, self.norm2 = _norm_arrays(block.norm1), _norm_arrays(block.norm2)
-        self.qkv = (_raw(attn.qkv.weight), _raw(attn.qkv.bias))
-        self.attn_proj = (_raw(attn.proj.weight), _raw(attn.proj.bias))
-        self.fc = (_raw(mlp.fc.weight), _raw(mlp.fc.bias))
-        self.mlp_proj = (_raw(mlp.proj.weight), _raw(mlp.proj.bias))
+        self.qkv = (_raw(attn.qkv.weight), _raw(attn.qkv.bias))                  # (3C, C), (3C,) or None
+        self.fc = (_raw(mlp.fc.weight), _raw(mlp.fc.bias))                       # (F, C), (F,) or None
+        self.attn_out = _raw(attn.proj.weight)                                   # (C, C)
+        self.mlp_out = _raw(mlp.proj.weight)                                     # (C, F)
+        zeros = self.norm1[0] * 0                                                # (C,)
+        self.attn_out_bias = _or_zeros(_raw(attn.proj.bias), zeros)              # (C,)
+        self.mlp_out_bias = _or_zeros(_raw(mlp.proj.bias), zeros)                # (C,)
 
 
 class Decoder:
@@ -81,6 +90,7 @@ class Decoder:
         self.head = self.wte if cfg.tie_weights else model.lm_head.weight.data   # (V, C)
         self.blocks = [_BlockWeights(b) for b in model.blocks]
         self.norm_f = _norm_arrays(model.norm_f)
+        self.zeros = self.wte[0] * 0                                              # (C,)
 
     # ---- state ----------------------------------------------------------------------
     def reset(self) -> None:
@@ -145,8 +155,12 @@ class Decoder:
         return backend.to_numpy(logits.data[0, -1]).astype(np.float64)
 
     def _step(self, token: int) -> np.ndarray:
-        """One position through every block, on raw arrays; returns host logits (V,)."""
-        xp, H, D = self.xp, self.heads, self.head_dim
+        """One position through every block, on raw arrays; returns host logits (V,).
+
+        The residual stream x is updated in place by ``add_norm``, which also normalises it
+        for the next sub-layer: each block's outputs are added at the next norm.
+        """
+        xp, H, D, rms = self.xp, self.heads, self.head_dim, self.rmsnorm
         pos = self._next_position()
         x = self.wte[token].copy()                                                # (C,)
         rope = None
@@ -159,49 +173,26 @@ class Decoder:
         full = self.cached == self.window
         slot = self.oldest_slot if full else self.cached
         n = self.window if full else slot + 1                                     # positions attended
+        delta, delta_bias = self.zeros, self.zeros                                # (C,) to add to x
         for block, cache in zip(self.blocks, self.caches):
-            h = self._norm(x, *block.norm1)                                       # (C,)
-            qkv = self._linear(h, *block.qkv).reshape(3, H, D)                    # (3, H, D)
-            q, k = qkv[0], qkv[1]                                                 # (H, D)
+            h = add_norm(x, delta, delta_bias, *block.norm1, rms)                 # (C,)
+            q, k, v = self._linear(h, *block.qkv).reshape(3, H, D)                # 3 x (H, D)
             if rope is not None:
                 q, k = _rotate(q, *rope), _rotate(k, *rope)
-            cache.k[0, :, slot] = k
-            cache.v[0, :, slot] = qkv[2]
-            y = self._attend(q, cache.k[0, :, :n], cache.v[0, :, :n])            # (C,)
-            x += self._linear(y, *block.attn_proj)
-            f = self._linear(self._norm(x, *block.norm2), *block.fc)             # (F,)
-            x += self._linear(gelu_forward_reference(f), *block.mlp_proj)
+            y = attend(q, k, v, cache.k[0], cache.v[0], slot, n, self.scale)     # (H, D)
+            h = add_norm(x, block.attn_out @ y.reshape(-1), block.attn_out_bias, *block.norm2, rms)
+            f = gelu_row(self._linear(h, *block.fc))                             # (F,)
+            delta, delta_bias = block.mlp_out @ f, block.mlp_out_bias            # (C,)
         for cache in self.caches:
             cache.length = n
         if full:
             self.oldest_slot = (self.oldest_slot + 1) % self.window
-        logits = self.head @ self._norm(x, *self.norm_f)                          # (V,)
+        logits = self.head @ add_norm(x, delta, delta_bias, *self.norm_f, rms)    # (V,)
         return backend.to_numpy(logits).astype(np.float64)
-
-    # ---- one-vector building blocks -------------------------------------------------
-    def _attend(self, q, keys, values):
-        """q (H, D) over keys/values (H, n, D) -> (H*D,): softmax(q k / sqrt(D)) v per head."""
-        xp = self.xp
-        scores = xp.matmul(keys, q[:, :, None])[:, :, 0]                         # (H, n)
-        scores *= self.scale
-        scores -= scores.max(axis=1, keepdims=True)
-        weights = xp.exp(scores, out=scores)
-        weights /= weights.sum(axis=1, keepdims=True)                            # (H, n)
-        return xp.matmul(weights[:, None, :], values).reshape(-1)                # (H*D,)
 
     @staticmethod
     def _linear(x, weight, bias):
         y = weight @ x                                                           # (out,)
-        if bias is not None:
-            y += bias
-        return y
-
-    def _norm(self, x, weight, bias, eps):
-        """LayerNorm (or RMSNorm) of one vector (C,)."""
-        if self.rmsnorm:
-            return x * (weight / math.sqrt(float(x @ x) / x.shape[0] + eps))
-        centred = x - x.sum() / x.shape[0]                                       # (C,)
-        y = centred * (weight / math.sqrt(float(centred @ centred) / x.shape[0] + eps))
         if bias is not None:
             y += bias
         return y

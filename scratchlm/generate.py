@@ -10,6 +10,7 @@ seeded ``numpy.random.Generator`` makes "same seed, same text" hold on every dev
 from __future__ import annotations
 
 import codecs
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 
@@ -52,11 +53,14 @@ class SamplingSettings:
         kinds = {f.name: f.type for f in fields(self) if f.name != "stop"}
         if name not in kinds:
             raise OptionError(f"unknown setting {name!r}: choose one of {', '.join(kinds)}")
-        parse = int if kinds[name] in (int, "int") else float
+        whole = kinds[name] in (int, "int")
         try:
-            value = parse(text.strip())
+            value = int(text.strip()) if whole else float(text.strip())
         except ValueError:
-            raise OptionError(f"{name} needs {'a whole number' if parse is int else 'a number'}, got {text.strip()!r}") from None
+            value = None
+        if value is None or not math.isfinite(value):
+            wanted = "a whole number" if whole else "a finite number"
+            raise OptionError(f"{name} needs {wanted}, got {text.strip()!r}")
         return replace(self, **{name: value})
 
 

@@ -55,8 +55,11 @@ class InteractiveSession:
             except KeyboardInterrupt:  # Ctrl-C at the prompt: a fresh prompt, like Python's REPL
                 self._write("\n")
                 continue
-            if not self.handle(line):
-                return 0
+            try:
+                if not self.handle(line):
+                    return 0
+            except KeyboardInterrupt:  # Ctrl-C while a command ran: back to the prompt
+                self._write("\n")
 
     def handle(self, line: str) -> bool:
         """Act on one input line; False when the session should end."""

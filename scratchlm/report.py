@@ -35,8 +35,16 @@ class Reporter:
     def close(self) -> None: ...
 
 
-def make_reporter(quiet: bool = False) -> Reporter:
-    return QuietReporter() if quiet else ConsoleReporter()
+def make_reporter(quiet: bool = False, plain: bool = False) -> Reporter:
+    """``plain``: no colours or live bars even on a terminal (under mpirun, whose ranks always
+    write to a pseudo-terminal, even when mpirun's own output goes to a file)."""
+    if quiet:
+        return QuietReporter()
+    if plain:
+        from rich.console import Console
+
+        return ConsoleReporter(Console(force_terminal=False))
+    return ConsoleReporter()
 
 
 def _fmt(value, digits: int = 3) -> str:

@@ -12,6 +12,11 @@ the data-order RNG state from the start of the epoch under way (the epoch's orde
 redrawn and the steps already done are skipped), the dropout RNG state, the history
 and the best validation loss. AdamW's moments and step count travel as tensors.
 This module prints nothing: it tells a ``reporter`` what happens.
+
+Under ``mpirun -n N`` (see ``distributed.py``) every rank runs this same loop on the same
+global batches in the same order; each computes the gradient of its own rows (weighted by
+their share of the global batch) and one all-reduce adds them up before clipping and AdamW.
+Rank 0 alone reports and writes files; validation batches are dealt out among the ranks.
 """
 
 from __future__ import annotations
@@ -25,14 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import artifacts
+from . import artifacts, distributed
 from .backend import array_module_for
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import epoch_batches, eval_windows, micro_batch_bounds
 from .function import no_grad
 from .optim import lr_at
 from .report import Reporter
-from .train_setup import MIN_LR_RATIO, TrainJob, TrainSettings, check_resumable, create_output_dir, prepare
+from .train_setup import (MIN_LR_RATIO, TrainJob, TrainSettings, check_processes, check_resumable, create_output_dir,
+                          prepare)
 
 __all__ = ["train", "TrainSettings", "TrainingInterrupted", "TrainingDiverged"]
 CURVE_POINTS_PER_EPOCH = 20
@@ -51,47 +57,61 @@ class TrainingDiverged(Exception):
 
 
 def train(settings: TrainSettings, reporter: Reporter | None = None, checkpoint=None) -> dict:
-    """Run a training job; returns the summary (best epoch, val loss, perplexity, paths...)."""
+    """Run a training job; returns the summary (best epoch, val loss, perplexity, paths...).
+
+    Under mpirun every rank calls this; the summary is the same on all of them.
+    """
+    group = distributed.current()
+    check_processes(settings, group.size)
+    group.use_local_gpu(settings.device)
     if settings.resume_from and checkpoint is None:
         checkpoint = load_checkpoint(settings.resume_from)
         check_resumable(checkpoint, settings.resume_from)
     job = prepare(settings, checkpoint)
-    create_output_dir(job.output_dir, settings.overwrite and not job.resumed_from)
-    reporter = reporter or Reporter()
+    job.processes = group.size
+    for buffer in (job.optimizer.flat_params, job.optimizer.m, job.optimizer.v):
+        group.broadcast_(buffer)                      # every rank starts from rank 0's weights and moments
+    group.decorrelate_(job.model.dropout_rng)         # but draws its own dropout masks
+    group.barrier()                                   # every rank has checked --output-dir before rank 0 writes
+    if group.is_main:
+        create_output_dir(job.output_dir, settings.overwrite and not job.resumed_from)
+    reporter = (reporter or Reporter()) if group.is_main else Reporter()
     try:
-        return Trainer(job, reporter).run()
+        return Trainer(job, reporter, group).run()
     finally:
         reporter.close()
 
 
-def validation_loss(model, val_ids, window: int, batch_size: int) -> float:
-    """Mean loss per predicted token over the whole validation split (dropout off, no tape)."""
+def validation_loss(model, val_ids, window: int, batch_size: int, group=None) -> float:
+    """Mean loss per predicted token over the whole validation split (dropout off, no tape).
+
+    With several ranks, batch i is scored by rank i mod N and the sums are added up.
+    """
+    group = group or distributed.SingleProcess()
     full, tail = eval_windows(val_ids, window)
+    batches = [full[start : start + batch_size] for start in range(0, len(full), batch_size)]  # each (B, W)
+    if tail is not None:
+        batches.append(tail)                                                   # (1, R)
     total, count = 0.0, 0
     model.eval()
     with no_grad():
-        for start in range(0, len(full), batch_size):
-            rows = full[start : start + batch_size]                            # (B, W)
+        for rows in batches[group.rank :: group.size]:
             _, loss = model(rows[:, :-1], rows[:, 1:])
             total = total + loss.data * rows[:, 1:].size
             count += rows[:, 1:].size
-        if tail is not None:
-            _, loss = model(tail[:, :-1], tail[:, 1:])
-            total = total + loss.data * tail[:, 1:].size
-            count += tail[:, 1:].size
     model.train()
-    return float(total) / count
+    total, count = group.sum(float(total), count)
+    return total / count
 
 
 class StopRequest:
     """Turns the first Ctrl-C into a request to stop at the next step boundary (a second one aborts)."""
 
-    def __init__(self):
-        self.requested = False
-        self.previous = None
+    def __init__(self, active: bool = True):
+        self.active, self.requested, self.previous = active, False, None
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        if self.active and threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
@@ -106,8 +126,10 @@ class StopRequest:
 
 
 class Trainer:
-    def __init__(self, job: TrainJob, reporter: Reporter):
+    def __init__(self, job: TrainJob, reporter: Reporter, group=None):
         self.job, self.s, self.state, self.reporter = job, job.settings, job.state, reporter
+        self.group = group or distributed.SingleProcess()
+        self.writes = self.group.is_main                                       # rank 0 writes every file
         self.xp = array_module_for(job.device)
         self.train_ids = self.xp.asarray(job.train_ids)                       # (N_train,) moved once
         self.val_ids = self.xp.asarray(job.val_ids)                           # (N_val,)
@@ -125,17 +147,19 @@ class Trainer:
     # ---- the run -------------------------------------------------------------------------
     def run(self) -> dict:
         job, s, state = self.job, self.s, self.state
-        artifacts.write_config(job)
+        if self.writes:
+            artifacts.write_config(job)
         self.reporter.start(artifacts.run_facts(job), job.resumed_from, state.step)
         stop = None
-        with StopRequest() as self.stop_request, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # Under mpirun, Ctrl-C reaches mpirun, which ends every rank: no step-boundary stop there.
+        with StopRequest(active=self.group.size == 1) as self.stop_request, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             while state.epochs_done < s.epochs and state.step < job.last_step and stop is None:
                 stop = self._epoch(state.epochs_done + 1)
         if stop is None:
             stop = "done" if state.epochs_done >= s.epochs else "max-steps"
         self._clock()
         summary = artifacts.summary(job, stop)
-        artifacts.write_reports(job, summary)
+        self._write_reports(summary)
         self.reporter.finish(summary, [r["val_loss"] for r in state.history])
         return summary
 
@@ -165,27 +189,31 @@ class Trainer:
         state.epoch_rng_state = copy.deepcopy(self.data_rng.bit_generator.state)
         state.epoch_loss_sum, state.epoch_loss_steps, state.epoch_time_s = 0.0, 0, 0.0
         path = self._save(job.output_dir / f"checkpoint_epoch_{epoch}.pt", best=record["best"])
-        artifacts.prune_checkpoints(job.output_dir, epoch, s.keep_checkpoints)
+        if self.writes:
+            artifacts.prune_checkpoints(job.output_dir, epoch, s.keep_checkpoints)
         self.reporter.epoch_end(record, path)
         if s.patience and state.bad_evals >= s.patience:
             return "early-stop"
         return None
 
     def _step(self, inputs, targets) -> None:
-        """One optimizer step on a batch (B, T) of inputs and targets."""
+        """One optimizer step on a global batch (B, T) of inputs and targets (this rank does its rows)."""
         t0 = time.perf_counter()
         state, opt, s = self.state, self.job.optimizer, self.s
         rows = len(inputs)
+        first, stop = self.group.shard(rows)
+        mine_in, mine_out = inputs[first:stop], targets[first:stop]            # 2 x (B/N, T)
         opt.zero_grad()
         step_loss = 0.0
-        for a, b in micro_batch_bounds(rows, s.grad_accum):
-            _, loss = self.job.model(inputs[a:b], targets[a:b])              # mean over (b-a, T)
-            share = (b - a) / rows
+        for a, b in micro_batch_bounds(stop - first, s.grad_accum):
+            _, loss = self.job.model(mine_in[a:b], mine_out[a:b])            # mean over (b-a, T)
+            share = (b - a) / rows                                            # of the global batch
             if share == 1.0:
                 loss.backward()
             else:
                 loss.backward(self.xp.asarray(share, dtype=loss.dtype))       # grads add up in place
             step_loss = step_loss + loss.data * share
+        self.group.allreduce_sum_(opt.flat_grads)                             # (P,) the whole batch's gradient
         self.pending_loss = self.pending_loss + step_loss
         self.pending_steps += 1
         if self.pending_steps >= self.read_every:
@@ -209,7 +237,7 @@ class Trainer:
         state = self.state
         step = step or state.step
         if self.pending_steps:
-            total, n = float(self.pending_loss), self.pending_steps
+            (total,), n = self.group.sum(self.pending_loss), self.pending_steps   # every rank's share
             self.pending_loss, self.pending_steps = 0.0, 0
             if not math.isfinite(total):
                 self._diverged(total, f"at step {step}" if n == 1 else f"between steps {step - n + 1} and {step}")
@@ -232,7 +260,7 @@ class Trainer:
     def _evaluate(self, epoch: int, end_of_epoch: bool, started: float) -> dict:
         job, state = self.job, self.state
         self._read_losses()
-        val = validation_loss(job.model, self.val_ids, job.window, self.s.batch_size)
+        val = validation_loss(job.model, self.val_ids, job.window, self.s.batch_size, self.group)
         if not math.isfinite(val):
             self._diverged(val, f"on the validation split after step {state.step}")
         self.last_val = val
@@ -248,13 +276,15 @@ class Trainer:
         if best and not end_of_epoch:
             self._save(job.output_dir / "final_model.pt")
         self.reporter.evaluated(record)
-        artifacts.write_reports(job)
+        self._write_reports()
         return record
 
     def _save(self, path: Path, best: bool = False) -> Path:
         job, state = self.job, self.state
         state.dropout_rng_state = job.model.dropout_rng.bit_generator.state
         self._clock()
+        if not self.writes:
+            return path
         train_state = {"settings": job.settings.hyperparameters(), "data": job.data_info, "state": vars(state)}
         save_checkpoint(path, job.model, job.tokenizer, job.optimizer, train_state)
         if best:
@@ -273,8 +303,12 @@ class Trainer:
         self._read_losses()                      # a curve point under way stays in the state and goes on after resume
         self.state.epoch_time_s = time.perf_counter() - started
         path = self._save(self.job.output_dir / "interrupted.pt")
-        artifacts.write_reports(self.job)
+        self._write_reports()
         raise TrainingInterrupted(path, self.state.step)
+
+    def _write_reports(self, final: dict | None = None) -> None:
+        if self.writes:
+            artifacts.write_reports(self.job, final)
 
     # ---- schedule, clock and speed -------------------------------------------------------------
     def _lr(self, step: int) -> float:

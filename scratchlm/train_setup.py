@@ -63,6 +63,7 @@ class TrainSettings:
     norm: str
     keep_checkpoints: int
     device: str
+    dtype: str = "float32"
     resume_from: str | None = None
     overwrite: bool = False
 
@@ -121,6 +122,7 @@ class TrainJob:
     state: RunState
     output_dir: Path
     resumed_from: str | None = None
+    processes: int = 1                   # MPI ranks sharing each global batch
 
     @property
     def window(self) -> int:
@@ -161,11 +163,11 @@ def prepare(settings: TrainSettings, checkpoint=None) -> TrainJob:
     output_dir = check_output_dir(Path(settings.output_dir), resuming=checkpoint is not None,
                                   overwrite=settings.overwrite)
     if checkpoint:
-        model = checkpoint.build_model(device)
+        model = checkpoint.build_model(device, dtype=settings.dtype)
         state = RunState.from_dict(checkpoint.train_state["state"])
         model.dropout_rng.bit_generator.state = state.dropout_rng_state
     else:
-        model = GPT(config, seed=settings.seed).to(device)                    # weights on the device before AdamW
+        model = GPT(config, seed=settings.seed, dtype=settings.dtype).to(device)                    # weights on the device before AdamW
         state = RunState()
     optimizer = AdamW(model.parameters(), lr=settings.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS,
                       weight_decay=settings.weight_decay)
@@ -175,6 +177,19 @@ def prepare(settings: TrainSettings, checkpoint=None) -> TrainJob:
     return TrainJob(settings, tokenizer, train_ids, val_ids, data_info, len(val_ids) / max(chars, 1),
                     model, optimizer, device, state, output_dir,
                     str(settings.resume_from) if checkpoint else None)
+
+
+def check_processes(settings: TrainSettings, processes: int) -> None:
+    """--batch-size is the global batch: it must split evenly over the MPI processes."""
+    if settings.batch_size % processes:
+        fits = [n for n in range(processes, 0, -1) if settings.batch_size % n == 0][0]
+        raise OptionError(f"--batch-size {settings.batch_size} (the global batch) does not split evenly over "
+                          f"{processes} MPI processes: use a multiple of {processes} (e.g. "
+                          f"{-(-settings.batch_size // processes) * processes}) or start {fits} processes")
+    if settings.grad_accum > settings.batch_size // processes:
+        raise OptionError(f"--grad-accum {settings.grad_accum} is more than the {settings.batch_size // processes} "
+                          f"sequences each of the {processes} MPI processes gets from --batch-size "
+                          f"{settings.batch_size}: each micro-batch needs at least one sequence")
 
 
 def check_resumable(checkpoint, path) -> None:

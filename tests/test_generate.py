@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
-from tiny_models import checkpoint_file, run_cli, tiny_model
+from tiny_models import SCRATCHLM, checkpoint_file, run_cli, tiny_model
 
 from scratchlm import no_grad
 from scratchlm.decode import Decoder
@@ -33,7 +35,7 @@ def full_logits(model, tokens):
 
 @pytest.mark.parametrize("pos_encoding", POS_ENCODINGS)
 @pytest.mark.parametrize("variant", [{}, {"norm": "rmsnorm", "bias": False, "tie_weights": False}])
-def test_cached_decoding_matches_full_forward(pos_encoding, variant):
+def test_cached_decoding_matches_full_forward(pos_encoding, variant, kernel_mode):
     model = random_model(pos_encoding, **variant)
     tokens = list(np.random.default_rng(1).integers(0, model.config.vocab_size, 8))
     decoder = Decoder(model)
@@ -42,6 +44,18 @@ def test_cached_decoding_matches_full_forward(pos_encoding, variant):
         np.testing.assert_allclose(logits, full_logits(model, tokens[:n]), rtol=1e-10, atol=1e-10)
         logits = decoder.feed([tokens[n]])
     np.testing.assert_allclose(logits, full_logits(model, tokens), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("pos_encoding", POS_ENCODINGS)
+def test_float32_decoding_matches_full_forward(pos_encoding, kernel_mode):
+    model, _ = tiny_model(d_model=32, n_heads=4, n_layers=2, max_seq_len=16,
+                          pos_encoding=pos_encoding, steps=5)
+    tokens = list(np.random.default_rng(5).integers(0, model.config.vocab_size, 16))
+    decoder = Decoder(model)
+    logits = decoder.feed(tokens[:1])
+    for n in range(1, 16):
+        np.testing.assert_allclose(logits, full_logits(model, tokens[:n]), rtol=1e-4, atol=1e-4)
+        logits = decoder.feed([tokens[n]])
 
 
 @pytest.mark.parametrize("pos_encoding", ["learned", "sinusoidal"])
@@ -202,3 +216,12 @@ def test_cli_same_seed_same_samples(trained):
     assert first.returncode == 0 and first.stdout == second.stdout
     assert first.stdout.count("--- sample") == 2
     assert run_cli(*args, "--seed", "4").stdout != first.stdout
+
+
+def test_cli_byte_model_streams_valid_utf8(tmp_path_factory):
+    ckpt = checkpoint_file(tmp_path_factory.getbasetemp(), tokenizer="byte", max_seq_len=16)
+    run = subprocess.run([str(SCRATCHLM), "generate", str(ckpt), "--prompt", "naïve café", "--max-tokens", "300",
+                          "--temperature", "2.0", "--seed", "1"], capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    text = run.stdout.decode("utf-8")             # strict: raises on a broken byte sequence
+    assert text.startswith("naïve café")

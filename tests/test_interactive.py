@@ -66,7 +66,7 @@ def test_bad_commands_say_why_and_carry_on(session_parts):
     code, out, err, session = run_session(session_parts, [
         "/set temperature=-1", "/set top_p=abc", "/set colour=blue", "/set", "/frobnicate", "Ωmega", "/status"])
     assert code == 0                                             # ended by EOF, not by an error
-    assert "temperature must be 0" in err and "top_p needs a number" in err and "unknown setting 'colour'" in err
+    assert "temperature must be 0" in err and "top_p needs a finite number" in err and "unknown setting 'colour'" in err
     assert "usage: /set" in err and "unknown command /frobnicate" in err and "'Ω'" in err
     assert "Settings: max_tokens=200 temperature=0.8" in out      # nothing changed
 

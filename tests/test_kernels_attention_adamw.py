@@ -236,6 +236,7 @@ def test_attention_dispatch_falls_back_where_v2_does_not_apply(monkeypatch, kern
     with np.errstate(invalid="ignore"):                               # fully masked rows: NaN
         attention.attention_forward(q, q[:, :, :2], q[:, :, :2])     # Tk < Tq
     attention.attention_forward(q, q.astype(np.float64), q)          # mixed dtypes
+    attention.attention_forward(np.concatenate([q, q]), q, q)        # k, v broadcast over B
     attention.attention_forward(q.astype(np.float16), q.astype(np.float16), q.astype(np.float16))
 
 

@@ -29,7 +29,7 @@ def steps_per_epoch(out) -> int:
 def test_two_epochs_equal_one_epoch_then_resume(tmp_path):
     """Constant schedule, so a 1-epoch run has the same learning rates as the first half of a 2-epoch one."""
     data = small_text(tmp_path, 1500)
-    common = [*TINY, "--lr-schedule", "constant", "--warmup-steps", "3"]  # dropout 0.1: the dropout RNG matters
+    common = [*TINY, "--lr-schedule", "constant", "--warmup-steps", "3", "--dropout", "0.1"]  # the dropout RNG matters
     full, half = tmp_path / "full", tmp_path / "half"
     train_in_process(["train", data, "--output-dir", full, *common, "--epochs", "2"])
     train_in_process(["train", data, "--output-dir", half, *common, "--epochs", "1"])
