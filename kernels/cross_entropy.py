@@ -55,6 +55,10 @@ def cross_entropy_forward_reference(logits, targets, ignore_index=-1, compute_gr
 # Better than the reference: each row is read once into cache and its softmax, loss and
 # gradient all come from it, with no (N, V) temporaries besides dlogits itself. No
 # fastmath: a masked logit of -inf must give exp(-inf) = 0, not whatever fastmath assumes.
+# Its cost is the exponentials: a scalar libm exp (~3 ns) each, where NumPy's array exp
+# takes 0.5 ns per element. Letting NumPy do the exp between two Numba passes measured
+# 0.47 ms against this version's 0.64 ms at config c: not worth a second pass in a
+# 900 ms training step, so this lesson stops here.
 @lazy_njit(parallel=True)
 def _cross_entropy_kernel(logits, targets, ignore_index, scale, want_grad, dlogits):
     # logits: (N, V); targets: (N,); dlogits: (N, V), or (0, V) when not want_grad.

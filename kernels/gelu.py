@@ -73,9 +73,10 @@ def gelu_slope_from_tanh(x, t):
 
 # ---- version 1: Numba, one element per loop step, spread over the cores ----------------
 # Better than the reference: one pass over memory instead of ten (B, T, 4C) temporaries.
-# But ``np.tanh`` of one number is a scalar libm call, and Numba here has no SVML vector
-# maths library, so the loop cannot use SIMD: float32 forward 6-7 ms at config c, no faster
-# than the reference, whose np.tanh on whole arrays is NumPy's own AVX-512 code.
+# But ``np.tanh`` of one number is a scalar libm call (~27 ns here), and Numba has no SVML
+# vector maths library on this machine, so the loop cannot use SIMD. Measured, config c,
+# float32 forward: 44 ms, against 12 ms for the reference, whose np.tanh on a whole array is
+# NumPy's own AVX-512 code (0.5 ns per element). Slower than what it set out to beat.
 @lazy_njit(parallel=True)
 def _gelu_forward_kernel_v1(x, y):
     for i in prange(x.size):
@@ -92,7 +93,9 @@ def _gelu_backward_kernel_v1(dy, x, dx):
 # tanh(u) ~ u P(u^2) / Q(u^2) on [-9, 9], degrees 4 and 4, clamped outside (where float32
 # tanh is +-1 anyway). The coefficients were fitted in float64 by least squares reweighted
 # towards minimax (Lawson's method): max relative error 2.1e-8 in float64, 3.6e-7 (6 ulp)
-# evaluated in float32. Not accurate enough for float64, which keeps version 1.
+# evaluated in float32. Measured, config c, float32: forward 1.5 ms, backward 1.8 ms
+# (the reference: 12 and 30 ms; PyTorch's tanh-GELU: 3.5 ms forward). Not accurate enough
+# for float64, where the dispatcher keeps the reference (faster than version 1 there).
 # ``error_model="numpy"``: by default Numba checks every float division for a zero divisor
 # (to raise ZeroDivisionError as Python would), and that branch alone stops the loop from
 # vectorising; NumPy's model (x / 0 is inf) lets the division run 8 lanes at a time.
@@ -153,6 +156,8 @@ def gelu_backward_v2(dy, x):
 
 
 # ---- dispatch ----------------------------------------------------------------------
+# float32 runs version 2; float64 (gradient checks) the reference: 38 ms against version
+# 1's 52 ms, as NumPy's array tanh beats a scalar one even at double the bytes.
 def gelu_forward(x):
     if use_numba(x) and x.dtype == np.float32:
         return gelu_forward_v2(x)

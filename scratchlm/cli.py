@@ -22,7 +22,6 @@ Train options:
   --epochs N              Passes over the training split [default: 10].
   --max-steps N           Stop after N optimizer steps in total; the learning-rate schedule
                           still spans --epochs (0: no limit) [default: 0].
-  --batch-size N          Sequences per optimizer step [default: 32].
   --learning-rate LR      Peak learning rate of AdamW [default: 0.002].
   --weight-decay WD       Decoupled weight decay on the weight matrices [default: 0.1].
   --warmup-steps N        Linear warm-up steps before the schedule [default: 20].
@@ -32,7 +31,6 @@ Train options:
   --grad-accum N          Micro-batches accumulated per optimizer step [default: 1].
   --eval-interval N       Also evaluate every N steps (0: only at the end of each epoch) [default: 0].
   --patience N            Stop after N evaluations without a better val loss (0: off) [default: 0].
-  --seed N                Random seed: same seed, same run [default: 42].
   --tokenizer KIND        char (a vocabulary of the text's characters) or byte (all 256 bytes) [default: char].
   --pos-encoding KIND     learned, sinusoidal or rope [default: learned].
   --norm KIND             layernorm or rmsnorm [default: layernorm].
@@ -64,6 +62,8 @@ Evaluate options:
 
 Common options:
   --device DEV            auto, cpu or cuda [default: auto].
+  --batch-size N          Sequences per optimizer step (train) or per forward pass (evaluate) [default: 32].
+  --seed N                Random seed: the same seed gives the same run, the same samples [default: 42].
   --quiet                 Print only errors and the final result.
   --debug                 Show full tracebacks (also: SCRATCHLM_DEBUG=1).
   -h --help               Show this help.
@@ -93,11 +93,13 @@ def main(argv=None) -> int:
     from docopt import DocoptExit, docopt
 
     argv = _clean_argv(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS and ("-h" in argv or "--help" in argv):
+        print(command_help(argv[0]))
+        return 0
     try:
         args = docopt(__doc__, argv=argv, version=f"scratchlm {__version__}")
     except DocoptExit as exc:
-        print(str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid command line", file=sys.stderr)
-        print("Run 'scratchlm --help' for the commands and options.", file=sys.stderr)
+        print(f"error: {explain_usage_error(argv, str(exc))}", file=sys.stderr)
         return 2
     debug = bool(args.get("--debug")) or os.environ.get("SCRATCHLM_DEBUG") == "1"
     try:
@@ -113,9 +115,45 @@ def main(argv=None) -> int:
             from .cli_evaluate import run_evaluate_command
 
             return run_evaluate_command(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:  # noqa: BLE001 - the one place errors become messages
         return _end_all_ranks_on_error(report_error(exc, debug))
     return 0
+
+
+COMMANDS = ("train", "generate", "evaluate")
+_USAGE_FORMS = {"train": "scratchlm train DATA [options]", "generate": "scratchlm generate CKPT [options]",
+                "evaluate": "scratchlm evaluate CKPT DATA [options]"}
+
+
+def command_help(command: str) -> str:
+    """The usage line, the options of one command and the common options (from the usage string)."""
+    sections = __doc__.split("\n\n")
+    wanted = (f"{command.capitalize()} options:", "Common options:")
+    picked = [sec for sec in sections if sec.lstrip().startswith(wanted)]
+    return "\n\n".join([f"Usage: {_USAGE_FORMS[command]}", *picked])
+
+
+def explain_usage_error(argv, message: str) -> str:
+    """Turn docopt's complaint into one line that says what is wrong and what to do."""
+    import re
+
+    hint = "(scratchlm --help lists the commands and options)"
+    if not argv:
+        return f"no command given: use scratchlm train, generate or evaluate {hint}"
+    if argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        return f"unknown command {argv[0]!r}: use train, generate or evaluate {hint}"
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    if first.endswith("requires argument"):
+        return f"{first.split()[0]} needs a value {hint}"
+    unknown = re.findall(r"Option\(None, '([^']+)'", first)
+    if unknown:
+        return f"unknown option {unknown[0]} {hint}"
+    if argv[0] in COMMANDS:
+        return f"usage: {_USAGE_FORMS[argv[0]]} {hint}"
+    return f"invalid command line {hint}"
 
 
 def _end_all_ranks_on_error(code: int) -> int:

@@ -101,8 +101,8 @@ class Decoder:
         """
         self.model.eval()
         self._fetch_weights()
-        caches = getattr(self, "caches", None)
-        if caches is None or backend.get_array_module(caches[0].k) is not self.xp or caches[0].k.dtype != self.dtype:
+        old = getattr(self, "caches", None)
+        if old is None or backend.get_array_module(old[0].k) is not self.xp or old[0].k.dtype != self.dtype:
             self.caches = new_caches(self.model, 1, self.window, self.xp)
         for cache in self.caches:
             cache.length = 0

@@ -4,9 +4,11 @@
 (a *rank*) holds the whole model, runs forward and backward on its own rows of every
 global batch, and the ranks add their gradients up with one in-place ``Allreduce`` on
 the optimizer's flat gradient buffer. Each rank seeds backward with its rows' share of
-the *global* batch (rows / B), so the sum is exactly the gradient of the whole batch's
-mean loss, even when the last batch of an epoch splits unevenly. After that every rank
-clips and steps AdamW on the same numbers, so the weights stay identical everywhere.
+the *global* batch (rows / B), so the sum is the gradient of the whole batch's mean loss
+(up to rounding), even when the last batch of an epoch splits unevenly: a sum of
+share-weighted gradients rather than a mean of per-rank means, which would weight the rows
+of a short shard more. After that every rank clips and steps AdamW on the same numbers, so
+the weights stay identical everywhere.
 
 ``current()`` returns the process group of this process, created once:
 
@@ -79,10 +81,6 @@ class SingleProcess:
         """Add ``buffer`` up over all ranks, in place (every rank gets the sum)."""
         return buffer
 
-    def allreduce_mean_(self, buffer):
-        """Average ``buffer`` over all ranks, in place."""
-        return buffer
-
     def broadcast_(self, buffer):
         """Overwrite ``buffer`` on every rank with rank 0's, in place."""
         return buffer
@@ -90,9 +88,6 @@ class SingleProcess:
     def sum(self, *values: float) -> tuple[float, ...]:
         """Sum each host scalar over all ranks (one small all-reduce for all of them)."""
         return tuple(float(v) for v in values)
-
-    def mean(self, value: float) -> float:
-        return self.sum(value)[0] / self.size
 
     def barrier(self) -> None: ...
 
@@ -123,11 +118,6 @@ class MPIGroup(SingleProcess):
         else:
             self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
         self.comm_s += time.perf_counter() - start
-        return buffer
-
-    def allreduce_mean_(self, buffer):
-        self.allreduce_sum_(buffer)
-        buffer *= buffer.dtype.type(1.0 / self.size)
         return buffer
 
     def broadcast_(self, buffer):

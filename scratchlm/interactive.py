@@ -8,6 +8,7 @@ leaves. It works the same with a terminal or with lines piped into stdin.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 
@@ -117,7 +118,7 @@ class InteractiveSession:
 
     def _set(self, rest: str) -> None:
         """``/set temperature=0.5 top_k=10`` (or ``/set temperature 0.5``): all or nothing."""
-        words = rest.split()
+        words = re.sub(r"\s*=\s*", "=", rest).split()
         if len(words) == 2 and "=" not in rest:
             words = [f"{words[0]}={words[1]}"]
         if not words or any("=" not in w for w in words):
@@ -132,7 +133,7 @@ class InteractiveSession:
         except UserError as exc:
             self._error(str(exc))
             return
-        if settings.seed != self.settings.seed or "seed" in names:
+        if "seed" in names:  # a seed set again restarts its sequence
             self.rng = np.random.default_rng(settings.seed)
         self.settings = settings
         self._say("Updated: " + self._describe(names, ", "))

@@ -186,7 +186,7 @@ def check_processes(settings: TrainSettings, processes: int) -> None:
         raise OptionError(f"--batch-size {settings.batch_size} (the global batch) does not split evenly over "
                           f"{processes} MPI processes: use a multiple of {processes} (e.g. "
                           f"{-(-settings.batch_size // processes) * processes}) or start {fits} processes")
-    if settings.grad_accum > settings.batch_size // processes:
+    if processes > 1 and settings.grad_accum > settings.batch_size // processes:
         raise OptionError(f"--grad-accum {settings.grad_accum} is more than the {settings.batch_size // processes} "
                           f"sequences each of the {processes} MPI processes gets from --batch-size "
                           f"{settings.batch_size}: each micro-batch needs at least one sequence")

@@ -170,3 +170,30 @@ def test_bad_input_through_the_console_script_has_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: data file not found") and result.stderr.count("\n") == 1
     assert result.stdout == "" and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        ([], "no command given"),
+        (["bogus"], "unknown command 'bogus'"),
+        (["train"], "usage: scratchlm train DATA"),
+        (["train", "x.txt", "--nope"], "unknown option --nope"),
+        (["generate", "m.pt", "--stop"], "--stop needs a value"),
+    ],
+)
+def test_usage_errors_are_one_line(argv, expected, capsys):
+    from scratchlm.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0]
+
+
+@pytest.mark.parametrize("command, option", [("train", "--epochs"), ("generate", "--top-p"), ("evaluate", "--stride")])
+def test_command_help_lists_its_options_and_the_common_ones(command, option, capsys):
+    from scratchlm.cli import main
+
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert option in out and "--device" in out and "--seed" in out

@@ -36,7 +36,8 @@ RUN = [*TINY, "--epochs", "2", "--warmup-steps", "3", "--eval-interval", "5"]
 def mpirun(n: int, *args, timeout: float = 240) -> subprocess.CompletedProcess:
     """``mpirun -n n python ARGS`` (one thread per rank); a hang fails the test instead of the CI run."""
     root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
+               OMPI_MCA_btl_vader_single_copy_mechanism="none")      # containers may forbid the ptrace it uses
     command = [MPIRUN, "-n", str(n), "--oversubscribe", *root, sys.executable, *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
 
