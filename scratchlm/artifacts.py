@@ -116,8 +116,9 @@ def run_facts(job) -> dict:
     run = {
         "data_characters": info["characters"], "train_tokens": info["train_tokens"], "val_tokens": info["val_tokens"],
         "vocab_size": cfg.vocab_size, "parameters": params, "steps_per_epoch": job.steps_per_epoch,
-        "schedule_steps": job.schedule_steps, "device_used": job.device, "processes": job.processes, "adam_betas": list(ADAM_BETAS),
-        "adam_eps": ADAM_EPS, "min_lr_ratio": MIN_LR_RATIO, "val_tokens_per_char": round(job.tokens_per_char, 6),
+        "schedule_steps": job.schedule_steps, "device_used": job.device, "processes": job.processes,
+        "adam_betas": list(ADAM_BETAS), "adam_eps": ADAM_EPS, "min_lr_ratio": MIN_LR_RATIO,
+        "val_tokens_per_char": round(job.tokens_per_char, 6),
         "versions": {"scratchlm": __version__, "numpy": np.__version__, "python": platform.python_version()},
     }
     return {"panel": panel, "run": run}

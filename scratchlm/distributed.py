@@ -39,7 +39,8 @@ SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK")
 LOCAL_SIZE_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE")
 LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK")
-INSTALL_HINT = "pip install -e '.[mpi]' (or pip install mpi4py) and an MPI library such as Open MPI (apt-get install openmpi-bin)"
+INSTALL_HINT = ("pip install -e '.[mpi]' (or pip install mpi4py) and an MPI library such as Open MPI "
+                "(apt-get install openmpi-bin)")
 
 
 class MPIUnavailable(UserError):

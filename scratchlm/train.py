@@ -152,7 +152,8 @@ class Trainer:
         self.reporter.start(artifacts.run_facts(job), job.resumed_from, state.step)
         stop = None
         # Under mpirun, Ctrl-C reaches mpirun, which ends every rank: no step-boundary stop there.
-        with StopRequest(active=self.group.size == 1) as self.stop_request, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with StopRequest(active=self.group.size == 1) as self.stop_request, \
+                np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             while state.epochs_done < s.epochs and state.step < job.last_step and stop is None:
                 stop = self._epoch(state.epochs_done + 1)
         if stop is None:
@@ -201,11 +202,11 @@ class Trainer:
         t0 = time.perf_counter()
         state, opt, s = self.state, self.job.optimizer, self.s
         rows = len(inputs)
-        first, stop = self.group.shard(rows)
-        mine_in, mine_out = inputs[first:stop], targets[first:stop]            # 2 x (B/N, T)
+        first, end = self.group.shard(rows)
+        mine_in, mine_out = inputs[first:end], targets[first:end]              # 2 x (B/N, T)
         opt.zero_grad()
         step_loss = 0.0
-        for a, b in micro_batch_bounds(stop - first, s.grad_accum):
+        for a, b in micro_batch_bounds(end - first, s.grad_accum):
             _, loss = self.job.model(mine_in[a:b], mine_out[a:b])            # mean over (b-a, T)
             share = (b - a) / rows                                            # of the global batch
             if share == 1.0:

@@ -167,7 +167,7 @@ def prepare(settings: TrainSettings, checkpoint=None) -> TrainJob:
         state = RunState.from_dict(checkpoint.train_state["state"])
         model.dropout_rng.bit_generator.state = state.dropout_rng_state
     else:
-        model = GPT(config, seed=settings.seed, dtype=settings.dtype).to(device)                    # weights on the device before AdamW
+        model = GPT(config, seed=settings.seed, dtype=settings.dtype).to(device)  # on the device before AdamW
         state = RunState()
     optimizer = AdamW(model.parameters(), lr=settings.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS,
                       weight_decay=settings.weight_decay)

@@ -187,6 +187,16 @@ DISPATCHERS = [  # (module, dispatcher, fast version it should pick, arguments)
      lambda: (np.ones((4, 3), np.float32), np.array([0, 3]))),
     (cross_entropy, "cross_entropy_forward", "cross_entropy_forward_v1",
      lambda: (np.ones((2, 3), np.float32), np.array([0, 2]))),
+    (layernorm, "layernorm_backward", "layernorm_backward_v1",
+     lambda: (np.ones((2, 3), np.float32), np.ones((2, 3), np.float32), np.ones(3, np.float32),
+              np.ones(2, np.float32), np.ones(2, np.float32))),
+    (rmsnorm, "rmsnorm_backward", "rmsnorm_backward_v1",
+     lambda: (np.ones((2, 3), np.float32), np.ones((2, 3), np.float32), np.ones(3, np.float32),
+              np.ones(2, np.float32))),
+    (gelu, "gelu_backward", "gelu_backward_v2",
+     lambda: (np.ones((2, 3), np.float32), np.ones((2, 3), np.float32))),
+    (embedding, "embedding_backward", "embedding_backward_v1",
+     lambda: (np.ones((2, 3), np.float32), np.array([0, 3]), 4)),
 ]
 
 
