@@ -104,8 +104,11 @@ def _targets_valid(targets, vocab_size, ignore_index):
 
 
 # ---- dispatch ----------------------------------------------------------------------
+# Training (loss and gradient) runs version 1: 1.0 ms against the reference's 1.5 ms at
+# config c, float32. The loss alone (evaluation, no tape) stays with the reference, whose
+# SIMD exp wins there (0.88 against 0.96 ms; measured side by side in one process).
 def cross_entropy_forward(logits, targets, ignore_index=-1, compute_grad=True):
-    if (use_numba(logits, targets) and logits.dtype in (np.float32, np.float64)
+    if (compute_grad and use_numba(logits, targets) and logits.dtype in (np.float32, np.float64)
             and logits.ndim == 2 and logits.shape[1] > 0
             and _targets_valid(targets, logits.shape[1], ignore_index)):
         return cross_entropy_forward_v1(logits, targets, ignore_index, compute_grad)

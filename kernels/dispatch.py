@@ -76,9 +76,14 @@ def lazy_njit(**options):
                 compiled = _numba_compile(py_func, options)
             return compiled
 
+        parallel = bool(options.get("parallel"))
+
         @functools.wraps(py_func)
         def call(*args):
-            return (compiled if compiled is not None else dispatcher())(*args)
+            kernel = compiled if compiled is not None else dispatcher()
+            if parallel and _is_small(args):
+                return _on_one_thread(kernel, args)
+            return kernel(*args)
 
         call.py_func = py_func
         call.dispatcher = dispatcher
@@ -87,10 +92,35 @@ def lazy_njit(**options):
     return wrap
 
 
+# Below this many elements in a kernel's first array, a parallel kernel runs on one thread:
+# waking the thread pool costs more than the work, and far more when another process holds
+# a core (a busy core makes every parallel region wait for its time slice).
+SERIAL_BELOW = 1 << 15
+
+
+def _is_small(args) -> bool:
+    first = args[0] if args else None
+    return getattr(first, "size", SERIAL_BELOW) < SERIAL_BELOW
+
+
+def _on_one_thread(kernel, args):
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(previous)
+
+
 def _numba_compile(py_func, options):
     """``numba.njit`` over a copy of ``py_func`` whose globals see Numba's prange and kernels."""
     import types
 
+    # Idle OpenMP threads sleep instead of spinning, so they give a busy core back at once
+    # (a spinning pool makes every parallel call on a loaded 2-core machine take ~8 ms).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import numba
 
     names = py_func.__code__.co_names
