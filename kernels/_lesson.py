@@ -24,8 +24,10 @@ def assert_close(got, want, dtype, label=""):
     not to its result, so a small entry of a large sum is only as exact as the big ones.
     Returns the largest absolute difference.
     """
+    from scratchlm.backend import to_numpy
+
     tol = TOLERANCE[np.dtype(dtype)]
-    want = np.asarray(want, np.float64)
+    got, want = to_numpy(got), np.asarray(to_numpy(want), np.float64)     # GPU results come home
     scale = float(np.max(np.abs(want), initial=0.0))
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale, err_msg=label)
     return float(np.max(np.abs(np.asarray(got, np.float64) - want), initial=0.0))
@@ -44,14 +46,31 @@ def check(label, got, want, dtype):
 
 
 def best_ms(fn, *args, repeat=30):
-    """Milliseconds per call: the best of ``repeat`` calls after one warm-up call (compiles)."""
+    """Milliseconds per call: the best of ``repeat`` calls after one warm-up call (compiles).
+
+    On CuPy arrays each call is followed by a wait for the GPU: kernel launches return at
+    once, so without it the time would be the launch's, not the kernel's.
+    """
+    from scratchlm.backend import get_array_module, synchronize
+
+    xp = get_array_module(*args)
     fn(*args)
+    synchronize(xp)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         fn(*args)
+        synchronize(xp)
         times.append(time.perf_counter() - start)
     return 1e3 * min(times)
+
+
+def cuda_module():
+    """cupy when a CUDA GPU is usable (the ``__main__`` blocks then check and time the CUDA
+    versions too), else None."""
+    from scratchlm import backend
+
+    return backend.array_module_for("cuda") if backend.cuda_available() else None
 
 
 def report(label, fn, args, nbytes, repeat=30):

@@ -1,9 +1,9 @@
 """Which version of a kernel runs: the NumPy reference or a compiled one.
 
-``SCRATCHLM_KERNELS=reference`` selects the plain NumPy references everywhere (for
-reading and debugging); the default, ``auto``, uses the fastest correct version for
-the arrays at hand: compiled Numba code for NumPy arrays when Numba imports, the
-reference otherwise (CuPy arrays run the reference, which is backend-generic).
+``SCRATCHLM_KERNELS=reference`` selects the plain NumPy references everywhere, on every
+backend (for reading and debugging: the references also run on CuPy arrays); the default,
+``auto``, uses the fastest correct version for the arrays at hand: the CUDA version for
+CuPy arrays, compiled Numba code for NumPy arrays when Numba imports, the reference otherwise.
 """
 
 from __future__ import annotations
@@ -44,6 +44,15 @@ def use_numba(*arrays) -> bool:
     import numpy as np
 
     return all(isinstance(a, np.ndarray) for a in arrays)
+
+
+def use_cuda(*arrays) -> bool:
+    """True when the CUDA version should run on these arrays: all of them CuPy (GPU) arrays."""
+    if _mode == "reference":
+        return False
+    from scratchlm.backend import is_cuda_array
+
+    return all(is_cuda_array(a) for a in arrays)
 
 
 # Kernels write their parallel loops as ``for i in prange(n):`` with ``from .dispatch import

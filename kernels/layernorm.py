@@ -19,15 +19,17 @@ Cached from forward: mean and rstd, (N,) each; xhat is recomputed from x (it is
 cheap, and caching it would cost a whole (N, C) array per layer).
 
 Versions: 0 the NumPy reference; 1 Numba, rows over the cores (backward: each chunk
-of rows sums its own dw, db, so no two threads write the same memory).
-Run ``python -m scratchlm.kernels.layernorm`` to check and time them.
+of rows sums its own dw, db, so no two threads write the same memory); CUDA (CuPy
+arrays), one thread block per row. Run ``python -m scratchlm.kernels.layernorm`` to
+check and time them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .dispatch import lazy_njit, prange, use_numba
+from ._cuda import cupy_module, launch, row_threads
+from .dispatch import lazy_njit, prange, use_cuda, use_numba
 
 
 # ---- version 0: the NumPy reference (runs on NumPy and CuPy arrays) ------------------
@@ -131,24 +133,113 @@ def row_chunks(n_rows):
     return max(1, min(n_rows, 64))
 
 
+# ---- CUDA version (CuPy arrays): one thread block per row ----------------------------
+# Version 1's plan on a GPU: a block of threads owns a row, its threads share the row's
+# columns and meet in ``block_sum`` (see _cuda.py) for the row's statistics. Backward:
+# block k takes rows k, k + blocks, ... and sums their dw, db into its own row of the
+# (blocks, C) parts, which one CuPy sum then adds up: no two blocks write the same memory.
+LAYERNORM_CUDA_SOURCE = r"""
+extern "C" __global__ void layernorm_forward(const real* x, const real* w, const real* b,
+                                             real eps, int C, real* y, real* mean, real* rstd) {
+    const long long row = (long long)blockIdx.x * C;            // x[row + i]: this block's row
+    real total = 0;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) total += x[row + i];
+    const real m = block_sum(total) / C;
+    real squares = 0;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) {
+        const real centred = x[row + i] - m;
+        squares += centred * centred;
+    }
+    const real r = real(1) / sqrt(block_sum(squares) / C + eps);
+    if (threadIdx.x == 0) {
+        mean[blockIdx.x] = m;
+        rstd[blockIdx.x] = r;
+    }
+    for (int i = threadIdx.x; i < C; i += blockDim.x) y[row + i] = (x[row + i] - m) * r * w[i] + b[i];
+}
+
+extern "C" __global__ void layernorm_backward(const real* dy, const real* x, const real* w,
+                                              const real* mean, const real* rstd, int N, int C,
+                                              real* dx, real* dw_parts, real* db_parts) {
+    real* dw_mine = dw_parts + (long long)blockIdx.x * C;      // this block's row of the parts
+    real* db_mine = db_parts + (long long)blockIdx.x * C;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) dw_mine[i] = db_mine[i] = 0;
+    for (int n = blockIdx.x; n < N; n += gridDim.x) {
+        const long long row = (long long)n * C;
+        const real m = mean[n], r = rstd[n];
+        real g_total = 0, g_xhat_total = 0;
+        for (int i = threadIdx.x; i < C; i += blockDim.x) {
+            const real g = dy[row + i] * w[i];
+            g_total += g;
+            g_xhat_total += g * ((x[row + i] - m) * r);
+        }
+        const real g_mean = block_sum(g_total) / C;
+        const real g_xhat_mean = block_sum(g_xhat_total) / C;
+        for (int i = threadIdx.x; i < C; i += blockDim.x) {
+            const real xhat = (x[row + i] - m) * r;
+            dx[row + i] = r * (dy[row + i] * w[i] - g_mean - xhat * g_xhat_mean);
+            db_mine[i] += dy[row + i];                          // thread i alone owns column i
+            dw_mine[i] += dy[row + i] * xhat;
+        }
+    }
+}
+"""
+PART_BLOCKS = 512        # row blocks of the backward: enough to fill a large GPU
+
+
+def layernorm_forward_cuda(x, w, b, eps=1e-5):
+    cp = cupy_module()
+    x, w, b = (cp.ascontiguousarray(a, dtype=x.dtype) for a in (x, w, b))
+    N, C = x.shape
+    y = cp.empty_like(x)                                    # (N, C)
+    mean = cp.empty(N, dtype=x.dtype)                       # (N,)
+    rstd = cp.empty(N, dtype=x.dtype)                       # (N,)
+    launch(LAYERNORM_CUDA_SOURCE, "layernorm_forward", x.dtype, N, row_threads(C),
+           (x, w, b, x.dtype.type(eps), np.int32(C), y, mean, rstd))
+    return y, mean, rstd
+
+
+def layernorm_backward_cuda(dy, x, w, mean, rstd):
+    cp = cupy_module()
+    dy, x, w, mean, rstd = (cp.ascontiguousarray(a, dtype=x.dtype) for a in (dy, x, w, mean, rstd))
+    N, C = x.shape
+    blocks = min(N, PART_BLOCKS)
+    dx = cp.empty_like(x)                                   # (N, C)
+    dw_parts = cp.empty((blocks, C), dtype=x.dtype)         # (blocks, C), zeroed by the kernel
+    db_parts = cp.empty_like(dw_parts)                      # (blocks, C)
+    launch(LAYERNORM_CUDA_SOURCE, "layernorm_backward", x.dtype, blocks, row_threads(C),
+           (dy, x, w, mean, rstd, np.int32(N), np.int32(C), dx, dw_parts, db_parts))
+    return dx, dw_parts.sum(axis=0), db_parts.sum(axis=0)
+
+
+def cuda_rows_ok(x) -> bool:
+    """The CUDA norms take float32/float64 (N, C) arrays with at least one element."""
+    return x.dtype in (np.float32, np.float64) and x.ndim == 2 and x.size > 0
+
+
 # ---- dispatch ----------------------------------------------------------------------
 def layernorm_forward(x, w, b, eps=1e-5):
+    if use_cuda(x, w, b) and cuda_rows_ok(x):
+        return layernorm_forward_cuda(x, w, b, eps)
     if use_numba(x, w, b) and x.dtype in (np.float32, np.float64):
         return layernorm_forward_v1(x, w, b, eps)
     return layernorm_forward_reference(x, w, b, eps)
 
 
 def layernorm_backward(dy, x, w, mean, rstd):
+    if use_cuda(dy, x, w, mean, rstd) and cuda_rows_ok(x):
+        return layernorm_backward_cuda(dy, x, w, mean, rstd)
     if use_numba(dy, x, w, mean, rstd) and x.dtype in (np.float32, np.float64):
         return layernorm_backward_v1(dy, x, w, mean, rstd)
     return layernorm_backward_reference(dy, x, w, mean, rstd)
 
 
 if __name__ == "__main__":
-    from ._lesson import check, report
+    from ._lesson import check, cuda_module, report
 
     N, C = 32 * 128, 256                                    # config c: B*T rows, d_model
     rng = np.random.default_rng(0)
+    cp = cuda_module()                                      # None without a usable GPU
     for dtype in (np.float32, np.float64):
         x, dy = (rng.standard_normal((N, C)).astype(dtype) for _ in range(2))
         w, b = (rng.standard_normal(C).astype(dtype) for _ in range(2))
@@ -156,12 +247,14 @@ if __name__ == "__main__":
         want = layernorm_backward_reference(dy, x, w, mean, rstd)
         size = x.itemsize
         print(f"layernorm N={N} C={C} {np.dtype(dtype).name}")
-        for name, forward, backward in [
-            ("reference", layernorm_forward_reference, layernorm_backward_reference),
-            ("numba v1", layernorm_forward_v1, layernorm_backward_v1),
-        ]:
-            check(f"{name} forward", forward(x, w, b), (y, mean, rstd), dtype)
-            report(f"{name} forward", forward, (x, w, b), (2 * N * C + 2 * N + 2 * C) * size)
-            check(f"{name} backward", backward(dy, x, w, mean, rstd), want, dtype)
-            report(f"{name} backward", backward, (dy, x, w, mean, rstd),
+        versions = [("reference", layernorm_forward_reference, layernorm_backward_reference, np),
+                    ("numba v1", layernorm_forward_v1, layernorm_backward_v1, np)]
+        if cp is not None:
+            versions.append(("cuda", layernorm_forward_cuda, layernorm_backward_cuda, cp))
+        for name, forward, backward, xp in versions:
+            ax, ady, aw, ab, amean, arstd = (xp.asarray(a) for a in (x, dy, w, b, mean, rstd))
+            check(f"{name} forward", forward(ax, aw, ab), (y, mean, rstd), dtype)
+            report(f"{name} forward", forward, (ax, aw, ab), (2 * N * C + 2 * N + 2 * C) * size)
+            check(f"{name} backward", backward(ady, ax, aw, amean, arstd), want, dtype)
+            report(f"{name} backward", backward, (ady, ax, aw, amean, arstd),
                    (3 * N * C + 2 * N + 3 * C) * size)
