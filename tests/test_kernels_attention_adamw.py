@@ -213,23 +213,6 @@ DISPATCHERS = [  # (module, dispatcher, fast version it should pick, arguments)
 ]
 
 
-@pytest.mark.parametrize("module, name, fast_name, make_args", DISPATCHERS,
-                         ids=[d[1] for d in DISPATCHERS])
-def test_dispatch_reference_mode_and_auto_mode(monkeypatch, module, name, fast_name, make_args):
-    calls = []
-    fast = getattr(module, fast_name)
-    monkeypatch.setattr(module, fast_name, lambda *a, **k: calls.append(1) or fast(*a, **k))
-    previous = dispatch.set_mode("reference")
-    try:
-        getattr(module, name)(*make_args())
-        assert calls == []
-        dispatch.set_mode("auto")
-        getattr(module, name)(*make_args())
-        assert calls == [1]
-    finally:
-        dispatch.set_mode(previous)
-
-
 def test_attention_dispatch_falls_back_where_v2_does_not_apply(monkeypatch, kernel_mode):
     monkeypatch.setattr(attention, "attention_forward_v2", lambda *a: pytest.fail("v2 called"))
     q = np.ones((1, 1, 4, 3), np.float32)
