@@ -35,6 +35,23 @@ def test_linear_with_constant_input(kernel_mode):
     assert_gradients_match(lambda w, b: ops.linear(x, w, b), normal((6, 3), 2), normal((6,), 3))
 
 
+# ---- feed-forward (fc -> GELU -> proj as one node) ------------------------------------
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_feed_forward(kernel_mode, with_bias):
+    x, w_fc, w_proj = normal((2, 5, 3), 1), normal((8, 3), 2), normal((3, 8), 3)
+    if with_bias:
+        assert_gradients_match(ops.feed_forward, x, w_fc, normal((8,), 4), w_proj, normal((3,), 5))
+    else:
+        assert_gradients_match(lambda *t: ops.feed_forward(t[0], t[1], None, t[2], None), x, w_fc, w_proj)
+
+
+def test_feed_forward_equals_linear_gelu_linear(kernel_mode):
+    x, w_fc, b_fc, w_proj, b_proj = (Tensor(normal(s, i)) for i, s in enumerate([(2, 5, 3), (8, 3), (8,), (3, 8), (3,)]))
+    fused = ops.feed_forward(x, w_fc, b_fc, w_proj, b_proj).data
+    composed = ops.linear(ops.gelu(ops.linear(x, w_fc, b_fc)), w_proj, b_proj).data
+    np.testing.assert_allclose(fused, composed, rtol=1e-12)
+
+
 # ---- embedding ---------------------------------------------------------------------
 def test_embedding_repeated_ids_accumulate(kernel_mode):
     ids = np.array([[0, 3, 3, 1, 3], [1, 0, 3, 3, 5]])  # (B, T) with many repeats; 2 and 4 unused

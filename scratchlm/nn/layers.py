@@ -83,4 +83,5 @@ class MLP(Module):
         self.dropout = dropout
 
     def forward(self, x):
-        return self.dropout(self.proj(ops.gelu(self.fc(x))))
+        fc, proj = self.fc, self.proj
+        return self.dropout(ops.feed_forward(x, fc.weight, fc.bias, proj.weight, proj.bias))  # (B, T, C)

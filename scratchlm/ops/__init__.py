@@ -11,6 +11,7 @@ from .transformer import (
     cross_entropy,
     dropout,
     embedding,
+    feed_forward,
     gelu,
     layer_norm,
     linear,
@@ -22,5 +23,5 @@ __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "tanh", "sqrt", "where", "masked_fill",
     "unbroadcast", "sum", "mean", "max", "reshape", "permute", "transpose", "getitem", "matmul",
     "concat", "split", "linear", "embedding", "layer_norm", "rms_norm", "gelu", "causal_attention",
-    "cross_entropy", "dropout", "rope",
+    "cross_entropy", "dropout", "rope", "feed_forward",
 ]
