@@ -22,9 +22,9 @@ Train options:
   --epochs N              Passes over the training split [default: 10].
   --max-steps N           Stop after N optimizer steps in total; the learning-rate schedule
                           still spans --epochs (0: no limit) [default: 0].
-  --learning-rate LR      Peak learning rate of AdamW [default: 0.002].
+  --learning-rate LR      Peak learning rate of AdamW [default: 0.003].
   --weight-decay WD       Decoupled weight decay on the weight matrices [default: 0.1].
-  --warmup-steps N        Linear warm-up steps before the schedule [default: 20].
+  --warmup-steps N        Linear warm-up steps before the schedule [default: 10].
   --lr-schedule NAME      cosine (decay to 10% of the peak) or constant [default: cosine].
   --val-split F           Fraction of the text (its tail) held out for validation, in (0, 1) [default: 0.1].
   --gradient-clip C       Clip the global gradient norm to C (0: off) [default: 1.0].
