@@ -63,7 +63,10 @@ class Node:
     def __init__(self, function, ctx, inputs, num_outputs, output_meta):
         self.function = function
         self.ctx = ctx
-        self.inputs = inputs  # Tensors (or None for constants), one per positional input
+        # one entry per positional input: None (a constant), the Tensor itself (a leaf, whose
+        # .grad receives the gradient), or (node, output index) for a tensor made by an op --
+        # not the tensor, so its array is freed as soon as no backward needs it
+        self.inputs = inputs
         self.num_outputs = num_outputs
         self.output_meta = output_meta  # (shape, dtype) per output, to make zero grads
 
@@ -92,7 +95,9 @@ class Function:
         outputs = tuple(Tensor(o, requires_grad=track) for o in out) if multi else (Tensor(out, requires_grad=track),)
         if track:
             ctx.needs_input_grad = needs
-            parents = tuple(x if n else None for x, n in zip(inputs, needs))
+            parents = tuple(
+                None if not n else (x if x._node is None else (x._node, x._index)) for x, n in zip(inputs, needs)
+            )
             meta = tuple((o.shape, o.dtype) for o in outputs)
             node = Node(cls, ctx, parents, len(outputs), meta)
             for index, o in enumerate(outputs):

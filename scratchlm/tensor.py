@@ -114,12 +114,13 @@ class Tensor:
             for parent, g in zip(node.inputs, in_grads):
                 if parent is None or g is None:
                     continue
-                if parent._node is None:
+                if isinstance(parent, Tensor):  # a leaf
                     parent._accumulate(g)
-                else:
-                    slots = pending.setdefault(id(parent._node), [None] * parent._node.num_outputs)
-                    old = slots[parent._index]
-                    slots[parent._index] = g if old is None else old + g
+                else:  # (node, output index) of an intermediate tensor
+                    parent_node, index = parent
+                    slots = pending.setdefault(id(parent_node), [None] * parent_node.num_outputs)
+                    old = slots[index]
+                    slots[index] = g if old is None else old + g
             node.ctx = None  # free what forward saved; a graph is walked once
 
     # ---- operators (the ops live in scratchlm.ops) ------------------------------
@@ -205,6 +206,6 @@ def _topological_order(root: Node) -> list[Node]:
         visited.add(id(node))
         stack.append((node, True))
         for parent in node.inputs:
-            if parent is not None and parent._node is not None and id(parent._node) not in visited:
-                stack.append((parent._node, False))
+            if isinstance(parent, tuple) and id(parent[0]) not in visited:
+                stack.append((parent[0], False))
     return order
