@@ -3,7 +3,8 @@
 Read them in this order (see README.md): embedding, layernorm, rmsnorm, gelu, vector_exp,
 attention, cross_entropy, adamw, matmul (teaching only) and decode (the generation step). Every file has the math in its
 docstring, a NumPy reference that also runs on CuPy arrays, faster versions checked
-against it, and a ``dispatch`` that the engine calls.
+against it (Numba for NumPy arrays, CUDA C through CuPy for GPU arrays), and a
+``dispatch`` that the engine calls.
 
-Importing this package imports no Numba: kernels compile on first use.
+Importing this package imports neither Numba nor CuPy: kernels compile on first use.
 """

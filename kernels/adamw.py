@@ -16,13 +16,18 @@ AdamW step t (1-based), for every i:
     p_i = p_i - lr * (m_i / (1 - b1^t)) / (sqrt(v_i / (1 - b2^t)) + eps)
 
 Everything is in place; nothing is cached.
+
+Versions: 0 the NumPy reference; 1 Numba, one fused pass over the cores; CUDA (CuPy
+arrays), one fused kernel, and a clipping that never waits for the GPU.
+Run ``python -m scratchlm.kernels.adamw`` to check and time them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .dispatch import lazy_njit, prange, use_numba
+from ._cuda import STRIDE_THREADS, cupy_module, launch, stride_blocks
+from .dispatch import lazy_njit, prange, use_cuda, use_numba
 
 
 # ---- version 0: the NumPy reference ------------------------------------------------
@@ -90,51 +95,141 @@ def grad_norm_v1(grads):
     return float(np.sqrt(_sum_of_squares_kernel(grads)))
 
 
-def adamw_step_v1(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, num_decayed):
-    real = params.dtype.type
+def step_constants(dtype, step, lr, beta1, beta2, eps, weight_decay, num_decayed):
+    """The fused kernels' scalar arguments, cast to the buffers' dtype, in their order."""
+    real = np.dtype(dtype).type
     decay = 1.0 - lr * weight_decay if weight_decay and num_decayed else 1.0
-    _adamw_kernel(params, grads, m, v, real(beta1), real(1.0 - beta1), real(beta2),
-                  real(1.0 - beta2), real(decay), real(lr / (1.0 - beta1**step)),
-                  real(1.0 - beta2**step), real(eps), int(num_decayed))
+    return (real(beta1), real(1.0 - beta1), real(beta2), real(1.0 - beta2), real(decay),
+            real(lr / (1.0 - beta1**step)), real(1.0 - beta2**step), real(eps))
+
+
+def adamw_step_v1(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, num_decayed):
+    constants = step_constants(params.dtype, step, lr, beta1, beta2, eps, weight_decay, num_decayed)
+    _adamw_kernel(params, grads, m, v, *constants, int(num_decayed))
+
+
+# ---- CUDA version (CuPy arrays): one fused kernel; a norm and clip that never wait -------
+# The step is version 1's loop with one thread per element (a grid-stride loop). The norm is
+# where a GPU step could stall: reading it on the host would make the CPU wait for every
+# kernel queued so far. So the sum of squares is done in two fixed-order stages on the GPU
+# (each block sums its share in double, CuPy adds the block sums), and clipping multiplies
+# the gradients by min(1, max_norm / (norm + 1e-6)) computed there too: the norm is handed
+# back as a 0-d GPU array, read only if someone asks.
+ADAMW_CUDA_SOURCE = r"""
+extern "C" __global__ void adamw_step(real* params, const real* grads, real* m, real* v, long long P,
+                                      real beta1, real one_minus_beta1, real beta2, real one_minus_beta2,
+                                      real decay, real step_size, real bias2, real eps, long long num_decayed) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < P; i += (long long)gridDim.x * blockDim.x) {
+        const real g = grads[i];
+        const real m_i = m[i] * beta1 + one_minus_beta1 * g;
+        const real v_i = v[i] * beta2 + one_minus_beta2 * g * g;
+        m[i] = m_i;
+        v[i] = v_i;
+        const real p = params[i] * (i < num_decayed ? decay : real(1));    // decoupled weight decay
+        params[i] = p - step_size * m_i / (sqrt(v_i / bias2) + eps);
+    }
+}
+
+extern "C" __global__ void sum_of_squares(const real* grads, long long P, double* block_totals) {
+    double local = 0;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < P; i += (long long)gridDim.x * blockDim.x) {
+        const double g = grads[i];
+        local += g * g;
+    }
+    const double total = block_sum(local);
+    if (threadIdx.x == 0) block_totals[blockIdx.x] = total;
+}
+"""
+NORM_BLOCKS = 1024
+
+
+def grad_norm_on_gpu(grads):
+    """The global L2 norm as a 0-d float64 CuPy array (queued: nothing waits for it)."""
+    cp = cupy_module()
+    blocks = stride_blocks(grads.size, NORM_BLOCKS)
+    block_totals = cp.empty(blocks, dtype=cp.float64)                     # (blocks,)
+    launch(ADAMW_CUDA_SOURCE, "sum_of_squares", grads.dtype, blocks, STRIDE_THREADS,
+           (grads, np.int64(grads.size), block_totals))
+    return cp.sqrt(block_totals.sum())
+
+
+def grad_norm_cuda(grads):
+    return float(grad_norm_on_gpu(grads))        # the reference's answer: a host float (this waits)
+
+
+def clip_grad_norm_cuda(grads, max_norm):
+    cp = cupy_module()
+    norm = grad_norm_on_gpu(grads)
+    if max_norm and max_norm > 0:
+        grads *= cp.minimum(max_norm / (norm + 1e-6), 1.0).astype(grads.dtype)
+    return norm
+
+
+def adamw_step_cuda(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, num_decayed):
+    constants = step_constants(params.dtype, step, lr, beta1, beta2, eps, weight_decay, num_decayed)
+    launch(ADAMW_CUDA_SOURCE, "adamw_step", params.dtype, stride_blocks(params.size), STRIDE_THREADS,
+           (params, grads, m, v, np.int64(params.size), *constants, np.int64(num_decayed)))
 
 
 # ---- dispatch ----------------------------------------------------------------------
-def _compiled_ok(*buffers):
-    """Version 1 takes C-contiguous 1-D NumPy float32/float64 buffers of one dtype (in place)."""
+def _flat_buffers(*buffers):
+    """The fused versions take C-contiguous 1-D float32/float64 buffers of one dtype (in place)."""
     dtype = buffers[0].dtype
-    return (use_numba(*buffers) and dtype in (np.float32, np.float64)
+    return (dtype in (np.float32, np.float64) and buffers[0].size > 0
             and all(b.dtype == dtype and b.ndim == 1 and b.flags.c_contiguous for b in buffers))
 
 
 def grad_norm(grads):
-    if _compiled_ok(grads):
+    if use_cuda(grads) and _flat_buffers(grads):
+        return grad_norm_cuda(grads)
+    if use_numba(grads) and _flat_buffers(grads):
         return grad_norm_v1(grads)
     return grad_norm_reference(grads)
 
 
+def clip_grad_norm(grads, max_norm):
+    """Scale grads in place so that their global L2 norm is at most ``max_norm`` (when it is
+    above 0); return the norm before. A float, except from the CUDA version: a 0-d GPU array
+    (``float(norm)`` reads it), so that a training step never waits for the GPU."""
+    if use_cuda(grads) and _flat_buffers(grads):
+        return clip_grad_norm_cuda(grads, max_norm)
+    norm = grad_norm(grads)
+    if max_norm and max_norm > 0:
+        coef = max_norm / (norm + 1e-6)
+        if coef < 1.0:
+            grads *= grads.dtype.type(coef)
+    return norm
+
+
 def adamw_step(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, num_decayed):
     args = (params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, num_decayed)
-    if _compiled_ok(params, grads, m, v):
+    if use_cuda(params, grads, m, v) and _flat_buffers(params, grads, m, v):
+        adamw_step_cuda(*args)
+    elif use_numba(params, grads, m, v) and _flat_buffers(params, grads, m, v):
         adamw_step_v1(*args)
     else:
         adamw_step_reference(*args)
 
 
 if __name__ == "__main__":
-    from ._lesson import best_ms, check
+    from ._lesson import best_ms, check, cuda_module
 
     P, num_decayed = 4_790_000, 4_740_000                   # config c: 4.79M parameters
     hyper = dict(lr=3e-4, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1,
                  num_decayed=num_decayed)
     rng = np.random.default_rng(0)
+    cp = cuda_module()                                      # None without a usable GPU
     for dtype in (np.float32, np.float64):
         print(f"adamw P={P:,} {np.dtype(dtype).name}")
         start = [rng.standard_normal(P).astype(dtype) for _ in range(2)]    # params, grads
         results = {}
-        for name, step_fn, norm_fn in [("reference", adamw_step_reference, grad_norm_reference),
-                                       ("numba v1", adamw_step_v1, grad_norm_v1)]:
-            params, grads = (a.copy() for a in start)
-            m, v = np.zeros_like(params), np.zeros_like(params)
+        versions = [("reference", adamw_step_reference, grad_norm_reference, np),
+                    ("numba v1", adamw_step_v1, grad_norm_v1, np)]
+        if cp is not None:
+            versions.append(("cuda", adamw_step_cuda, grad_norm_cuda, cp))
+        for name, step_fn, norm_fn, xp in versions:
+            params, grads = (xp.array(a) for a in start)                    # copies
+            m, v = xp.zeros_like(params), xp.zeros_like(params)
             for step in range(1, 6):                        # five steps, as training would
                 step_fn(params, grads, m, v, step, **hyper)
             results[name] = (params.copy(), m.copy(), v.copy(), norm_fn(grads))   # before timing

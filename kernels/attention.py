@@ -26,6 +26,9 @@ about Tq Tk / 2 visible pairs, so forward is 2 products and backward 4. The refe
 computes all Tq Tk pairs (then masks half away); the compiled versions skip the future.
 The B*H heads are independent, which is where the two cores come from: NumPy's batched
 matmul on 4-D arrays runs its per-head products one after another on one core.
+
+Versions: 0 the NumPy reference; 1 and 2 Numba (below); CUDA (CuPy arrays): the products
+in cuBLAS, the scale, mask and softmax fused in one row kernel.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import math
 
 import numpy as np
 
-from .dispatch import lazy_njit, prange, use_numba
+from ._cuda import cupy_module, launch, row_threads
+from .dispatch import lazy_njit, prange, use_cuda, use_numba
 from .vector_exp import exp_vectorisable
 
 
@@ -314,54 +318,120 @@ def attention_backward_v2(dout, q, k, v, p):
     return _backward_with(_backward_kernel_v2, dout, q, k, v, p)
 
 
+# ---- CUDA version (CuPy arrays): cuBLAS products, a fused softmax row kernel ------------
+# On a GPU the four products are what cuBLAS (CuPy's ``@``) does best, so they stay there;
+# what a NumPy-style reference does badly is the rest: scale, mask, max, exp, sum and divide,
+# each a pass over the (B, H, Tq, Tk) scores. One kernel does them all in place, a thread
+# block per row of scores; its backward twin turns dp into ds in place, folding in the
+# 1/sqrt(D) so that dq and dk come straight out of cuBLAS. Like the reference (and unlike
+# versions 1 and 2), the products still compute the future keys that the mask then zeroes.
+ATTENTION_CUDA_SOURCE = r"""
+// s: (rows, Tk) scores q k^T, rows = B*H*Tq; row r is query i = r % Tq, which sees keys
+// 0 .. Tk - Tq + i. Becomes p = softmax(scale * s) over the visible keys, exact zeros after.
+extern "C" __global__ void causal_softmax_forward(real* s, int Tq, int Tk, real scale) {
+    real* row = s + (long long)blockIdx.x * Tk;
+    const int visible = Tk - Tq + (int)(blockIdx.x % Tq) + 1;
+    real local_max = row[0] * scale;
+    for (int j = threadIdx.x; j < visible; j += blockDim.x) local_max = row[j] * scale > local_max ? row[j] * scale : local_max;
+    const real row_max = block_max(local_max);
+    real local_total = 0;
+    for (int j = threadIdx.x; j < visible; j += blockDim.x) {
+        row[j] = exp(row[j] * scale - row_max);                // each thread rewrites only its own j
+        local_total += row[j];
+    }
+    const real inv_total = real(1) / block_sum(local_total);
+    for (int j = threadIdx.x; j < Tk; j += blockDim.x) row[j] = j < visible ? row[j] * inv_total : real(0);
+}
+
+// dp: (rows, Tk) = dout v^T, becomes ds = p * (dp - sum_j dp_j p_j) * scale, row by row.
+extern "C" __global__ void causal_softmax_backward(const real* p, real* dp, int Tk, real scale) {
+    const long long row = (long long)blockIdx.x * Tk;
+    real local = 0;
+    for (int j = threadIdx.x; j < Tk; j += blockDim.x) local += dp[row + j] * p[row + j];
+    const real dp_dot_p = block_sum(local);
+    for (int j = threadIdx.x; j < Tk; j += blockDim.x) dp[row + j] = p[row + j] * (dp[row + j] - dp_dot_p) * scale;
+}
+"""
+
+
+def attention_forward_cuda(q, k, v):
+    cp = cupy_module()
+    tq, d = q.shape[-2:]
+    tk = k.shape[-2]
+    scale = q.dtype.type(1.0 / math.sqrt(d))
+    p = cp.ascontiguousarray(q @ k.swapaxes(-1, -2))        # (B, H, Tq, Tk) scores, then p
+    launch(ATTENTION_CUDA_SOURCE, "causal_softmax_forward", q.dtype, p.size // tk, row_threads(tk),
+           (p, np.int32(tq), np.int32(tk), scale))
+    return p @ v, p                                          # (B, H, Tq, D)
+
+
+def attention_backward_cuda(dout, q, k, v, p):
+    cp = cupy_module()
+    tk = k.shape[-2]
+    scale = q.dtype.type(1.0 / math.sqrt(q.shape[-1]))
+    p = cp.ascontiguousarray(p)                              # (B, H, Tq, Tk)
+    dv = p.swapaxes(-1, -2) @ dout                           # (B, H, Tk, D)
+    ds = cp.ascontiguousarray(dout @ v.swapaxes(-1, -2))     # (B, H, Tq, Tk) dp, then ds
+    launch(ATTENTION_CUDA_SOURCE, "causal_softmax_backward", q.dtype, ds.size // tk, row_threads(tk),
+           (p, ds, np.int32(tk), scale))
+    return ds @ k, ds.swapaxes(-1, -2) @ q, dv               # dq (B,H,Tq,D), dk (B,H,Tk,D), dv
+
+
 # ---- dispatch ----------------------------------------------------------------------
 def _compiled_ok(q, k, v, *grad_inputs):
-    """The compiled versions take NumPy float32/float64 arrays of one dtype, shapes that agree
-    exactly (no broadcasting) and Tk >= Tq; anything else goes to the reference."""
+    """The compiled versions take float32/float64 arrays of one dtype, shapes that agree
+    exactly (no broadcasting) and Tk >= Tq >= 1; anything else goes to the reference."""
     arrays = (q, k, v, *grad_inputs)
     shapes_agree = (q.ndim >= 2 and k.shape == v.shape and q.shape[:-2] == k.shape[:-2]
-                    and q.shape[-1] == k.shape[-1] and k.shape[-2] >= q.shape[-2])
+                    and q.shape[-1] == k.shape[-1] and k.shape[-2] >= q.shape[-2] >= 1)
     if grad_inputs:                                         # dout and p of the backward
         dout, p = grad_inputs
         p_shape = (*q.shape[:-1], k.shape[-2])
         shapes_agree = shapes_agree and dout.shape == q.shape and p.shape == p_shape
-    return (use_numba(*arrays) and q.dtype in (np.float32, np.float64) and shapes_agree
+    return (q.dtype in (np.float32, np.float64) and shapes_agree and q.size > 0
             and all(a.dtype == q.dtype for a in arrays))
 
 
 def attention_forward(q, k, v):
-    if _compiled_ok(q, k, v):
+    if use_cuda(q, k, v) and _compiled_ok(q, k, v):
+        return attention_forward_cuda(q, k, v)
+    if use_numba(q, k, v) and _compiled_ok(q, k, v):
         return attention_forward_v2(q, k, v)
     return attention_forward_reference(q, k, v)
 
 
 def attention_backward(dout, q, k, v, p):
-    if _compiled_ok(q, k, v, dout, p):
+    if use_cuda(dout, q, k, v, p) and _compiled_ok(q, k, v, dout, p):
+        return attention_backward_cuda(dout, q, k, v, p)
+    if use_numba(dout, q, k, v, p) and _compiled_ok(q, k, v, dout, p):
         return attention_backward_v2(dout, q, k, v, p)
     return attention_backward_reference(dout, q, k, v, p)
 
 
 if __name__ == "__main__":
-    from ._lesson import best_ms, check
+    from ._lesson import best_ms, check, cuda_module
 
     B, H, T, D = 32, 8, 128, 32                             # config c
     visible_pairs = B * H * T * (T + 1) // 2                # (query, key) pairs not masked
     rng = np.random.default_rng(0)
+    cp = cuda_module()                                      # None without a usable GPU
     for dtype in (np.float32, np.float64):
         q, k, v, dout = (rng.standard_normal((B, H, T, D)).astype(dtype) for _ in range(4))
         out, p = attention_forward_reference(q, k, v)
         grads = attention_backward_reference(dout, q, k, v, p)
         print(f"attention B={B} H={H} T={T} D={D} {np.dtype(dtype).name}"
               "  (GFLOP/s count 2 D flops per visible pair per product)")
-        for name, forward, backward in [
-            ("reference", attention_forward_reference, attention_backward_reference),
-            ("numba v1", attention_forward_v1, attention_backward_v1),
-            ("numba v2", attention_forward_v2, attention_backward_v2),
-        ]:
-            check(f"{name} forward", forward(q, k, v), (out, p), dtype)
-            check(f"{name} backward", backward(dout, q, k, v, p), grads, dtype)
-            for label, fn, args, products in [("forward", forward, (q, k, v), 2),
-                                              ("backward", backward, (dout, q, k, v, p), 4)]:
+        versions = [("reference", attention_forward_reference, attention_backward_reference, np),
+                    ("numba v1", attention_forward_v1, attention_backward_v1, np),
+                    ("numba v2", attention_forward_v2, attention_backward_v2, np)]
+        if cp is not None:
+            versions.append(("cuda", attention_forward_cuda, attention_backward_cuda, cp))
+        for name, forward, backward, xp in versions:
+            aq, ak, av, adout, ap = (xp.asarray(a) for a in (q, k, v, dout, p))
+            check(f"{name} forward", forward(aq, ak, av), (out, p), dtype)
+            check(f"{name} backward", backward(adout, aq, ak, av, ap), grads, dtype)
+            for label, fn, args, products in [("forward", forward, (aq, ak, av), 2),
+                                              ("backward", backward, (adout, aq, ak, av, ap), 4)]:
                 ms = best_ms(fn, *args, repeat=10)
                 gflops = products * 2 * D * visible_pairs / ms / 1e6
                 print(f"  {name + ' ' + label:<28} {ms:8.2f} ms   {gflops:7.1f} GFLOP/s")

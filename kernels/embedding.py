@@ -10,15 +10,17 @@ The backward is the one subtle part: the same id appears many times in a batch
 would keep only one of them; ``np.add.at`` accumulates them all.
 
 Versions: 0 the NumPy reference; 1 Numba (forward: rows over the cores; backward:
-blocks of columns over the cores, so repeated ids never race).
-Run ``python -m scratchlm.kernels.embedding`` to check and time them.
+blocks of columns over the cores, so repeated ids never race); CUDA (CuPy arrays), one
+thread block per token (backward: atomic adds). Run ``python -m scratchlm.kernels.embedding``
+to check and time them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .dispatch import lazy_njit, prange, use_numba
+from ._cuda import cupy_module, launch, row_threads
+from .dispatch import lazy_njit, prange, use_cuda, use_numba
 
 
 # ---- version 0: the NumPy reference ------------------------------------------------
@@ -93,8 +95,71 @@ def _ids_in_range(ids, vocab_size):
     return ids.size == 0 or (int(ids.min()) >= 0 and int(ids.max()) < vocab_size)
 
 
+# ---- CUDA version (CuPy arrays): one thread block per token ----------------------------
+# Forward: block n copies row ids[n] of the table, its threads sharing the C columns.
+# Backward: thousands of threads run at once, so version 1's trick (one owner per column
+# block, walking every row) would leave the GPU idle; instead every thread adds its element
+# with ``atomicAdd``, which the hardware makes indivisible: two tokens with the same id
+# never lose each other's gradient. The additions land in no fixed order, so float32
+# results may differ in the last bits from run to run (float64 atomics need sm_60 or later).
+# Ids are not checked against the vocabulary (that would need a copy to the host): an id
+# outside [0, V) wraps around, as CuPy's own indexing does, and never reads past the table.
+EMBEDDING_CUDA_SOURCE = r"""
+__device__ long long table_row(long long id, long long V) {
+    id %= V;
+    return id < 0 ? id + V : id;
+}
+
+extern "C" __global__ void embedding_forward(const real* weight, const long long* ids, long long V,
+                                             int C, real* out) {
+    const real* row = weight + table_row(ids[blockIdx.x], V) * C;     // the table's row
+    real* out_row = out + (long long)blockIdx.x * C;                  // this token's output
+    for (int i = threadIdx.x; i < C; i += blockDim.x) out_row[i] = row[i];
+}
+
+extern "C" __global__ void embedding_backward(const real* dout, const long long* ids, long long V,
+                                              int C, real* dweight) {
+    real* row = dweight + table_row(ids[blockIdx.x], V) * C;
+    const real* dout_row = dout + (long long)blockIdx.x * C;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) atomicAdd(&row[i], dout_row[i]);
+}
+"""
+
+
+def _flat_ids_cuda(ids):
+    """ids (any integer dtype, on the host or the GPU) -> contiguous int64 (N,) on the GPU."""
+    cp = cupy_module()
+    return cp.ascontiguousarray(cp.asarray(ids).reshape(-1), dtype=cp.int64)
+
+
+def embedding_forward_cuda(weight, ids):
+    cp = cupy_module()
+    weight = cp.ascontiguousarray(weight)                                   # (V, C)
+    flat_ids = _flat_ids_cuda(ids)                                          # (N,)
+    V, C = weight.shape
+    out = cp.empty((flat_ids.size, C), dtype=weight.dtype)                  # (N, C)
+    if flat_ids.size:
+        launch(EMBEDDING_CUDA_SOURCE, "embedding_forward", weight.dtype, flat_ids.size, row_threads(C),
+               (weight, flat_ids, np.int64(V), np.int32(C), out))
+    return out.reshape(*np.shape(ids), C)                                   # (..., C)
+
+
+def embedding_backward_cuda(dout, ids, vocab_size):
+    cp = cupy_module()
+    C = dout.shape[-1]
+    flat_dout = cp.ascontiguousarray(dout).reshape(-1, C)                   # (N, C)
+    flat_ids = _flat_ids_cuda(ids)                                          # (N,)
+    dweight = cp.zeros((vocab_size, C), dtype=dout.dtype)                   # (V, C)
+    if flat_ids.size:
+        launch(EMBEDDING_CUDA_SOURCE, "embedding_backward", dout.dtype, flat_ids.size, row_threads(C),
+               (flat_dout, flat_ids, np.int64(vocab_size), np.int32(C), dweight))
+    return dweight
+
+
 # ---- dispatch ----------------------------------------------------------------------
 def embedding_forward(weight, ids):
+    if use_cuda(weight) and weight.dtype in (np.float32, np.float64) and weight.shape[0] > 0:
+        return embedding_forward_cuda(weight, ids)
     if (use_numba(weight, ids) and weight.dtype in (np.float32, np.float64)
             and _ids_in_range(ids, weight.shape[0])):
         return embedding_forward_v1(weight, ids)
@@ -102,6 +167,8 @@ def embedding_forward(weight, ids):
 
 
 def embedding_backward(dout, ids, vocab_size):
+    if use_cuda(dout) and dout.dtype in (np.float32, np.float64) and vocab_size > 0:
+        return embedding_backward_cuda(dout, ids, vocab_size)
     if (use_numba(dout, ids) and dout.dtype in (np.float32, np.float64)
             and _ids_in_range(ids, vocab_size)):
         return embedding_backward_v1(dout, ids, vocab_size)
@@ -109,11 +176,12 @@ def embedding_backward(dout, ids, vocab_size):
 
 
 if __name__ == "__main__":
-    from ._lesson import check, report
+    from ._lesson import check, cuda_module, report
 
     B, T, C, V = 32, 128, 256, 65                          # config c
     rng = np.random.default_rng(0)
     ids = rng.integers(0, V, size=(B, T))                  # (B, T), every id repeats
+    cp = cuda_module()                                     # None without a usable GPU
     for dtype in (np.float32, np.float64):
         weight = rng.standard_normal((V, C)).astype(dtype)
         dout = rng.standard_normal((B, T, C)).astype(dtype)
@@ -121,12 +189,14 @@ if __name__ == "__main__":
         dweight = embedding_backward_reference(dout, ids, V)
         size = weight.itemsize
         print(f"embedding B={B} T={T} C={C} V={V} {np.dtype(dtype).name}")
-        for name, forward, backward in [
-            ("reference", embedding_forward_reference, embedding_backward_reference),
-            ("numba v1", embedding_forward_v1, embedding_backward_v1),
-        ]:
-            check(f"{name} forward", forward(weight, ids), out, dtype)
-            report(f"{name} forward", forward, (weight, ids), 2 * B * T * C * size + ids.nbytes)
-            check(f"{name} backward", backward(dout, ids, V), dweight, dtype)
-            report(f"{name} backward", backward, (dout, ids, V),
+        versions = [("reference", embedding_forward_reference, embedding_backward_reference, np),
+                    ("numba v1", embedding_forward_v1, embedding_backward_v1, np)]
+        if cp is not None:
+            versions.append(("cuda", embedding_forward_cuda, embedding_backward_cuda, cp))
+        for name, forward, backward, xp in versions:
+            aweight, aids, adout = xp.asarray(weight), xp.asarray(ids), xp.asarray(dout)
+            check(f"{name} forward", forward(aweight, aids), out, dtype)
+            report(f"{name} forward", forward, (aweight, aids), 2 * B * T * C * size + ids.nbytes)
+            check(f"{name} backward", backward(adout, aids, V), dweight, dtype)
+            report(f"{name} backward", backward, (adout, aids, V),
                    (B * T + V) * C * size + ids.nbytes)

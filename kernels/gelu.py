@@ -13,8 +13,9 @@ Backward, with t = tanh(u):
 Nothing is cached but the input x (the op keeps it); t is recomputed in backward.
 
 Versions: 0 the NumPy reference; 1 Numba with the scalar libm tanh (a lesson in what
-not to do here); 2 Numba with a rational tanh that vectorises (float32; the default).
-Run ``python -m scratchlm.kernels.gelu`` to check and time them.
+not to do here); 2 Numba with a rational tanh that vectorises (float32; the default);
+CUDA (CuPy arrays), one thread per element. Run ``python -m scratchlm.kernels.gelu``
+to check and time them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import math
 
 import numpy as np
 
-from .dispatch import lazy_njit, prange, use_numba
+from ._cuda import STRIDE_THREADS, cupy_module, launch, stride_blocks
+from .dispatch import lazy_njit, prange, use_cuda, use_numba
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 GELU_COEFF = 0.044715
@@ -155,37 +157,93 @@ def gelu_backward_v2(dy, x):
     return _elementwise(_gelu_backward_kernel_v2, dy, x)
 
 
+# ---- CUDA version (CuPy arrays): one thread per element --------------------------------
+# On a GPU, CUDA's tanh is a few inlined instructions, not a library call, so version 1's
+# plan works here: one pass over memory, no temporaries. Each thread runs a grid-stride
+# loop (elements i, i + all the grid's threads, ...), so any number of elements fits a
+# bounded grid.
+GELU_CUDA_SOURCE = f"""
+#define SQRT_2_OVER_PI {SQRT_2_OVER_PI!r}
+#define GELU_COEFF {GELU_COEFF!r}
+""" + r"""
+__device__ real tanh_argument(real x) { return real(SQRT_2_OVER_PI) * (x + real(GELU_COEFF) * x * x * x); }
+
+extern "C" __global__ void gelu_forward(const real* x, long long n, real* y) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        const real t = tanh(tanh_argument(x[i]));
+        y[i] = real(0.5) * x[i] * (real(1) + t);
+    }
+}
+
+extern "C" __global__ void gelu_backward(const real* dy, const real* x, long long n, real* dx) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        const real xi = x[i], t = tanh(tanh_argument(xi));
+        const real du_dx = real(SQRT_2_OVER_PI) * (real(1) + real(3 * GELU_COEFF) * xi * xi);
+        dx[i] = dy[i] * (real(0.5) * (real(1) + t) + real(0.5) * xi * (real(1) - t * t) * du_dx);
+    }
+}
+"""
+
+
+def _elementwise_cuda(name, *arrays):
+    """Run CUDA kernel ``name(*flat_inputs, n, flat_out)`` over same-shape arrays (x last)."""
+    cp = cupy_module()
+    x = arrays[-1]
+    flat = [cp.ascontiguousarray(a, dtype=x.dtype).reshape(-1) for a in arrays]
+    out = cp.empty(x.shape, dtype=x.dtype)
+    launch(GELU_CUDA_SOURCE, name, x.dtype, stride_blocks(x.size), STRIDE_THREADS,
+           (*flat, np.int64(x.size), out.reshape(-1)))
+    return out
+
+
+def gelu_forward_cuda(x):
+    return _elementwise_cuda("gelu_forward", x)
+
+
+def gelu_backward_cuda(dy, x):
+    return _elementwise_cuda("gelu_backward", dy, x)
+
+
 # ---- dispatch ----------------------------------------------------------------------
 # float32 runs version 2; float64 (gradient checks) the reference: 38 ms against version
-# 1's 52 ms, as NumPy's array tanh beats a scalar one even at double the bytes.
+# 1's 52 ms, as NumPy's array tanh beats a scalar one even at double the bytes. CuPy
+# arrays run the CUDA version in both dtypes.
 def gelu_forward(x):
+    if use_cuda(x) and x.dtype in (np.float32, np.float64) and x.size:
+        return gelu_forward_cuda(x)
     if use_numba(x) and x.dtype == np.float32:
         return gelu_forward_v2(x)
     return gelu_forward_reference(x)
 
 
 def gelu_backward(dy, x):
+    if use_cuda(dy, x) and x.dtype in (np.float32, np.float64) and x.size and dy.shape == x.shape:
+        return gelu_backward_cuda(dy, x)
     if use_numba(dy, x) and x.dtype == np.float32:
         return gelu_backward_v2(dy, x)
     return gelu_backward_reference(dy, x)
 
 
 if __name__ == "__main__":
-    from ._lesson import check, report
+    from ._lesson import check, cuda_module, report
 
     shape = (32, 128, 1024)                                 # config c: (B, T, 4C)
     n = math.prod(shape)
     rng = np.random.default_rng(0)
+    cp = cuda_module()                                      # None without a usable GPU
     for dtype in (np.float32, np.float64):
         x, dy = (2 * rng.standard_normal(shape).astype(dtype) for _ in range(2))
         y, dx = gelu_forward_reference(x), gelu_backward_reference(dy, x)
         print(f"gelu {shape} {np.dtype(dtype).name}")
-        versions = [("reference", gelu_forward_reference, gelu_backward_reference),
-                    ("numba v1", gelu_forward_v1, gelu_backward_v1)]
+        versions = [("reference", gelu_forward_reference, gelu_backward_reference, np),
+                    ("numba v1", gelu_forward_v1, gelu_backward_v1, np)]
         if dtype == np.float32:
-            versions.append(("numba v2", gelu_forward_v2, gelu_backward_v2))
-        for name, forward, backward in versions:
-            check(f"{name} forward", forward(x), y, dtype)
-            report(f"{name} forward", forward, (x,), 2 * n * x.itemsize)
-            check(f"{name} backward", backward(dy, x), dx, dtype)
-            report(f"{name} backward", backward, (dy, x), 3 * n * x.itemsize)
+            versions.append(("numba v2", gelu_forward_v2, gelu_backward_v2, np))
+        if cp is not None:
+            versions.append(("cuda", gelu_forward_cuda, gelu_backward_cuda, cp))
+        for name, forward, backward, xp in versions:
+            ax, ady = xp.asarray(x), xp.asarray(dy)
+            check(f"{name} forward", forward(ax), y, dtype)
+            report(f"{name} forward", forward, (ax,), 2 * n * x.itemsize)
+            check(f"{name} backward", backward(ady, ax), dx, dtype)
+            report(f"{name} backward", backward, (ady, ax), 3 * n * x.itemsize)

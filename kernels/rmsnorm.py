@@ -14,16 +14,18 @@ Backward, given dy (N, C):
 
 Cached from forward: rstd, (N,).
 
-Versions: 0 the NumPy reference; 1 Numba, rows over the cores, built like layernorm.py's
-(read that one first). Run ``python -m scratchlm.kernels.rmsnorm`` to check and time them.
+Versions: 0 the NumPy reference; 1 Numba, rows over the cores; CUDA (CuPy arrays), one
+thread block per row. Both are built like layernorm.py's (read that one first).
+Run ``python -m scratchlm.kernels.rmsnorm`` to check and time them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .dispatch import lazy_njit, prange, use_numba
-from .layernorm import FAST_SUMS, row_chunks
+from ._cuda import cupy_module, launch, row_threads
+from .dispatch import lazy_njit, prange, use_cuda, use_numba
+from .layernorm import FAST_SUMS, PART_BLOCKS, cuda_rows_ok, row_chunks
 
 
 # ---- version 0: the NumPy reference ------------------------------------------------
@@ -96,24 +98,85 @@ def rmsnorm_backward_v1(dy, x, w, rstd):
     return dx, dw_parts.sum(axis=0).astype(x.dtype)
 
 
+# ---- CUDA version (CuPy arrays): one thread block per row ----------------------------
+# layernorm.py's CUDA version without the mean: one block_sum per row forward, one backward.
+RMSNORM_CUDA_SOURCE = r"""
+extern "C" __global__ void rmsnorm_forward(const real* x, const real* w, real eps, int C,
+                                           real* y, real* rstd) {
+    const long long row = (long long)blockIdx.x * C;            // x[row + i]: this block's row
+    real squares = 0;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) squares += x[row + i] * x[row + i];
+    const real r = real(1) / sqrt(block_sum(squares) / C + eps);
+    if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) y[row + i] = x[row + i] * r * w[i];
+}
+
+extern "C" __global__ void rmsnorm_backward(const real* dy, const real* x, const real* w,
+                                            const real* rstd, int N, int C, real* dx, real* dw_parts) {
+    real* dw_mine = dw_parts + (long long)blockIdx.x * C;      // this block's row of the parts
+    for (int i = threadIdx.x; i < C; i += blockDim.x) dw_mine[i] = 0;
+    for (int n = blockIdx.x; n < N; n += gridDim.x) {
+        const long long row = (long long)n * C;
+        const real r = rstd[n];
+        real g_xhat_total = 0;
+        for (int i = threadIdx.x; i < C; i += blockDim.x) g_xhat_total += dy[row + i] * w[i] * (x[row + i] * r);
+        const real g_xhat_mean = block_sum(g_xhat_total) / C;
+        for (int i = threadIdx.x; i < C; i += blockDim.x) {
+            const real xhat = x[row + i] * r;
+            dx[row + i] = r * (dy[row + i] * w[i] - xhat * g_xhat_mean);
+            dw_mine[i] += dy[row + i] * xhat;                   // thread i alone owns column i
+        }
+    }
+}
+"""
+
+
+def rmsnorm_forward_cuda(x, w, eps=1e-5):
+    cp = cupy_module()
+    x, w = (cp.ascontiguousarray(a, dtype=x.dtype) for a in (x, w))
+    N, C = x.shape
+    y = cp.empty_like(x)                                    # (N, C)
+    rstd = cp.empty(N, dtype=x.dtype)                       # (N,)
+    launch(RMSNORM_CUDA_SOURCE, "rmsnorm_forward", x.dtype, N, row_threads(C),
+           (x, w, x.dtype.type(eps), np.int32(C), y, rstd))
+    return y, rstd
+
+
+def rmsnorm_backward_cuda(dy, x, w, rstd):
+    cp = cupy_module()
+    dy, x, w, rstd = (cp.ascontiguousarray(a, dtype=x.dtype) for a in (dy, x, w, rstd))
+    N, C = x.shape
+    blocks = min(N, PART_BLOCKS)
+    dx = cp.empty_like(x)                                   # (N, C)
+    dw_parts = cp.empty((blocks, C), dtype=x.dtype)         # (blocks, C), zeroed by the kernel
+    launch(RMSNORM_CUDA_SOURCE, "rmsnorm_backward", x.dtype, blocks, row_threads(C),
+           (dy, x, w, rstd, np.int32(N), np.int32(C), dx, dw_parts))
+    return dx, dw_parts.sum(axis=0)
+
+
 # ---- dispatch ----------------------------------------------------------------------
 def rmsnorm_forward(x, w, eps=1e-5):
+    if use_cuda(x, w) and cuda_rows_ok(x):
+        return rmsnorm_forward_cuda(x, w, eps)
     if use_numba(x, w) and x.dtype in (np.float32, np.float64):
         return rmsnorm_forward_v1(x, w, eps)
     return rmsnorm_forward_reference(x, w, eps)
 
 
 def rmsnorm_backward(dy, x, w, rstd):
+    if use_cuda(dy, x, w, rstd) and cuda_rows_ok(x):
+        return rmsnorm_backward_cuda(dy, x, w, rstd)
     if use_numba(dy, x, w, rstd) and x.dtype in (np.float32, np.float64):
         return rmsnorm_backward_v1(dy, x, w, rstd)
     return rmsnorm_backward_reference(dy, x, w, rstd)
 
 
 if __name__ == "__main__":
-    from ._lesson import check, report
+    from ._lesson import check, cuda_module, report
 
     N, C = 32 * 128, 256                                    # config c: B*T rows, d_model
     rng = np.random.default_rng(0)
+    cp = cuda_module()                                      # None without a usable GPU
     for dtype in (np.float32, np.float64):
         x, dy = (rng.standard_normal((N, C)).astype(dtype) for _ in range(2))
         w = rng.standard_normal(C).astype(dtype)
@@ -121,11 +184,13 @@ if __name__ == "__main__":
         want = rmsnorm_backward_reference(dy, x, w, rstd)
         size = x.itemsize
         print(f"rmsnorm N={N} C={C} {np.dtype(dtype).name}")
-        for name, forward, backward in [
-            ("reference", rmsnorm_forward_reference, rmsnorm_backward_reference),
-            ("numba v1", rmsnorm_forward_v1, rmsnorm_backward_v1),
-        ]:
-            check(f"{name} forward", forward(x, w), (y, rstd), dtype)
-            report(f"{name} forward", forward, (x, w), (2 * N * C + N + C) * size)
-            check(f"{name} backward", backward(dy, x, w, rstd), want, dtype)
-            report(f"{name} backward", backward, (dy, x, w, rstd), (3 * N * C + N + 2 * C) * size)
+        versions = [("reference", rmsnorm_forward_reference, rmsnorm_backward_reference, np),
+                    ("numba v1", rmsnorm_forward_v1, rmsnorm_backward_v1, np)]
+        if cp is not None:
+            versions.append(("cuda", rmsnorm_forward_cuda, rmsnorm_backward_cuda, cp))
+        for name, forward, backward, xp in versions:
+            ax, ady, aw, arstd = (xp.asarray(a) for a in (x, dy, w, rstd))
+            check(f"{name} forward", forward(ax, aw), (y, rstd), dtype)
+            report(f"{name} forward", forward, (ax, aw), (2 * N * C + N + C) * size)
+            check(f"{name} backward", backward(ady, ax, aw, arstd), want, dtype)
+            report(f"{name} backward", backward, (ady, ax, aw, arstd), (3 * N * C + N + 2 * C) * size)

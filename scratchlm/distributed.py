@@ -131,7 +131,7 @@ class MPIGroup(SingleProcess):
         return buffer
 
     def sum(self, *values: float) -> tuple[float, ...]:
-        totals = np.array(values, dtype=np.float64)                               # (K,)
+        totals = np.array([float(v) for v in values], dtype=np.float64)          # (K,) GPU scalars too
         self.comm.Allreduce(self.MPI.IN_PLACE, totals, op=self.MPI.SUM)
         return tuple(float(v) for v in totals)
 

@@ -54,14 +54,13 @@ class AdamW:
     def grad_norm(self) -> float:
         return adamw_kernels.grad_norm(self.flat_grads)
 
-    def clip_grad_norm(self, max_norm: float) -> float:
-        """Scale all gradients so their global L2 norm is at most ``max_norm``; return the norm before."""
-        norm = self.grad_norm()
-        if max_norm and max_norm > 0:
-            coef = max_norm / (norm + 1e-6)
-            if coef < 1.0:
-                self.flat_grads *= self.flat_grads.dtype.type(coef)
-        return norm
+    def clip_grad_norm(self, max_norm: float):
+        """Scale all gradients so their global L2 norm is at most ``max_norm``; return the norm before.
+
+        A float on the CPU; on a GPU a 0-d device array (``float(norm)`` reads it), so that
+        clipping does not make the step wait for the GPU.
+        """
+        return adamw_kernels.clip_grad_norm(self.flat_grads, max_norm)
 
     def step(self, lr: float | None = None) -> None:
         if lr is not None:

@@ -212,7 +212,7 @@ class Trainer:
             if share == 1.0:
                 loss.backward()
             else:
-                loss.backward(self.xp.asarray(share, dtype=loss.dtype))       # grads add up in place
+                loss.backward(self.xp.full((), share, dtype=loss.dtype))      # grads add up in place (filled on the device: no copy)
             step_loss = step_loss + loss.data * share
         self.group.allreduce_sum_(opt.flat_grads)                             # (P,) the whole batch's gradient
         self.pending_loss = self.pending_loss + step_loss

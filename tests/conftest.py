@@ -1,4 +1,5 @@
-"""Shared fixtures: the kernel mode (NumPy references vs compiled kernels) and small helpers."""
+"""Shared fixtures: the kernel mode (NumPy references vs compiled kernels), the array backend
+(NumPy, and CuPy where a GPU is usable) and small helpers."""
 
 from __future__ import annotations
 
@@ -14,6 +15,21 @@ def kernel_mode(request):
     previous = dispatch.set_mode(request.param)
     yield request.param
     dispatch.set_mode(previous)
+
+
+@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def backend(request):
+    """The array module a test runs on: NumPy everywhere, CuPy where CuPy sees a usable CUDA GPU
+    (skipped elsewhere). Move inputs with ``backend.asarray``; bring results back with
+    ``scratchlm.backend.to_numpy``."""
+    if request.param == "numpy":
+        return np
+    pytest.importorskip("cupy")
+    from scratchlm import backend as engine_backend
+
+    if not engine_backend.cuda_available():
+        pytest.skip("CuPy is installed but no CUDA GPU is usable")
+    return engine_backend.array_module_for("cuda")
 
 
 @pytest.fixture

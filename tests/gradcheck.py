@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from scratchlm.backend import to_numpy
 from scratchlm.function import no_grad
 from scratchlm.tensor import Tensor
 
@@ -58,27 +59,30 @@ def numerical_gradient(evaluate: Callable[[], float], array: np.ndarray, step: f
     return grad
 
 
-def gradient_errors(fn: Callable[..., Tensor], *arrays: np.ndarray, step: float = STEP, seed: int = 0) -> list[float]:
+def gradient_errors(fn: Callable[..., Tensor], *arrays: np.ndarray, step: float = STEP, seed: int = 0,
+                    xp=np) -> list[float]:
     """Relative error of the analytic gradient of ``fn`` for each input array, in order.
 
     ``fn`` takes one Tensor per array (constants such as ids or masks are closed over)
-    and returns one Tensor. The arrays must be float64; they are wrapped without copying,
-    so the finite differences see every perturbation.
+    and returns one Tensor. The arrays must be float64 NumPy arrays; ``fn`` runs on
+    ``xp``'s arrays (NumPy: wrapped without copying; CuPy: copied to the GPU for every
+    evaluation), so the finite differences see every perturbation.
     """
     for a in arrays:
         if not isinstance(a, np.ndarray) or a.dtype != np.float64:
             raise TypeError(f"gradient checks need float64 NumPy arrays, got {type(a).__name__} {getattr(a, 'dtype', '')}")
-    inputs = [Tensor(a, requires_grad=True) for a in arrays]
+    inputs = [Tensor(xp.asarray(a), requires_grad=True) for a in arrays]
     out = fn(*inputs)
     if out.dtype != np.float64:
         raise TypeError(f"the checked function returned {out.dtype}, not float64")
     weights = np.random.default_rng(seed).standard_normal(out.shape)          # same shape as out
-    out.backward(weights)
-    analytic = [np.zeros(a.shape) if t.grad is None else t.grad for a, t in zip(arrays, inputs)]
+    on_device = xp.asarray(weights)
+    out.backward(on_device)
+    analytic = [np.zeros(a.shape) if t.grad is None else to_numpy(t.grad) for a, t in zip(arrays, inputs)]
 
     def evaluate() -> float:
         with no_grad():
-            return float((fn(*(Tensor(a) for a in arrays)).data * weights).sum())
+            return float((fn(*(Tensor(xp.asarray(a)) for a in arrays)).data * on_device).sum())
 
     return [relative_error(g, numerical_gradient(evaluate, a, step)) for a, g in zip(arrays, analytic)]
 

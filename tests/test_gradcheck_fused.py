@@ -1,7 +1,9 @@
 """Finite-difference checks (float64) of the fused transformer ops in ops/transformer.py.
 
 Every test takes the ``kernel_mode`` fixture, so it runs once on the NumPy reference
-kernels and once on the fastest ones (Numba where it is available).
+kernels and once on the fastest ones (Numba where it is available). The fused transformer
+ops' checks also take the ``backend`` fixture: they run again on CuPy arrays (the CUDA
+versions, or the references on the GPU) where a GPU is usable, and skip elsewhere.
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ def test_linear_with_constant_input(kernel_mode):
 
 # ---- feed-forward (fc -> GELU -> proj as one node) ------------------------------------
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_feed_forward(kernel_mode, with_bias):
+def test_feed_forward(kernel_mode, backend, with_bias):
     x, w_fc, w_proj = normal((2, 5, 3), 1), normal((8, 3), 2), normal((3, 8), 3)
     if with_bias:
-        assert_gradients_match(ops.feed_forward, x, w_fc, normal((8,), 4), w_proj, normal((3,), 5))
+        assert_gradients_match(ops.feed_forward, x, w_fc, normal((8,), 4), w_proj, normal((3,), 5), xp=backend)
     else:
-        assert_gradients_match(lambda *t: ops.feed_forward(t[0], t[1], None, t[2], None), x, w_fc, w_proj)
+        assert_gradients_match(lambda *t: ops.feed_forward(t[0], t[1], None, t[2], None), x, w_fc, w_proj,
+                               xp=backend)
 
 
 def test_feed_forward_equals_linear_gelu_linear(kernel_mode):
@@ -53,9 +56,10 @@ def test_feed_forward_equals_linear_gelu_linear(kernel_mode):
 
 
 # ---- embedding ---------------------------------------------------------------------
-def test_embedding_repeated_ids_accumulate(kernel_mode):
+def test_embedding_repeated_ids_accumulate(kernel_mode, backend):
     ids = np.array([[0, 3, 3, 1, 3], [1, 0, 3, 3, 5]])  # (B, T) with many repeats; 2 and 4 unused
-    assert_gradients_match(lambda w: ops.embedding(w, ids), normal((6, 4)))
+    on_device = backend.asarray(ids)
+    assert_gradients_match(lambda w: ops.embedding(w, on_device), normal((6, 4)), xp=backend)
 
     weight = Tensor(normal((6, 4)), requires_grad=True)
     ops.embedding(weight, ids).backward(np.ones((2, 5, 4)))
@@ -65,30 +69,30 @@ def test_embedding_repeated_ids_accumulate(kernel_mode):
 
 # ---- norms and GELU ----------------------------------------------------------------
 @pytest.mark.parametrize("x_shape", [(3, 7), (2, 3, 7)])
-def test_layer_norm(kernel_mode, x_shape):
+def test_layer_norm(kernel_mode, backend, x_shape):
     x = normal(x_shape, 1, scale=2.0) + 0.5
-    assert_gradients_match(ops.layer_norm, x, 1.0 + normal((7,), 2, 0.3), normal((7,), 3))
+    assert_gradients_match(ops.layer_norm, x, 1.0 + normal((7,), 2, 0.3), normal((7,), 3), xp=backend)
 
 
 @pytest.mark.parametrize("x_shape", [(3, 7), (2, 3, 7)])
-def test_rms_norm(kernel_mode, x_shape):
+def test_rms_norm(kernel_mode, backend, x_shape):
     x = normal(x_shape, 1, scale=2.0) + 0.5
-    assert_gradients_match(ops.rms_norm, x, 1.0 + normal((7,), 2, 0.3))
+    assert_gradients_match(ops.rms_norm, x, 1.0 + normal((7,), 2, 0.3), xp=backend)
 
 
-def test_gelu(kernel_mode):
+def test_gelu(kernel_mode, backend):
     x = np.linspace(-4.0, 4.0, 24).reshape(2, 3, 4) + normal((2, 3, 4), 1, 0.01)
-    assert_gradients_match(ops.gelu, x)
+    assert_gradients_match(ops.gelu, x, xp=backend)
 
 
 # ---- attention and rotary positions ------------------------------------------------
 @pytest.mark.parametrize("tq, tk", [(5, 5), (1, 1), (2, 5), (1, 4)], ids=lambda t: str(t))
-def test_causal_attention(kernel_mode, tq, tk):
+def test_causal_attention(kernel_mode, backend, tq, tk):
     B, H, D = 2, 2, 3
     q = normal((B, H, tq, D), 1)
     k = normal((B, H, tk, D), 2)
     v = normal((B, H, tk, D), 3)
-    assert_gradients_match(ops.causal_attention, q, k, v)
+    assert_gradients_match(ops.causal_attention, q, k, v, xp=backend)
 
 
 def test_causal_attention_is_causal(kernel_mode):
@@ -113,15 +117,16 @@ def test_rope_preserves_norms(kernel_mode):
 
 
 # ---- cross-entropy -----------------------------------------------------------------
-def test_cross_entropy(kernel_mode):
-    targets = np.array([0, 4, 2, 2, 1, 3])
-    assert_gradients_match(lambda logits: ops.cross_entropy(logits, targets), normal((6, 5), scale=2.0))
+def test_cross_entropy(kernel_mode, backend):
+    targets = backend.asarray(np.array([0, 4, 2, 2, 1, 3]))
+    assert_gradients_match(lambda logits: ops.cross_entropy(logits, targets), normal((6, 5), scale=2.0), xp=backend)
 
 
-def test_cross_entropy_skips_ignored_rows(kernel_mode):
+def test_cross_entropy_skips_ignored_rows(kernel_mode, backend):
     targets = np.array([0, -1, 2, -1, 1, 3])
     logits = normal((6, 5), scale=2.0)
-    assert_gradients_match(lambda lg: ops.cross_entropy(lg, targets), logits)
+    on_device = backend.asarray(targets)
+    assert_gradients_match(lambda lg: ops.cross_entropy(lg, on_device), logits, xp=backend)
 
     counted = targets != -1
     expected = ops.cross_entropy(Tensor(logits[counted]), targets[counted]).item()
