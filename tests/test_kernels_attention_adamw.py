@@ -231,3 +231,23 @@ def test_dispatched_results_equal_reference_in_both_modes(rng, kernel_mode):
     grads = attention.attention_backward(dout, q, k, v, p)
     for g, w in zip(grads, attention.attention_backward_reference(dout, q, k, v, want_p)):
         assert_close(g, w, np.float32)
+
+
+def _subnormal_count(a):
+    tiny = np.finfo(a.dtype).tiny
+    return int(((a != 0) & (np.abs(a) < tiny)).sum())
+
+
+def test_peaked_attention_makes_no_subnormal_weights_or_gradients(kernel_mode):
+    """A trained model's sharp attention underflows exp(); subnormal floats are ~100x slower."""
+    from scratchlm.kernels.attention import attention_backward, attention_forward
+
+    rng = np.random.default_rng(0)
+    q, k, v, dout = (rng.standard_normal((2, 2, 32, 8)).astype(np.float32) for _ in range(4))
+    q *= 12.0                                               # scores spread over ~+-100: exp underflows
+    out, p = attention_forward(q, k, v)
+    grads = attention_backward(dout, q, k, v, p)
+    assert _subnormal_count(p) == 0
+    assert all(_subnormal_count(g) == 0 for g in grads)
+    assert (p == 0).sum() > p.size // 2 + 100               # more than the causal half became zero
+    np.testing.assert_allclose(p.sum(axis=-1), 1.0, rtol=1e-6)
