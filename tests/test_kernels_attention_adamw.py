@@ -244,10 +244,11 @@ def test_peaked_attention_makes_no_subnormal_weights_or_gradients(kernel_mode):
 
     rng = np.random.default_rng(0)
     q, k, v, dout = (rng.standard_normal((2, 2, 32, 8)).astype(np.float32) for _ in range(4))
-    q *= 12.0                                               # scores spread over ~+-100: exp underflows
+    q *= 40.0                                               # scores spread over hundreds: exp underflows
     out, p = attention_forward(q, k, v)
     grads = attention_backward(dout, q, k, v, p)
     assert _subnormal_count(p) == 0
     assert all(_subnormal_count(g) == 0 for g in grads)
-    assert (p == 0).sum() > p.size // 2 + 100               # more than the causal half became zero
+    masked = 2 * 2 * (32 * 31 // 2)                         # the future keys of every query
+    assert (p == 0).sum() > masked + 100                    # many visible weights underflowed to 0
     np.testing.assert_allclose(p.sum(axis=-1), 1.0, rtol=1e-6)
