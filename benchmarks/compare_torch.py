@@ -9,11 +9,13 @@ Each measurement is one child process (``--worker``) that imports only one side
 configuration, times the first step (for scratchlm this includes Numba's compile or
 cache load), warms up, then times ``--steps`` steps, synchronising the GPU around
 each. The parent alternates the sides (scratchlm, torch, scratchlm, torch, ...),
-waits before each process until other work leaves the CPUs quiet (``--max-busy``,
-``--patience``; the busy fraction it saw is recorded), and reports medians over processes, the ratio scratchlm/torch, and each process's
-peak RSS. Children get ``--threads`` in OMP/OpenBLAS/MKL/Numba thread variables
-(and ``torch.set_num_threads``). ``--cold-numba-cache`` points each scratchlm child
-at an empty Numba cache, so its first step shows the full compile cost.
+waits before each process until the CPUs are quiet (``--max-busy``, ``--patience``),
+measures again when other processes took more than ``--max-busy`` of the CPUs while
+it was timing (``--retries``; see ``machine_load.py``), and reports medians over
+processes, the ratio scratchlm/torch, and each process's peak RSS. Children get
+``--threads`` in the OMP/OpenBLAS/MKL/Numba thread variables (and
+``torch.set_num_threads``). ``--cold-numba-cache`` points each scratchlm child at an
+empty Numba cache, so its first step shows the full compile cost.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -35,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from configs import CONFIGS, GENERATE_CONTEXT, GENERATE_TOKENS, parse_keys  # noqa: E402
+from machine_load import OthersMeter, machine_info, wait_until_quiet  # noqa: E402
 
 SIDES = ("scratchlm", "torch")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -70,15 +72,19 @@ def measure(side: str, mode: str, key: str, steps: int, warmup: int, device: str
     first_s = timed()
     for _ in range(warmup):
         timed()
-    cpu_start = time.process_time()
+    others, cpu_start = OthersMeter(), time.process_time()
+    others.start()
     times = [timed() for _ in range(steps)]
-    cpu_per_wall = (time.process_time() - cpu_start) / sum(times)   # ~threads when no one else competes
+    others_busy = others.stop()                                      # other processes' share of the CPUs
+    cpu_per_wall = (time.process_time() - cpu_start) / sum(times)   # this process's threads at work
     median_s = statistics.median(times)
     return {
         "side": side, "mode": mode, "config": key, "device": device, "threads": threads,
         "import_s": import_s, "first_s": first_s, "median_s": median_s, "times_s": times,
         "tokens_per_s": tokens / median_s, "cpu_per_wall": cpu_per_wall,
+        "others_busy": others_busy,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "device_memory_mib": impl.device_memory_mib(device),
     }
 
 
@@ -92,32 +98,20 @@ def child_env(threads: int, numba_cache_dir: str | None) -> dict:
     return env
 
 
-def cpu_busy(interval: float = 0.5) -> float:
-    """Fraction of all CPUs busy over ``interval`` seconds (from /proc/stat; 0.0 where absent)."""
-    def sample():
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(interval)
-        total1, idle1 = sample()
-    except OSError:
-        return 0.0
-    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
-
-
-def wait_until_quiet(max_busy: float, patience_s: float) -> float:
-    """Wait (up to ``patience_s``) until other processes keep the CPUs at most ``max_busy`` busy."""
-    deadline = time.monotonic() + patience_s
-    busy = cpu_busy()
-    while busy > max_busy and time.monotonic() < deadline:
-        time.sleep(2.0)
-        busy = cpu_busy()
-    return busy
-
-
 def run_worker(side: str, key: str, args) -> dict:
+    """One measurement in a fresh process; run again (up to ``--retries`` times) if others were busy."""
+    for attempt in range(args.retries + 1):
+        record = run_worker_once(side, key, args)
+        if record["others_busy"] <= args.max_busy:
+            break
+        print(f"  ({key} {side}: other processes used {100 * record['others_busy']:.0f}% of the CPUs "
+              f"while timing; {'measuring again' if attempt < args.retries else 'kept, marked noisy'})",
+              flush=True)
+    record["noisy"] = record["others_busy"] > args.max_busy
+    return record
+
+
+def run_worker_once(side: str, key: str, args) -> dict:
     mode = "generate" if args.generate else "train"
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", side, "--configs", key,
                "--mode-worker", mode, "--steps", str(args.steps), "--warmup", str(args.warmup),
@@ -134,6 +128,14 @@ def run_worker(side: str, key: str, args) -> dict:
     return record
 
 
+def describe(record: dict) -> str:
+    """One process's figures on one line."""
+    gpu = record["device_memory_mib"]
+    return (f"{record['tokens_per_s']:>10,.0f} tok/s  first {record['first_s']:.2f}s  "
+            f"RSS {record['peak_rss_mib']:.0f} MiB  CPU/wall {record['cpu_per_wall']:.2f}  "
+            f"others {100 * record['others_busy']:.0f}%" + (f"  GPU memory {gpu:.0f} MiB" if gpu else ""))
+
+
 def summarise(records: list[dict], keys: list[str], sides: list[str]) -> list[dict]:
     """Medians over processes, per configuration and side, and the ratio scratchlm/torch."""
     rows = []
@@ -146,8 +148,9 @@ def summarise(records: list[dict], keys: list[str], sides: list[str]) -> list[di
                 "median_s": statistics.median(r["median_s"] for r in mine),
                 "first_s": statistics.median(r["first_s"] for r in mine),
                 "peak_rss_mib": max(r["peak_rss_mib"] for r in mine),
+                "device_memory_mib": max((r["device_memory_mib"] or 0.0) for r in mine) or None,
                 "processes": len(mine),
-                "spread": [round(r["tokens_per_s"]) for r in mine],
+                "spread": [f"{r['tokens_per_s']:.0f}{'*' if r.get('noisy') else ''}" for r in mine],
             }
         if "torch" in row:
             row["ratio"] = row["scratchlm"]["tokens_per_s"] / row["torch"]["tokens_per_s"]
@@ -174,20 +177,8 @@ def print_table(rows: list[dict], sides: list[str], mode: str) -> None:
             cells.append(f"{row['ratio']:.2f}")
         print("| " + " | ".join(cells) + " |")
     for row in rows:
-        spreads = ", ".join(f"{side} {row[side]['spread']}" for side in sides)
-        print(f"  {row['config']}: tokens/s per process: {spreads}")
-
-
-def machine_info() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    commit = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(HERE.parent), "status", "--porcelain"],
-                           capture_output=True, text=True).stdout.strip()
-    return {"cpu": model, "cpus": os.cpu_count(), "python": platform.python_version(),
-            "commit": commit + ("+uncommitted" if dirty else ""), "date": time.strftime("%Y-%m-%d %H:%M"),
-            "load": os.getloadavg()}
+        spreads = "; ".join(f"{side} " + ", ".join(row[side]["spread"]) for side in sides)
+        print(f"  {row['config']}: tokens/s per process: {spreads}  (* = other work ran meanwhile)")
 
 
 def parse_args(argv=None):
@@ -204,15 +195,17 @@ def parse_args(argv=None):
     parser.add_argument("--scratchlm-only", action="store_true", help="skip torch even if installed")
     parser.add_argument("--cold-numba-cache", action="store_true",
                         help="give each scratchlm process an empty Numba cache (first step = full compile)")
-    parser.add_argument("--max-busy", type=float, default=0.25,
-                        help="before each process, wait until other work keeps the CPUs at most this busy")
+    parser.add_argument("--max-busy", type=float, default=0.10,
+                        help="the share of the CPUs other work may use before and while a process is timed")
     parser.add_argument("--patience", type=float, default=120.0, help="the longest such wait, in seconds")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="measure again when other processes used more than --max-busy while timing")
     parser.add_argument("--json", metavar="OUT", help="also write every measurement to OUT")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--mode-worker", choices=("train", "generate"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if min(args.repeats, args.steps, args.threads) < 1 or args.warmup < 0:
-        parser.error("--repeats, --steps and --threads must be at least 1, --warmup at least 0")
+    if min(args.repeats, args.steps, args.threads) < 1 or min(args.warmup, args.retries) < 0:
+        parser.error("--repeats, --steps and --threads must be at least 1, --warmup and --retries at least 0")
     try:
         args.keys = parse_keys(args.configs)
     except ValueError as error:
@@ -231,7 +224,7 @@ def main(argv=None) -> None:
     if not args.scratchlm_only and importlib.util.find_spec("torch") is not None:
         sides.append("torch")
     mode = "generate" if args.generate else "train"
-    info = machine_info()
+    info = machine_info(HERE.parent)
     print(f"# {mode} on {args.device}: {info['cpu']} ({info['cpus']} cpus), threads {args.threads}, "
           f"commit {info['commit']}, {info['date']}, load {info['load'][0]:.2f}", flush=True)
     records = []
@@ -240,9 +233,7 @@ def main(argv=None) -> None:
             for side in sides:
                 record = run_worker(side, key, args)
                 records.append(record)
-                print(f"  {key} {side:9s} #{repeat + 1}: {record['tokens_per_s']:>10,.0f} tok/s  "
-                      f"first {record['first_s']:.2f}s  RSS {record['peak_rss_mib']:.0f} MiB  "
-                      f"CPU/wall {record['cpu_per_wall']:.2f} (busy before: {100 * record['busy_before']:.0f}%)", flush=True)
+                print(f"  {key} {side:9s} #{repeat + 1}: {describe(record)}", flush=True)
     rows = summarise(records, args.keys, sides)
     print_table(rows, sides, mode)
     if args.json:

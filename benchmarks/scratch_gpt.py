@@ -48,6 +48,13 @@ class Trainer:
         backend.synchronize(self.xp)
 
 
+def device_memory_mib(device: str) -> float | None:
+    """GPU memory held by CuPy's pool (it keeps freed blocks, so this is near the peak); None on CPU."""
+    if device == "cpu":
+        return None
+    return backend.array_module_for(device).get_default_memory_pool().total_bytes() / 2**20
+
+
 def build_decoder(config: BenchConfig, context: int, device: str = "cpu", seed: int = 0) -> GPT:
     """A GPT of ``config``'s sizes whose window holds ``context`` positions, in eval mode."""
     model = GPT(GPTConfig(**config.model_kwargs(max_seq_len=context)), seed=seed)

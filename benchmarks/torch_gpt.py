@@ -142,6 +142,11 @@ class Trainer:
             torch.cuda.synchronize()
 
 
+def device_memory_mib(device: str) -> float | None:
+    """Peak GPU memory torch allocated; None on CPU."""
+    return None if device == "cpu" else torch.cuda.max_memory_allocated() / 2**20
+
+
 def build_decoder(config: BenchConfig, context: int, device: str = "cpu", seed: int = 0) -> TorchGPT:
     torch.manual_seed(seed)
     return TorchGPT(**config.model_kwargs(max_seq_len=context)).to(device).eval()
