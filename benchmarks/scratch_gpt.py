@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import scratchlm  # noqa: F401  first: it configures OpenBLAS's threads before NumPy loads them
 import numpy as np
 
 from scratchlm import backend, no_grad

@@ -8,6 +8,15 @@ package is cheap: it loads NumPy and the autograd, never Numba or CuPy.
 
 __version__ = "0.1.0"
 
+import os
+
+# Before NumPy loads OpenBLAS: its idle worker threads then go to sleep at once instead of
+# spinning (yielding) for 2^28 cycles, about 0.1 s, after every matrix product. On a 2-core
+# machine those spinning threads took the cores from the Numba kernels that follow each
+# product: an attention call right after a GEMM took 21-27 ms instead of 9-10 (measured).
+# A user's own setting wins; if NumPy was imported before scratchlm this comes too late.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 from .function import no_grad  # noqa: E402
 from .tensor import Tensor  # noqa: E402
 

@@ -95,6 +95,13 @@ def test_causal_attention(kernel_mode, backend, tq, tk):
     assert_gradients_match(ops.causal_attention, q, k, v, xp=backend)
 
 
+@pytest.mark.parametrize("T", [1, 5, 9])
+def test_causal_self_attention_on_packed_qkv(kernel_mode, backend, T):
+    B, H, D = 2, 2, 3
+    qkv = normal((B, T, 3 * H * D), 4)                                # (B, T, 3C)
+    assert_gradients_match(lambda x: ops.causal_self_attention(x, H), qkv, xp=backend)
+
+
 def test_causal_attention_is_causal(kernel_mode):
     """The first query sees only the first key, so the output is exactly v[..., 0, :]."""
     q, k, v = normal((1, 2, 4, 3), 1), normal((1, 2, 4, 3), 2), normal((1, 2, 4, 3), 3)

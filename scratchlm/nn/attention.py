@@ -7,6 +7,8 @@ attends over everything cached, so a new token costs one position, not a window.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import ops
 from ..backend import get_array_module
 from ..tensor import Tensor
@@ -55,7 +57,11 @@ class CausalSelfAttention(Module):
         """x (B, T, C) -> (B, T, C). ``rope``: (cos, sin) tables (T, D/2) for these positions."""
         B, T, C = x.shape
         H, D = self.heads, C // self.heads
-        q, k, v = ops.split(self.qkv(x), 3, axis=-1)            # 3 x (B, T, C)
+        qkv = self.qkv(x)                                       # (B, T, 3C)
+        if rope is None and cache is None and get_array_module(qkv.data) is np:
+            # training and scoring on the CPU: heads read in place, weights recomputed
+            return self.dropout(self.proj(ops.causal_self_attention(qkv, H)))
+        q, k, v = ops.split(qkv, 3, axis=-1)                    # 3 x (B, T, C)
         q = q.reshape(B, T, H, D).permute(0, 2, 1, 3)           # (B, H, T, D)
         k = k.reshape(B, T, H, D).permute(0, 2, 1, 3)           # (B, H, T, D)
         v = v.reshape(B, T, H, D).permute(0, 2, 1, 3)           # (B, H, T, D)

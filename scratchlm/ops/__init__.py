@@ -8,6 +8,7 @@ from .elementwise import add, div, exp, log, masked_fill, mul, neg, pow, sqrt, s
 from .shape import concat, getitem, matmul, max, mean, permute, reshape, split, sum, transpose
 from .transformer import (
     causal_attention,
+    causal_self_attention,
     cross_entropy,
     dropout,
     embedding,
@@ -23,5 +24,6 @@ __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "tanh", "sqrt", "where", "masked_fill",
     "unbroadcast", "sum", "mean", "max", "reshape", "permute", "transpose", "getitem", "matmul",
     "concat", "split", "linear", "embedding", "layer_norm", "rms_norm", "gelu", "causal_attention",
+    "causal_self_attention",
     "cross_entropy", "dropout", "rope", "feed_forward",
 ]

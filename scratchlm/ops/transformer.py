@@ -8,6 +8,7 @@ small) and let each kernel be written, tested and optimised on its own.
 from __future__ import annotations
 
 from scratchlm.kernels import attention as attention_kernels
+from scratchlm.kernels import attention_packed as packed_attention_kernels
 from scratchlm.kernels import cross_entropy as ce_kernels
 from scratchlm.kernels import embedding as embedding_kernels
 from scratchlm.kernels import gelu as gelu_kernels
@@ -163,6 +164,24 @@ class CausalAttention(Function):
         return attention_kernels.attention_backward(grad, q, k, v, probs)
 
 
+class CausalSelfAttention(Function):
+    """The same attention over the packed output of the fused qkv projection, in place:
+    qkv (B, T, 3C) -> (B, T, C), no head copies and no (B, H, T, T) weights kept for
+    backward (they are recomputed from q, k and one log-denominator per row)."""
+
+    @staticmethod
+    def forward(ctx, qkv, heads):
+        out, lse = packed_attention_kernels.packed_forward(qkv, heads)
+        ctx.save(qkv, out, lse)                             # out is kept anyway, by the projection
+        ctx.heads = heads
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        qkv, out, lse = ctx.saved
+        return packed_attention_kernels.packed_backward(grad, qkv, out, lse, ctx.heads)
+
+
 class SoftmaxCrossEntropy(Function):
     """Mean cross-entropy of logits (N, V) against integer targets (N,), skipping ignore_index."""
 
@@ -250,6 +269,11 @@ def gelu(x):
 
 def causal_attention(q, k, v):
     return CausalAttention.apply(q, k, v)
+
+
+def causal_self_attention(qkv, heads):
+    """qkv (B, T, 3C) Tensor, the fused projection's output -> (B, T, C); Tq == Tk == T."""
+    return CausalSelfAttention.apply(qkv, heads=heads)
 
 
 def cross_entropy(logits, targets, ignore_index=-1):

@@ -1,0 +1,298 @@
+"""Causal self-attention read straight from the packed qkv, keeping no attention weights.
+
+Read ``attention.py`` first: this is its version 3, the one training uses on the CPU.
+It computes the same thing, softmax(q k^T / sqrt(D) + causal mask) v, with Tq == Tk == T,
+but takes its inputs and gives its outputs in the layouts around it:
+
+    qkv (B, T, 3C), the output of the fused qkv Linear, read as (B, T, 3, H, D):
+        qkv[b, t, 0, h] is head h's query at position t, [.., 1, h] its key, [.., 2, h] its value
+    out (B, T, C) = (B, T, H, D), exactly what the output projection wants
+    dqkv (B, T, 3C), exactly what the qkv Linear's backward wants
+
+so no (B, H, T, D) copies of q, k, v, dout, dq, dk or dv are ever made (at config c that
+was ~40 ms of NumPy copying per step, on one core), and each head's k and v are gathered
+into small contiguous buffers inside the parallel loop instead.
+
+And it keeps no (B, H, T, T) weights p for backward (16 MiB per layer at config c, ~100 MiB
+over the six layers) but one number per query row, the log of its softmax denominator:
+
+    lse_i = m_i + log(sum_j exp(s_ij - m_i))        m_i = max_j s_ij        (B, H, T)
+    p_ij  = exp(s_ij - lse_i)                       recomputed in backward, tile by tile
+
+Backward then needs sum_j dp_ij p_ij for each row, which it gets without p:
+
+    sum_j dp_ij p_ij = sum_j (dout_i . v_j) p_ij = dout_i . out_i      (delta_i, (B, H, T))
+
+    ds = p * (dp - delta);  dq = ds k / sqrt(D);  dk = ds^T q / sqrt(D);  dv = p^T dout
+
+The price is one more product (q k^T again) and one more exp per visible pair in backward:
+five products where version 2 does six passes over a stored p. This is the trick of
+FlashAttention (Dao et al., 2022), on a CPU: the weights are cheaper to recompute than to
+write to memory and read back.
+
+FLUSH (see attention.py): weights below tiny / eps and ds below tiny become exact zeros,
+in forward and in the recomputed weights alike, so no subnormal floats reach the products.
+
+Versions: 0 the NumPy reference (works on CuPy arrays too); 3 Numba, one head per prange
+step, four query rows per tile (the tile helpers of attention.py's version 2).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .attention import FAST_SUMS, NUMPY_ERRORS, ROWS, _add_tile_t_times, _tile_times_bt, causal_mask
+from .dispatch import lazy_njit, prange, use_numba
+from .vector_exp import exp_vectorisable
+
+
+def unpack_heads(qkv, heads):
+    """qkv (B, T, 3C) -> q, k, v views (B, H, T, D): what attention.py's versions take."""
+    B, T, C3 = qkv.shape
+    parts = qkv.reshape(B, T, 3, heads, C3 // (3 * heads))  # (B, T, 3, H, D)
+    return tuple(parts[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+
+
+def pack_heads(xp, q, k, v):
+    """q, k, v (B, H, T, D) -> (B, T, 3C), the layout of the fused qkv Linear's output."""
+    B, H, T, D = q.shape
+    return xp.stack([q, k, v], axis=2).transpose(0, 3, 2, 1, 4).reshape(B, T, 3 * H * D)
+
+
+def _flush_threshold(dtype):
+    info = np.finfo(dtype)
+    return info.tiny / info.eps
+
+
+# ---- version 0: the NumPy reference ------------------------------------------------
+def packed_forward_reference(qkv, heads):
+    """qkv (B, T, 3C) -> out (B, T, C), lse (B, H, T)."""
+    from scratchlm.backend import get_array_module
+
+    xp = get_array_module(qkv)
+    q, k, v = unpack_heads(qkv, heads)                       # (B, H, T, D) views
+    B, H, T, D = q.shape
+    scale = qkv.dtype.type(1.0 / math.sqrt(D))
+    s = (q @ k.swapaxes(-1, -2)) * scale                     # (B, H, T, T)
+    s = xp.where(causal_mask(xp, T, T), qkv.dtype.type(-xp.inf), s)
+    row_max = s.max(axis=-1, keepdims=True)                  # (B, H, T, 1)
+    e = xp.exp(s - row_max)
+    total = e.sum(axis=-1, keepdims=True)                    # (B, H, T, 1)
+    p = e / total
+    p[p < _flush_threshold(p.dtype)] = 0                     # see FLUSH
+    out = (p @ v).transpose(0, 2, 1, 3).reshape(B, T, H * D) # (B, T, C)
+    lse = (row_max + xp.log(total))[..., 0]                  # (B, H, T)
+    return out, lse
+
+
+def packed_backward_reference(dout, qkv, out, lse, heads):
+    """dout (B, T, C) -> dqkv (B, T, 3C), recomputing the weights from q, k and lse."""
+    from scratchlm.backend import get_array_module
+
+    xp = get_array_module(qkv)
+    q, k, v = unpack_heads(qkv, heads)                       # (B, H, T, D)
+    B, H, T, D = q.shape
+    g = dout.reshape(B, T, H, D).transpose(0, 2, 1, 3)       # (B, H, T, D)
+    o = out.reshape(B, T, H, D).transpose(0, 2, 1, 3)        # (B, H, T, D)
+    scale = qkv.dtype.type(1.0 / math.sqrt(D))
+    s = (q @ k.swapaxes(-1, -2)) * scale                     # (B, H, T, T)
+    s = xp.where(causal_mask(xp, T, T), qkv.dtype.type(-xp.inf), s)
+    p = xp.exp(s - lse[..., None])                           # (B, H, T, T), 0 in the future
+    p[p < _flush_threshold(p.dtype)] = 0
+    delta = (g * o).sum(axis=-1, keepdims=True)              # (B, H, T, 1) = sum_j dp p
+    dv = p.swapaxes(-1, -2) @ g                              # (B, H, T, D)
+    ds = p * (g @ v.swapaxes(-1, -2) - delta)                # (B, H, T, T)
+    ds[abs(ds) < np.finfo(ds.dtype).tiny] = 0
+    dq = (ds @ k) * scale                                    # (B, H, T, D)
+    dk = (ds.swapaxes(-1, -2) @ q) * scale                   # (B, H, T, D)
+    return pack_heads(xp, dq, dk, dv)
+
+
+# ---- version 3: Numba, heads read in place, weights recomputed ------------------------
+# Better than attention.py's version 2: no NumPy copies in or out (each head gathers its
+# own k and v, 2 x T x D numbers, inside the parallel loop, where they stay in cache), and
+# no p written or read: forward stores T numbers per head instead of T^2 / 2.
+@lazy_njit(fastmath=FAST_SUMS, error_model=NUMPY_ERRORS)
+def _head_forward_v3(qkv, b, h, out, lse):
+    """Head h of batch row b: qkv (B, T, 3, H, D) -> out[b, :, h] (T, D), lse[b, h] (T,)."""
+    T, D = qkv.shape[1], qkv.shape[4]
+    real = qkv.dtype.type
+    scale = real(1.0 / math.sqrt(D))
+    tiny = real(np.finfo(qkv.dtype).tiny / np.finfo(qkv.dtype).eps)   # the FLUSH threshold
+    k = np.empty((T, D), dtype=qkv.dtype)                # (T, D) this head's keys
+    v_t = np.empty((D, T), dtype=qkv.dtype)              # (D, T) its values, transposed
+    for t in range(T):
+        for d in range(D):
+            k[t, d] = qkv[b, t, 1, h, d]
+            v_t[d, t] = qkv[b, t, 2, h, d]
+    q_tile = np.zeros((ROWS, D), dtype=qkv.dtype)        # (4, D) queries, pre-scaled
+    s_tile = np.zeros((ROWS, T), dtype=qkv.dtype)        # (4, T) scores, then exp(s - max)
+    out_tile = np.empty((ROWS, D), dtype=qkv.dtype)      # (4, D)
+    inv_total = np.ones(ROWS, dtype=qkv.dtype)           # (4,)
+    for i0 in range(0, T, ROWS):
+        rows = min(ROWS, T - i0)                         # the last tile may be partial
+        keys = i0 + rows                                 # keys the tile's last row sees
+        for r in range(ROWS):                            # rows past the end stay zero
+            for d in range(D):
+                q_tile[r, d] = qkv[b, i0 + r, 0, h, d] * scale if r < rows else real(0.0)
+        _tile_times_bt(q_tile, k, s_tile, keys, D)       # (4, keys) scaled scores
+        for r in range(rows):
+            visible = i0 + r + 1                         # keys row i0 + r sees
+            row_max = s_tile[r, 0]
+            for j in range(1, visible):
+                row_max = max(row_max, s_tile[r, j])
+            total = real(0.0)
+            for j in range(visible):
+                s_tile[r, j] = exp_vectorisable(s_tile[r, j] - row_max)
+                total += s_tile[r, j]
+            floor = tiny * total                         # p < tiny  <=>  exp(s - max) < tiny total
+            for j in range(visible):
+                s_tile[r, j] = s_tile[r, j] if s_tile[r, j] >= floor else real(0.0)
+            s_tile[r, visible:keys] = real(0.0)          # the causal mask
+            inv_total[r] = real(1.0) / total
+            lse[b, h, i0 + r] = row_max + math.log(total)
+        _tile_times_bt(s_tile, v_t, out_tile, D, keys)   # (4, D) = exp(s - max) v
+        for r in range(rows):
+            for d in range(D):
+                out[b, i0 + r, h, d] = out_tile[r, d] * inv_total[r]
+
+
+@lazy_njit(fastmath=FAST_SUMS)
+def _head_backward_v3(dout, qkv, out, lse, b, h, dqkv):
+    """Head h of batch row b: dout (B, T, H, D) -> dqkv[b, :, :, h] (T, 3, D)."""
+    T, D = qkv.shape[1], qkv.shape[4]
+    real = qkv.dtype.type
+    scale = real(1.0 / math.sqrt(D))
+    p_floor = real(np.finfo(qkv.dtype).tiny / np.finfo(qkv.dtype).eps)  # FLUSH, as forward
+    ds_floor = real(np.finfo(qkv.dtype).tiny)
+    k = np.empty((T, D), dtype=qkv.dtype)                # (T, D)
+    v = np.empty((T, D), dtype=qkv.dtype)                # (T, D)
+    k_t = np.empty((D, T), dtype=qkv.dtype)              # (D, T)
+    for t in range(T):
+        for d in range(D):
+            k[t, d] = qkv[b, t, 1, h, d]
+            v[t, d] = qkv[b, t, 2, h, d]
+            k_t[d, t] = k[t, d]
+    dk = np.zeros((T, D), dtype=qkv.dtype)               # (T, D) accumulated over query tiles
+    dv = np.zeros((T, D), dtype=qkv.dtype)               # (T, D)
+    q_tile = np.zeros((ROWS, D), dtype=qkv.dtype)        # (4, D) rows of q
+    g_tile = np.zeros((ROWS, D), dtype=qkv.dtype)        # (4, D) rows of dout
+    p_tile = np.zeros((ROWS, T), dtype=qkv.dtype)        # (4, T) scores, then p
+    ds_tile = np.zeros((ROWS, T), dtype=qkv.dtype)       # (4, T) dp, then ds
+    dq_tile = np.empty((ROWS, D), dtype=qkv.dtype)       # (4, D)
+    delta = np.zeros(ROWS, dtype=qkv.dtype)              # (4,) dout_i . out_i
+    for i0 in range(0, T, ROWS):
+        rows = min(ROWS, T - i0)
+        keys = i0 + rows
+        for r in range(ROWS):                            # rows past the end are zeros
+            live = r < rows
+            acc = real(0.0)
+            for d in range(D):
+                q_tile[r, d] = qkv[b, i0 + r, 0, h, d] if live else real(0.0)
+                g_tile[r, d] = dout[b, i0 + r, h, d] if live else real(0.0)
+                acc += g_tile[r, d] * (out[b, i0 + r, h, d] if live else real(0.0))
+            delta[r] = acc
+        _tile_times_bt(q_tile, k, p_tile, keys, D)       # (4, keys) unscaled scores
+        for r in range(ROWS):
+            visible = i0 + r + 1 if r < rows else 0
+            row_lse = lse[b, h, i0 + r] if r < rows else real(0.0)
+            for j in range(visible):                     # p = exp(s - lse), recomputed
+                pj = exp_vectorisable(p_tile[r, j] * scale - row_lse)
+                p_tile[r, j] = pj if pj >= p_floor else real(0.0)
+            p_tile[r, visible:keys] = real(0.0)          # the causal mask
+        _tile_times_bt(g_tile, v, ds_tile, keys, D)      # (4, keys) dp = dout v^T
+        for r in range(ROWS):
+            for j in range(keys):                        # ds = p (dp - delta), FLUSH
+                ds = p_tile[r, j] * (ds_tile[r, j] - delta[r])
+                ds_tile[r, j] = ds if abs(ds) >= ds_floor else real(0.0)
+        _tile_times_bt(ds_tile, k_t, dq_tile, D, keys)   # (4, D) ds k
+        for r in range(rows):
+            for d in range(D):
+                dqkv[b, i0 + r, 0, h, d] = dq_tile[r, d] * scale
+        _add_tile_t_times(p_tile, g_tile, dv, keys, real(1.0))   # dv += p^T dout
+        _add_tile_t_times(ds_tile, q_tile, dk, keys, scale)      # dk += ds^T q / sqrt(D)
+    for t in range(T):
+        for d in range(D):
+            dqkv[b, t, 1, h, d] = dk[t, d]
+            dqkv[b, t, 2, h, d] = dv[t, d]
+
+
+@lazy_njit(parallel=True)
+def _forward_kernel_v3(qkv, out, lse):
+    heads = qkv.shape[3]
+    for bh in prange(qkv.shape[0] * heads):
+        _head_forward_v3(qkv, bh // heads, bh % heads, out, lse)
+
+
+@lazy_njit(parallel=True)
+def _backward_kernel_v3(dout, qkv, out, lse, dqkv):
+    heads = qkv.shape[3]
+    for bh in prange(qkv.shape[0] * heads):
+        _head_backward_v3(dout, qkv, out, lse, bh // heads, bh % heads, dqkv)
+
+
+def _as_heads(x, heads, parts):
+    """(B, T, parts * C) -> a C-contiguous (B, T, parts, H, D) array (no copy if it is one)."""
+    B, T, width = x.shape
+    return np.ascontiguousarray(x).reshape(B, T, parts, heads, width // (parts * heads))
+
+
+def packed_forward_v3(qkv, heads):
+    qkv5 = _as_heads(qkv, heads, 3)                         # (B, T, 3, H, D)
+    B, T, _, H, D = qkv5.shape
+    out = np.empty((B, T, H, D), dtype=qkv.dtype)
+    lse = np.empty((B, H, T), dtype=qkv.dtype)
+    _forward_kernel_v3(qkv5, out, lse)
+    return out.reshape(B, T, H * D), lse
+
+
+def packed_backward_v3(dout, qkv, out, lse, heads):
+    qkv5 = _as_heads(qkv, heads, 3)                         # (B, T, 3, H, D)
+    dout4, out4 = (_as_heads(a, heads, 1)[:, :, 0] for a in (dout, out))   # (B, T, H, D)
+    dqkv = np.empty_like(qkv5)
+    _backward_kernel_v3(dout4, qkv5, out4, np.ascontiguousarray(lse), dqkv)
+    return dqkv.reshape(qkv.shape)
+
+
+# ---- dispatch ----------------------------------------------------------------------
+def _compiled_ok(qkv, heads, *arrays):
+    """float32/float64, one dtype, (B, T, 3C) with H dividing C, and no size zero."""
+    return (qkv.dtype in (np.float32, np.float64) and qkv.ndim == 3 and qkv.size > 0
+            and qkv.shape[-1] % (3 * heads) == 0 and all(a.dtype == qkv.dtype for a in arrays))
+
+
+def packed_forward(qkv, heads):
+    if use_numba(qkv) and _compiled_ok(qkv, heads):
+        return packed_forward_v3(qkv, heads)
+    return packed_forward_reference(qkv, heads)
+
+
+def packed_backward(dout, qkv, out, lse, heads):
+    if use_numba(dout, qkv, out, lse) and _compiled_ok(qkv, heads, dout, out, lse):
+        return packed_backward_v3(dout, qkv, out, lse, heads)
+    return packed_backward_reference(dout, qkv, out, lse, heads)
+
+
+if __name__ == "__main__":
+    from ._lesson import best_ms, check
+
+    B, H, T, D = 32, 8, 128, 32                             # config c
+    visible_pairs = B * H * T * (T + 1) // 2
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        qkv, dout = (rng.standard_normal((B, T, n * H * D)).astype(dtype) for n in (3, 1))
+        out, lse = packed_forward_reference(qkv, H)
+        dqkv = packed_backward_reference(dout, qkv, out, lse, H)
+        print(f"packed attention B={B} H={H} T={T} D={D} {np.dtype(dtype).name}"
+              "  (GFLOP/s count 2 D flops per visible pair per product)")
+        for name, forward, backward in [("reference", packed_forward_reference, packed_backward_reference),
+                                        ("numba v3", packed_forward_v3, packed_backward_v3)]:
+            check(f"{name} forward", forward(qkv, H), (out, lse), dtype)
+            check(f"{name} backward", backward(dout, qkv, out, lse, H), dqkv, dtype)
+            for label, fn, args, products in [("forward", forward, (qkv, H), 2),
+                                              ("backward", backward, (dout, qkv, out, lse, H), 5)]:
+                ms = best_ms(fn, *args, repeat=10)
+                gflops = products * 2 * D * visible_pairs / ms / 1e6
+                print(f"  {name + ' ' + label:<28} {ms:8.2f} ms   {gflops:7.1f} GFLOP/s")

@@ -1,0 +1,124 @@
+"""attention_packed.py: version 3 against its reference, and the reference against attention.py's.
+
+The packed kernels read q, k, v from the fused projection's (B, T, 3C) output and keep
+one log-denominator per row instead of the weights, so the chain of trust is: the packed
+reference equals attention.py's reference (which finite differences check), and the
+Numba version 3 equals the packed reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scratchlm.kernels import attention, attention_packed
+from scratchlm.kernels._lesson import assert_close
+
+DTYPES = [np.float32, np.float64]
+# (B, T, H, D): one token; partial 4-row tiles; D not a multiple of 8; one head; a longer row
+PACKED_SHAPES = [(1, 1, 1, 1), (2, 5, 3, 7), (1, 6, 1, 5), (2, 13, 2, 16), (1, 33, 2, 12), (3, 9, 4, 8)]
+
+
+def _inputs(rng, shape, dtype):
+    B, T, H, D = shape
+    qkv = rng.standard_normal((B, T, 3 * H * D)).astype(dtype)
+    qkv[..., H * D : 2 * H * D] *= 2                        # keys a little larger: sharper weights
+    dout = rng.standard_normal((B, T, H * D)).astype(dtype)
+    return qkv, dout
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", PACKED_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_packed_reference_equals_unpacked_reference(rng, dtype, shape):
+    B, T, H, D = shape
+    qkv, dout = _inputs(rng, shape, dtype)
+    q, k, v = attention_packed.unpack_heads(qkv, H)                    # (B, H, T, D)
+    want_out, p = attention.attention_forward_reference(q, k, v)
+    out, lse = attention_packed.packed_forward_reference(qkv, H)
+    assert out.shape == (B, T, H * D) and lse.shape == (B, H, T)
+    assert_close(out, want_out.transpose(0, 2, 1, 3).reshape(B, T, H * D), dtype)
+    # lse is the log of each row's softmax denominator: exp(s - lse) are the weights
+    s = (q @ k.swapaxes(-1, -2)) / np.sqrt(D)
+    s[..., attention.causal_mask(np, T, T)] = -np.inf
+    assert_close(np.exp(s - lse[..., None]), p, dtype)
+    g = dout.reshape(B, T, H, D).transpose(0, 2, 1, 3)
+    want = attention_packed.pack_heads(np, *attention.attention_backward_reference(g, q, k, v, p))
+    assert_close(attention_packed.packed_backward_reference(dout, qkv, out, lse, H), want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", PACKED_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_v3_matches_packed_reference(rng, dtype, shape):
+    H = shape[2]
+    qkv, dout = _inputs(rng, shape, dtype)
+    out, lse = attention_packed.packed_forward_reference(qkv, H)
+    got_out, got_lse = attention_packed.packed_forward_v3(qkv, H)
+    assert got_out.dtype == dtype and got_lse.dtype == dtype
+    assert_close(got_out, out, dtype)
+    assert_close(got_lse, lse, dtype)
+    want = attention_packed.packed_backward_reference(dout, qkv, out, lse, H)
+    got = attention_packed.packed_backward_v3(dout, qkv, out, lse, H)
+    assert got.shape == qkv.shape and got.dtype == dtype
+    assert_close(got, want, dtype)
+
+
+def test_v3_is_causal(rng):
+    # changing the last position's key and value changes only the last position's output
+    qkv, _ = _inputs(rng, (1, 7, 2, 4), np.float32)
+    out, _ = attention_packed.packed_forward_v3(qkv, 2)
+    qkv[:, -1, 8:] += 5.0                                              # k and v of position 6
+    out2, _ = attention_packed.packed_forward_v3(qkv, 2)
+    np.testing.assert_array_equal(out2[:, :-1], out[:, :-1])
+    assert not np.allclose(out2[:, -1], out[:, -1])
+
+
+def test_v3_nan_in_gives_nan_out_not_an_exception():
+    qkv = np.ones((1, 6, 3 * 4), np.float32)
+    qkv[0, 3, 1] = np.nan                                              # one query goes bad
+    out, _ = attention_packed.packed_forward_v3(qkv, 1)
+    assert np.isnan(out[0, 3]).all()
+    assert np.isfinite(np.delete(out, 3, axis=1)).all()
+
+
+def test_v3_large_scores_stay_finite(rng):
+    qkv = 30 * rng.standard_normal((1, 8, 3 * 2 * 10)).astype(np.float32)  # scores of +-300
+    out, lse = attention_packed.packed_forward_v3(qkv, 2)
+    want_out, want_lse = attention_packed.packed_forward_reference(qkv, 2)
+    assert np.isfinite(out).all() and np.isfinite(lse).all()
+    assert_close(out, want_out, np.float32)
+    assert_close(lse, want_lse, np.float32)
+
+
+def test_v3_peaked_attention_makes_no_subnormal_gradients():
+    """A trained model's sharp attention underflows exp(); subnormal floats are ~100x slower."""
+    rng = np.random.default_rng(0)
+    B, T, H, D = 2, 32, 2, 8
+    qkv = rng.standard_normal((B, T, 3 * H * D)).astype(np.float32)
+    qkv[..., : H * D] *= 40.0                               # scores spread over hundreds
+    dout = rng.standard_normal((B, T, H * D)).astype(np.float32)
+    out, lse = attention_packed.packed_forward_v3(qkv, H)
+    dqkv = attention_packed.packed_backward_v3(dout, qkv, out, lse, H)
+    tiny = np.finfo(np.float32).tiny
+    assert not ((dqkv != 0) & (np.abs(dqkv) < tiny)).any()
+    assert np.isfinite(dqkv).all()
+
+
+def test_v3_kernels_run_as_plain_python(rng):
+    # .py_func is the loop as written (prange is range): same answer as the reference
+    B, T, H, D = 1, 6, 2, 3
+    qkv, dout = _inputs(rng, (B, T, H, D), np.float64)
+    out, lse = np.empty((B, T, H, D)), np.empty((B, H, T))
+    attention_packed._forward_kernel_v3.py_func(qkv.reshape(B, T, 3, H, D), out, lse)
+    want_out, want_lse = attention_packed.packed_forward_reference(qkv, H)
+    assert_close(out.reshape(B, T, H * D), want_out, np.float64)
+    assert_close(lse, want_lse, np.float64)
+
+
+def test_dispatch_runs_v3_by_default_and_the_reference_when_asked(monkeypatch, kernel_mode):
+    calls = []
+    real_v3 = attention_packed.packed_forward_v3
+    monkeypatch.setattr(attention_packed, "packed_forward_v3", lambda *a: calls.append(1) or real_v3(*a))
+    qkv = np.ones((1, 4, 6), np.float32)
+    attention_packed.packed_forward(qkv, 1)
+    attention_packed.packed_forward(qkv.astype(np.float16), 1)        # no compiled float16
+    assert len(calls) == (1 if kernel_mode == "auto" else 0)
