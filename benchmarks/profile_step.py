@@ -35,7 +35,7 @@ from scratchlm.ops import elementwise, shape, transformer  # noqa: E402
 # group -> the functions whose time (minus the time of other groups' functions they call) it gets
 GROUPS = {
     "GEMMs (Linear, FeedForward fwd+bwd)": [(transformer, "Linear"), (transformer, "FeedForward")],
-    "attention (fwd+bwd)": [(transformer, "CausalAttention")],
+    "attention (fwd+bwd)": [(transformer, "CausalAttention"), (transformer, "CausalSelfAttention")],
     "gelu (fwd+bwd)": [(gelu_kernels, "gelu_forward"), (gelu_kernels, "gelu_backward")],
     "layernorm (fwd+bwd)": [(transformer, "LayerNorm")],
     "softmax-cross-entropy": [(transformer, "SoftmaxCrossEntropy")],
