@@ -229,6 +229,20 @@ def _add_tile_t_times(a, b, out, nrows, scale):
             out[j, d] += a0 * b[0, d] + a1 * b[1, d] + a2 * b[2, d] + a3 * b[3, d]
 
 
+@lazy_njit(fastmath=FAST_SUMS, inline="always")
+def _exp_minus_max(row, visible):
+    """row[:visible] <- exp(row - max(row[:visible])); returns (the max, the new row's sum):
+    a softmax row, not yet divided by its sum (and the sum is never 0: the max gives 1)."""
+    row_max = row[0]
+    for j in range(1, visible):
+        row_max = max(row_max, row[j])
+    total = row.dtype.type(0.0)
+    for j in range(visible):
+        row[j] = exp_vectorisable(row[j] - row_max)
+        total += row[j]
+    return row_max, total
+
+
 @lazy_njit(fastmath=FAST_SUMS, error_model=NUMPY_ERRORS)
 def _head_forward_v2(q, k, v, out, p):
     """One head: q (Tq, D), k and v (Tk, D) -> out (Tq, D) and p (Tq, Tk), ROWS rows at a time."""
@@ -251,13 +265,7 @@ def _head_forward_v2(q, k, v, out, p):
         _tile_times_bt(q_tile, k, s_tile, keys, D)       # (4, keys) scaled scores
         for r in range(rows):
             visible = keys - rows + r + 1                # keys row i0 + r sees
-            row_max = s_tile[r, 0]
-            for j in range(1, visible):
-                row_max = max(row_max, s_tile[r, j])
-            total = real(0.0)
-            for j in range(visible):
-                s_tile[r, j] = exp_vectorisable(s_tile[r, j] - row_max)
-                total += s_tile[r, j]
+            _, total = _exp_minus_max(s_tile[r], visible)
             s_tile[r, visible:keys] = real(0.0)          # the causal mask
             inv_total[r] = real(1.0) / total
             for j in range(keys):                        # weights below the smallest normal

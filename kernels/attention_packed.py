@@ -43,7 +43,8 @@ import math
 
 import numpy as np
 
-from .attention import FAST_SUMS, NUMPY_ERRORS, ROWS, _add_tile_t_times, _tile_times_bt, causal_mask
+from .attention import (FAST_SUMS, NUMPY_ERRORS, ROWS, _add_tile_t_times, _exp_minus_max, _tile_times_bt,
+                        causal_mask)
 from .dispatch import lazy_njit, prange, use_numba
 from .vector_exp import exp_vectorisable
 
@@ -140,13 +141,7 @@ def _head_forward_v3(qkv, b, h, out, lse):
         _tile_times_bt(q_tile, k, s_tile, keys, D)       # (4, keys) scaled scores
         for r in range(rows):
             visible = i0 + r + 1                         # keys row i0 + r sees
-            row_max = s_tile[r, 0]
-            for j in range(1, visible):
-                row_max = max(row_max, s_tile[r, j])
-            total = real(0.0)
-            for j in range(visible):
-                s_tile[r, j] = exp_vectorisable(s_tile[r, j] - row_max)
-                total += s_tile[r, j]
+            row_max, total = _exp_minus_max(s_tile[r], visible)
             floor = tiny * total                         # p < tiny  <=>  exp(s - max) < tiny total
             for j in range(visible):
                 s_tile[r, j] = s_tile[r, j] if s_tile[r, j] >= floor else real(0.0)
