@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from configs import CONFIGS, VOCAB_SIZE
+from configs import CONFIGS, VOCAB_SIZE, kernel_versions
 
 from scratchlm.kernels import cross_entropy, embedding, gelu, layernorm, rmsnorm
 
@@ -87,18 +87,8 @@ KERNELS = {
 }
 
 
-def implementations(module, kernel):
-    """{"reference": f, "numba_v1": f, ...}, found by the naming rule name_reference, name_vN."""
-    found = {"reference": getattr(module, f"{kernel}_reference")}
-    version = 1
-    while hasattr(module, f"{kernel}_v{version}"):
-        found[f"numba_v{version}"] = getattr(module, f"{kernel}_v{version}")
-        version += 1
-    return found
-
-
 CASES = [(kernel, impl, key) for kernel, (module, _) in KERNELS.items()
-         for impl in implementations(module, kernel) for key in SHAPES]
+         for impl in kernel_versions(module, kernel) for key in SHAPES]
 
 
 def _float32(value):
@@ -111,7 +101,7 @@ def test_kernel(benchmark, kernel, impl, key):
     module, build = KERNELS[kernel]
     args, nbytes = build(*_sizes(key), np.random.default_rng(0))
     args = tuple(_float32(a) for a in args)
-    fn = implementations(module, kernel)[impl]
+    fn = kernel_versions(module, kernel)[impl]
     result = fn(*args)                                                     # compile / warm up
     assert all(np.all(np.isfinite(r)) for r in (result if isinstance(result, tuple) else (result,)))
     benchmark.group = f"{kernel}-{key}"

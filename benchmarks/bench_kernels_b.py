@@ -6,11 +6,13 @@ the teaching matmul.
 
 Every case is one kernel x one implementation (the NumPy reference, then each Numba
 version) x one shape, float32, at the sizes of benchmark configuration a (tiny) and c
-(good): attention on (batch, heads, seq, d_model / heads); AdamW over all the model's
+(good): attention on (batch, heads, seq, d_model / heads), and the packed attention of
+attention_packed.py on the (batch, seq, 3 d_model) qkv; AdamW over all the model's
 parameters; matmul as the fused qkv projection (batch * seq, d) @ (d, 3 d). Each kernel
 runs once before timing, so Numba's compile (or cache load) is never timed.
 ``extra_info`` holds the median ms and either ``GFLOP_per_s`` (attention counts 2 D
-flops per visible query-key pair per product, 2 products forward and 4 backward; matmul
+flops per visible query-key pair per product, 2 products forward and 4 backward, 5 for
+the packed backward, which recomputes q k^T; matmul
 2 M N K) or ``GB_per_s`` (the bytes a kernel must read and write at least). The asserts
 only check the work happened.
 """
@@ -19,23 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from configs import CONFIGS, VOCAB_SIZE
+from configs import CONFIGS, VOCAB_SIZE, kernel_versions
 
-from scratchlm.kernels import adamw, attention, matmul
+from scratchlm.kernels import adamw, attention, attention_packed, matmul
 
 SHAPES = ("a", "c")
 F32 = 4  # bytes
 HYPER = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1)
-
-
-def _versions(module, name):
-    """{"reference": f, "numba_v1": f, ...}, found by the naming rule name_reference, name_vN."""
-    found = {"reference": getattr(module, f"{name}_reference")}
-    version = 1
-    while hasattr(module, f"{name}_v{version}"):
-        found[f"numba_v{version}"] = getattr(module, f"{name}_v{version}")
-        version += 1
-    return found
 
 
 def _parameter_counts(config):
@@ -56,6 +48,16 @@ def attention_case(config, rng, backward):
         return (q, k, v), (flops, 0)
     _, p = attention.attention_forward_reference(q, k, v)
     return (dout, q, k, v, p), (flops, 0)
+
+
+def packed_attention_case(config, rng, backward):
+    B, H, T, C = config.batch, config.n_heads, config.seq_len, config.d_model
+    qkv, dout = (rng.standard_normal((B, T, n * C)).astype(np.float32) for n in (3, 1))
+    flops = (5 if backward else 2) * 2 * (C // H) * B * H * T * (T + 1) // 2   # backward recomputes q k^T
+    if not backward:
+        return (qkv, H), (flops, 0)
+    out, lse = attention_packed.packed_forward_reference(qkv, H)
+    return (dout, qkv, out, lse, H), (flops, 0)
 
 
 def adamw_case(config, rng):
@@ -83,6 +85,10 @@ KERNELS = {
                           lambda c, rng: attention_case(c, rng, backward=False)),
     "attention_backward": (attention, "attention_backward",
                            lambda c, rng: attention_case(c, rng, backward=True)),
+    "attention_packed_forward": (attention_packed, "packed_forward",
+                                 lambda c, rng: packed_attention_case(c, rng, backward=False)),
+    "attention_packed_backward": (attention_packed, "packed_backward",
+                                  lambda c, rng: packed_attention_case(c, rng, backward=True)),
     "adamw_step": (adamw, "adamw_step", adamw_case),
     "grad_norm": (adamw, "grad_norm", grad_norm_case),
     "matmul": (matmul, "matmul", matmul_case),
@@ -90,7 +96,7 @@ KERNELS = {
 TOO_SLOW = {("matmul", "numba_v1", "c")}                # the textbook loop: ~1.5 s a call
 
 CASES = [(kernel, impl, key) for kernel, (module, name, _) in KERNELS.items()
-         for impl in _versions(module, name) for key in SHAPES
+         for impl in kernel_versions(module, name) for key in SHAPES
          if (kernel, impl, key) not in TOO_SLOW]
 
 
@@ -98,7 +104,7 @@ CASES = [(kernel, impl, key) for kernel, (module, name, _) in KERNELS.items()
 def test_kernel(benchmark, kernel, impl, key):
     module, name, build = KERNELS[kernel]
     args, (flops, nbytes) = build(CONFIGS[key], np.random.default_rng(0))
-    fn = _versions(module, name)[impl]
+    fn = kernel_versions(module, name)[impl]
     result = fn(*args)                                  # compile / warm up
     outputs = result if isinstance(result, tuple) else (args[0] if result is None else result,)
     assert all(np.all(np.isfinite(r)) for r in outputs)
