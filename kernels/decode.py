@@ -27,10 +27,10 @@ import math
 
 import numpy as np
 
+from .attention import _exp_minus_max
 from .dispatch import lazy_njit, use_numba
 from .gelu import gelu_forward_reference, gelu_from_tanh, tanh_argument, tanh_rational
 from .layernorm import FAST_SUMS
-from .vector_exp import exp_vectorisable
 
 
 # ---- version 0: the NumPy reference ------------------------------------------------
@@ -94,13 +94,7 @@ def _attend_kernel(q, k, v, keys, values, slot, n, scale, scores, out):
             for d in range(D):
                 s += q[h, d] * keys[h, j, d]
             scores[j] = s * scale
-        top = scores[0]
-        for j in range(1, n):
-            top = max(top, scores[j])
-        total = q.dtype.type(0.0)
-        for j in range(n):
-            scores[j] = exp_vectorisable(scores[j] - top)
-            total += scores[j]
+        _, total = _exp_minus_max(scores, n)            # scores[:n] <- exp(s - max)
         inverse = q.dtype.type(1.0) / total
         for d in range(D):
             out[h, d] = 0.0
