@@ -21,13 +21,12 @@ import math
 import os
 import platform
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .checkpoint import new_file_mode
+from .checkpoint import write_atomically
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -53,15 +52,7 @@ def sparkline(values) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, new_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text.encode("utf-8"))
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

@@ -69,7 +69,9 @@ def save_checkpoint(path, model: GPT, tokenizer, optimizer=None, train_state: di
         tensors[OPTIMIZER_PREFIX + "m"] = np.ascontiguousarray(backend.to_numpy(state["m"]))
         tensors[OPTIMIZER_PREFIX + "v"] = np.ascontiguousarray(backend.to_numpy(state["v"]))
         meta["optimizer"] = json.dumps({"step": int(state["step"])})
-    _atomic_write(path, tensors, meta)
+    from safetensors.numpy import save
+
+    write_atomically(path, save(tensors, metadata=meta))
     return path
 
 
@@ -80,23 +82,20 @@ def new_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def _atomic_write(path: Path, tensors: dict, meta: dict) -> None:
-    from safetensors.numpy import save
-
-    blob = save(tensors, metadata=meta)
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one, never
+    a half-written one: a temporary file beside it, flushed to disk, then renamed over it.
+    The file gets the permissions open() would give it; the temporary file goes on any error."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(blob)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -60,18 +60,11 @@ def output_file_option(args: dict, name: str) -> Path | None:
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = None
+    """Write ``text`` to ``path`` atomically (``checkpoint.write_atomically``); a failure is an
+    OptionError naming the file."""
+    from .checkpoint import write_atomically
+
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        raise
+        write_atomically(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from exc

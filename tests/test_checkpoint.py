@@ -93,11 +93,17 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
 
 
 def test_saved_files_get_normal_permissions(tmp_path):
+    from scratchlm.cli_options import write_text_atomically
+
     model, _ = trained_model()
     path = save_checkpoint(tmp_path / "c.pt", model, ByteTokenizer())
+    text_path = tmp_path / "samples.txt"                 # generate --output-file, evaluate --output
+    write_text_atomically(text_path, "text\n")
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert text_path.stat().st_mode & 0o777 == 0o666 & ~umask   # not mkstemp's 0600
+    assert text_path.read_text() == "text\n"
 
 
 @pytest.fixture
