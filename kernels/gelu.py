@@ -219,7 +219,7 @@ def gelu_forward(x):
 def gelu_backward(dy, x):
     if use_cuda(dy, x) and x.dtype in (np.float32, np.float64) and x.size and dy.shape == x.shape:
         return gelu_backward_cuda(dy, x)
-    if use_numba(dy, x) and x.dtype == np.float32:
+    if use_numba(dy, x) and x.dtype == np.float32 and dy.shape == x.shape:   # v2 reads flat arrays
         return gelu_backward_v2(dy, x)
     return gelu_backward_reference(dy, x)
 

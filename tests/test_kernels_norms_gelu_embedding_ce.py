@@ -94,6 +94,13 @@ def test_gelu_v2_far_from_zero_and_at_zero():
                      np.float32)
 
 
+def test_gelu_backward_dispatch_broadcasts_a_smaller_gradient(rng, kernel_mode):
+    # a dy that broadcasts against x must not reach version 2, which reads both as flat arrays
+    x, dy = normal(rng, (2, 3), np.float32, 3.0), normal(rng, (3,), np.float32)
+    want = gelu.gelu_backward_reference(dy, x)
+    assert_all_close((gelu.gelu_backward(dy, x),), (want,), np.float32)
+
+
 # ---- embedding --------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ids_dtype", [np.int64, np.int32, np.uint16])
