@@ -44,7 +44,7 @@ import math
 import numpy as np
 
 from .attention import (FAST_SUMS, NUMPY_ERRORS, ROWS, _add_tile_t_times, _exp_minus_max, _tile_times_bt,
-                        causal_mask)
+                        causal_mask, flush_threshold)
 from .dispatch import lazy_njit, prange, use_numba
 from .vector_exp import exp_vectorisable
 
@@ -62,11 +62,6 @@ def pack_heads(xp, q, k, v):
     return xp.stack([q, k, v], axis=2).transpose(0, 3, 2, 1, 4).reshape(B, T, 3 * H * D)
 
 
-def _flush_threshold(dtype):
-    info = np.finfo(dtype)
-    return info.tiny / info.eps
-
-
 # ---- version 0: the NumPy reference ------------------------------------------------
 def packed_forward_reference(qkv, heads):
     """qkv (B, T, 3C) -> out (B, T, C), lse (B, H, T)."""
@@ -82,7 +77,7 @@ def packed_forward_reference(qkv, heads):
     e = xp.exp(s - row_max)
     total = e.sum(axis=-1, keepdims=True)                    # (B, H, T, 1)
     p = e / total
-    p[p < _flush_threshold(p.dtype)] = 0                     # see FLUSH
+    p[p < flush_threshold(p.dtype)] = 0                     # see FLUSH
     out = (p @ v).transpose(0, 2, 1, 3).reshape(B, T, H * D) # (B, T, C)
     lse = (row_max + xp.log(total))[..., 0]                  # (B, H, T)
     return out, lse
@@ -101,7 +96,7 @@ def packed_backward_reference(dout, qkv, out, lse, heads):
     s = (q @ k.swapaxes(-1, -2)) * scale                     # (B, H, T, T)
     s = xp.where(causal_mask(xp, T, T), qkv.dtype.type(-xp.inf), s)
     p = xp.exp(s - lse[..., None])                           # (B, H, T, T), 0 in the future
-    p[p < _flush_threshold(p.dtype)] = 0
+    p[p < flush_threshold(p.dtype)] = 0
     delta = (g * o).sum(axis=-1, keepdims=True)              # (B, H, T, 1) = sum_j dp p
     dv = p.swapaxes(-1, -2) @ g                              # (B, H, T, D)
     ds = p * (g @ v.swapaxes(-1, -2) - delta)                # (B, H, T, T)
