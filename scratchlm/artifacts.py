@@ -27,6 +27,7 @@ import numpy as np
 
 from . import __version__
 from .checkpoint import write_atomically
+from .evaluate import perplexity
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -133,7 +134,7 @@ def eval_record(job, epoch: int, end_of_epoch: bool, val: float, best: bool, lr:
     return {
         "step": state.step, "epoch": epoch, "end_of_epoch": end_of_epoch,
         "train_loss": state.epoch_loss_sum / max(state.epoch_loss_steps, 1),
-        "val_loss": val, "val_perplexity": math.exp(min(val, 700.0)), "val_bits_per_char": bits_per_char(job, val),
+        "val_loss": val, "val_perplexity": perplexity(val), "val_bits_per_char": bits_per_char(job, val),
         "lr": lr, "tokens_per_s": round(tokens_per_s, 1), "epoch_time_s": round(epoch_time_s, 3),
         "elapsed_s": round(state.elapsed_s, 3), "best": best,
     }
@@ -144,7 +145,7 @@ def summary(job, reason: str) -> dict:
     return {
         "reason": reason, "epochs_done": state.epochs_done, "epochs": job.settings.epochs, "steps": state.step,
         "best_epoch": state.best_epoch, "best_step": state.best_step, "val_loss": best,
-        "perplexity": None if best is None else math.exp(min(best, 700.0)),
+        "perplexity": None if best is None else perplexity(best),
         "bits_per_char": None if best is None else bits_per_char(job, best),
         "total_time_s": state.elapsed_s, "output_dir": str(job.output_dir),
         "final_model": str(job.output_dir / "final_model.pt"),

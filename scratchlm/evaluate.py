@@ -25,6 +25,12 @@ from .errors import DataError, OptionError
 from .function import no_grad
 
 
+def perplexity(loss: float) -> float:
+    """exp(mean cross-entropy): the model is as unsure as a uniform pick among this many
+    tokens. Capped at exp(700) so a diverged loss gives a huge number, not an OverflowError."""
+    return math.exp(min(loss, 700.0))
+
+
 @dataclass
 class Evaluation:
     loss: float               # mean cross-entropy per token, in nats
@@ -104,7 +110,7 @@ def evaluate_text(model, tokenizer, text: str, stride: int | None = None, batch_
     characters = max(len(text) - 1, 1)
     return Evaluation(
         loss=loss,
-        perplexity=math.exp(min(loss, 700.0)),
+        perplexity=perplexity(loss),
         bits_per_char=nll / math.log(2.0) / characters,
         accuracy=correct / count,
         tokens_scored=count,

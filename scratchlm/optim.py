@@ -51,9 +51,6 @@ class AdamW:
     def zero_grad(self) -> None:
         self.flat_grads.fill(0)
 
-    def grad_norm(self) -> float:
-        return adamw_kernels.grad_norm(self.flat_grads)
-
     def clip_grad_norm(self, max_norm: float):
         """Scale all gradients so their global L2 norm is at most ``max_norm``; return the norm before.
 

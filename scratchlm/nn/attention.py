@@ -38,13 +38,6 @@ class KVCache:
         self.length += t
         return self.k[:, :, : self.length], self.v[:, :, : self.length]
 
-    def drop_oldest(self, n: int) -> None:
-        """Forget the n oldest positions (a sliding window), keeping the rest in order."""
-        keep = self.length - n
-        self.k[:, :, :keep] = self.k[:, :, n : self.length].copy()
-        self.v[:, :, :keep] = self.v[:, :, n : self.length].copy()
-        self.length = keep
-
 
 class CausalSelfAttention(Module):
     def __init__(self, dim, heads, bias, dropout, *, rng, proj_std, dtype=None):

@@ -39,7 +39,7 @@ class Linear(Function):
     @staticmethod
     def backward(ctx, grad):
         x2, weight = ctx.saved
-        need_x, need_w, need_b = (ctx.needs_input_grad + (False,))[:3]
+        need_x, need_w, need_b = ctx.needs_input_grad          # a None bias: a constant
         g2 = grad.reshape(-1, weight.shape[0])                 # (N, out)
         gx = (g2 @ weight).reshape(*ctx.lead, weight.shape[1]) if need_x else None
         gw = g2.T @ x2 if need_w else None                     # (out, in)
@@ -243,7 +243,7 @@ def _rotate(x, cos, sin):
 
 
 def linear(x, weight, bias=None):
-    return Linear.apply(x, weight, bias) if bias is not None else Linear.apply(x, weight)
+    return Linear.apply(x, weight, bias)
 
 
 def feed_forward(x, w_fc, b_fc, w_proj, b_proj):
