@@ -174,7 +174,8 @@ if __name__ == "__main__":
             for rms in (False, True):
                 want = add_norm_reference(x.copy(), delta, bias, w, b, 1e-5, rms)
                 check(f"{name} add_norm rms={rms}", add_norm_fn(x.copy(), delta, bias, w, b, 1e-5, rms), want, dtype)
-            report(f"{name} add_norm", add_norm_fn, (x.copy(), delta, bias * 0, w, b, 1e-5, False), 6 * C * x.itemsize)
+            traffic = 7 * C * x.itemsize                # read x, delta, bias, w, b; write x, out
+            report(f"{name} add_norm", add_norm_fn, (x.copy(), delta, bias * 0, w, b, 1e-5, False), traffic)
             want = attend_reference(q, k, v, keys.copy(), values.copy(), n - 1, n, 1 / math.sqrt(D))
             got = attend_fn(q, k, v, keys.copy(), values.copy(), n - 1, n, 1 / math.sqrt(D))
             check(f"{name} attend", got, want, dtype)

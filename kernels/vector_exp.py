@@ -31,7 +31,7 @@ from .dispatch import lazy_njit
 LOG2_E = 1.0 / math.log(2.0)
 LN2_HI = 0.693145751953125          # ln 2 rounded to 16 significant bits: n * LN2_HI is exact
 LN2_LO = 1.428606820309417e-06      # ln 2 - LN2_HI
-EXP_FLOOR = -708.396                # exp(EXP_FLOOR) = 2.2252e-308 is still a normal float64
+EXP_FLOOR = -708.396                # exp(EXP_FLOOR) = 2.2260e-308 is still a normal float64
 C = tuple(1.0 / math.factorial(i) for i in range(12))    # Taylor coefficients 1 / i!
 
 
