@@ -140,6 +140,8 @@ def _numba_compile(py_func, options):
             rebound[name] = numba.prange
         elif callable(getattr(value, "dispatcher", None)) and hasattr(value, "py_func"):
             rebound[name] = value.dispatcher()          # another lazy_njit kernel
+        elif callable(getattr(value, "numba_external", None)):
+            rebound[name] = value.numba_external()      # a C function (blas.py)
     func = types.FunctionType(py_func.__code__, rebound, py_func.__name__,
                               py_func.__defaults__, py_func.__closure__)
     func.__qualname__ = py_func.__qualname__

@@ -17,6 +17,10 @@ import os
 # A user's own setting wins; if NumPy was imported before scratchlm this comes too late.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
+from ._allocator import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()
+
 from .function import no_grad  # noqa: E402
 from .tensor import Tensor  # noqa: E402
 

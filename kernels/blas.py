@@ -1,0 +1,171 @@
+"""Calling BLAS's matrix product from inside a compiled Numba loop.
+
+Why: a Numba loop nest reaches ~50-85 GFLOP/s on a small matrix product on this 2-core
+machine, where OpenBLAS reaches ~300 (its micro-kernels keep a block of C in vector
+registers, which LLVM will not do for us). NumPy's batched ``matmul`` over many small
+matrices is no way out: it calls BLAS once per matrix from one thread (~25 GFLOP/s at
+attention's shapes). So attention's version 4 (``attention_packed.py``) runs its
+per-head loop in a Numba ``prange`` and calls BLAS's gemm for every product in it, each
+call single-threaded, one head per core.
+
+Numba itself only reaches BLAS through SciPy, which scratchlm does not depend on. But
+NumPy's own wheels carry an OpenBLAS shared library, and Numba can call any C function
+that is loaded into the process by its symbol name (``types.ExternalFunction``; the
+compiled code refers to the name, not an address, so ``cache=True`` still works). This
+module finds that library and exports:
+
+    gemm(alpha, a, trans_a, b, trans_b, beta, c)    c = alpha op(a) op(b) + beta c
+
+on 2-D views whose rows may be strided (a head of the packed qkv has a row stride of 3C)
+but whose columns are contiguous, in float32 or float64. The same ``gemm`` runs as plain
+Python through ctypes when a kernel is read or stepped through as Python.
+
+While such a kernel runs, OpenBLAS must not start threads of its own (two Numba threads
+each asking for two more would fight over two cores): ``one_thread_each()`` sets its
+thread count to 1 and back (about a microsecond).
+
+``available()`` is False where NumPy uses another BLAS (MKL, Accelerate) or none that this
+module recognises; the kernels that need it then fall back to their loop versions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import os
+
+import numpy as np
+
+from .dispatch import lazy_njit
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112                 # CBLAS's enum values
+
+# (sgemm, dgemm, set threads, get threads, integer width) as each OpenBLAS build names them
+SYMBOL_SETS = [
+    ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_",        # NumPy >= 2 wheels (scipy-openblas64)
+     "scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_", 64),
+    ("scipy_cblas_sgemm", "scipy_cblas_dgemm",              # scipy-openblas32
+     "scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads", 32),
+    ("cblas_sgemm64_", "cblas_dgemm64_",                    # NumPy 1.x wheels
+     "openblas_set_num_threads64_", "openblas_get_num_threads64_", 64),
+    ("cblas_sgemm", "cblas_dgemm", "openblas_set_num_threads", "openblas_get_num_threads", 32),
+]
+
+_library = None          # (path, symbol set) once found; False when there is none
+
+
+def _candidate_paths() -> list[str]:
+    """Shared libraries that may be NumPy's OpenBLAS: those loaded now, then the wheel's own."""
+    import numpy as np
+
+    found = []
+    try:
+        with open("/proc/self/maps") as maps:              # Linux: what NumPy actually loaded
+            for line in maps:
+                path = line.split()[-1] if line.strip() else ""
+                if "blas" in os.path.basename(path).lower() and path not in found:
+                    found.append(path)
+    except OSError:
+        pass
+    root = os.path.dirname(np.__file__)
+    for pattern in ("../numpy.libs/*openblas*", ".dylibs/*openblas*", "../numpy/.libs/*openblas*"):
+        found += [p for p in sorted(glob.glob(os.path.join(root, pattern))) if p not in found]
+    return found
+
+
+def _find_library():
+    global _library
+    if _library is None:
+        _library = False
+        for path in _candidate_paths():
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for symbols in SYMBOL_SETS:
+                if all(hasattr(lib, name) for name in symbols[:4]):
+                    _library = (path, lib, symbols)
+                    return _library
+    return _library
+
+
+def available() -> bool:
+    """True when NumPy's OpenBLAS was found (and ``SCRATCHLM_BLAS_KERNELS`` is not ``0``)."""
+    return os.environ.get("SCRATCHLM_BLAS_KERNELS", "1") != "0" and bool(_find_library())
+
+
+@contextlib.contextmanager
+def one_thread_each():
+    """OpenBLAS runs each call on the calling thread alone for the duration of the block."""
+    _, lib, symbols = _find_library()
+    set_threads, get_threads = getattr(lib, symbols[2]), getattr(lib, symbols[3])
+    set_threads.argtypes = [ctypes.c_int]
+    previous = get_threads()
+    set_threads(1)
+    try:
+        yield
+    finally:
+        set_threads(previous)
+
+
+class _ExternalGemm:
+    """One of ``?gemm``: a Numba ExternalFunction when compiled, a ctypes call when run as Python.
+
+    ``_numba_compile`` in dispatch.py swaps this object for ``numba_external()`` in the
+    globals of the kernels it compiles.
+    """
+
+    def __init__(self, which: int):
+        self.which = which                                  # 0: sgemm (float32), 1: dgemm (float64)
+
+    def _symbol(self):
+        path, lib, symbols = _find_library()
+        return path, lib, symbols[self.which], symbols[4]
+
+    def numba_external(self):
+        import llvmlite.binding
+        from numba import types
+
+        path, _, name, bits = self._symbol()
+        llvmlite.binding.load_library_permanently(path)   # so the JIT's linker resolves the name
+        integer, enum = (types.int64 if bits == 64 else types.int32), types.int32
+        real = types.float32 if self.which == 0 else types.float64
+        return types.ExternalFunction(name, types.void(
+            enum, enum, enum, integer, integer, integer, real, types.voidptr, integer,
+            types.voidptr, integer, real, types.voidptr, integer))
+
+    def __call__(self, *args):
+        _, lib, name, bits = self._symbol()
+        integer, enum, pointer = (ctypes.c_int64 if bits == 64 else ctypes.c_int32), ctypes.c_int, ctypes.c_void_p
+        real = ctypes.c_float if self.which == 0 else ctypes.c_double
+        function = getattr(lib, name)
+        function.argtypes = [enum, enum, enum, integer, integer, integer, real, pointer, integer,
+                             pointer, integer, real, pointer, integer]
+        function.restype = None
+        function(*args)
+
+
+sgemm = _ExternalGemm(0)
+dgemm = _ExternalGemm(1)
+
+
+@lazy_njit(inline="always")
+def gemm(alpha, a, trans_a, b, trans_b, beta, c):
+    """c = alpha op(a) op(b) + beta c, op(x) being x or x^T; c is (m, n), op(a) (m, k), op(b) (k, n).
+
+    a, b and c are 2-D views of one float dtype whose columns are contiguous; their rows
+    may be any distance apart (BLAS's "leading dimension"). With beta = 0, c's old values
+    are never read (it may be uninitialised memory).
+    """
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    size = c.itemsize
+    op_a = TRANS if trans_a else NO_TRANS
+    op_b = TRANS if trans_b else NO_TRANS
+    if size == 4:                                        # float32
+        sgemm(ROW_MAJOR, op_a, op_b, m, n, k, alpha, a.ctypes.data, a.strides[0] // size,
+              b.ctypes.data, b.strides[0] // size, beta, c.ctypes.data, c.strides[0] // size)
+    else:
+        dgemm(ROW_MAJOR, op_a, op_b, m, n, k, alpha, a.ctypes.data, a.strides[0] // size,
+              b.ctypes.data, b.strides[0] // size, beta, c.ctypes.data, c.strides[0] // size)

@@ -1,0 +1,65 @@
+"""blas.py: gemm on strided 2-D views, compiled and as plain Python, against NumPy's matmul."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scratchlm.kernels import blas
+from scratchlm.kernels.blas import gemm
+from scratchlm.kernels._lesson import assert_close
+from scratchlm.kernels.dispatch import lazy_njit
+
+pytestmark = pytest.mark.skipif(not blas.available(), reason="NumPy's OpenBLAS was not found")
+
+
+@lazy_njit()
+def _compiled_gemm(alpha, a, trans_a, b, trans_b, beta, c):
+    gemm(alpha, a, trans_a, b, trans_b, beta, c)                    # a global name: lazy_njit compiles it
+
+
+def _views(rng, dtype, trans_a, trans_b, m=5, n=7, k=3):
+    """op(a) (m, k), op(b) (k, n) and c (m, n), each a view into a wider array (rows strided)."""
+    def strided(rows, cols):
+        wide = rng.standard_normal((rows, cols + 4)).astype(dtype)
+        return wide[:, 1 : cols + 1]                                 # rows cols + 4 apart
+    a = strided(k, m) if trans_a else strided(m, k)
+    b = strided(n, k) if trans_b else strided(k, n)
+    return a, b, strided(m, n)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("run", ["compiled", "python"])
+def test_gemm_on_strided_views_matches_matmul(rng, dtype, trans_a, trans_b, run):
+    a, b, c = _views(rng, dtype, trans_a, trans_b)
+    op_a, op_b = (a.T if trans_a else a), (b.T if trans_b else b)
+    c_before = c.copy()
+    parent = c.base.copy()
+    call = _compiled_gemm if run == "compiled" else gemm.py_func
+    call(0.5, a, trans_a, b, trans_b, 2.0, c)                         # c = 0.5 op(a) op(b) + 2 c
+    assert_close(c, 0.5 * (op_a.astype(np.float64) @ op_b) + 2.0 * c_before, dtype)
+    outside = np.ones(parent.shape, bool)
+    outside[:, 1 : c.shape[1] + 1] = False
+    np.testing.assert_array_equal(c.base[outside], parent[outside])   # nothing written beside c
+
+
+def test_beta_zero_never_reads_c(rng):
+    a, b, c = _views(rng, np.float32, False, False)
+    c[...] = np.nan
+    gemm.py_func(1.0, a, False, b, False, 0.0, c)
+    assert_close(c, a.astype(np.float64) @ b, np.float32)
+
+
+def test_one_thread_each_restores_the_thread_count():
+    _, lib, symbols = blas._find_library()
+    before = getattr(lib, symbols[3])()
+    with blas.one_thread_each():
+        assert getattr(lib, symbols[3])() == 1
+    assert getattr(lib, symbols[3])() == before
+
+
+def test_switched_off_by_environment(monkeypatch):
+    monkeypatch.setenv("SCRATCHLM_BLAS_KERNELS", "0")
+    assert not blas.available()
