@@ -1,6 +1,6 @@
 """Causal self-attention read straight from the packed qkv, keeping no attention weights.
 
-Read ``attention.py`` first: this is its version 3, the one training uses on the CPU.
+Read ``attention.py`` first: these are its versions 3 and 4; 4 is what training uses on the CPU.
 It computes the same thing, softmax(q k^T / sqrt(D) + causal mask) v, with Tq == Tk == T,
 but takes its inputs and gives its outputs in the layouts around it:
 
@@ -34,7 +34,9 @@ FLUSH (see attention.py): weights below tiny / eps and ds below tiny become exac
 in forward and in the recomputed weights alike, so no subnormal floats reach the products.
 
 Versions: 0 the NumPy reference (works on CuPy arrays too); 3 Numba, one head per prange
-step, four query rows per tile (the tile helpers of attention.py's version 2).
+step, four query rows per tile (the tile helpers of attention.py's version 2); 4 the same
+plan with every product a BLAS gemm call made from inside the prange loop (``blas.py``),
+the default wherever NumPy's OpenBLAS is found (version 3 elsewhere).
 """
 
 from __future__ import annotations
