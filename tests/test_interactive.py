@@ -6,6 +6,7 @@ import fcntl
 import io
 import os
 import select
+import signal
 import subprocess
 import termios
 import time
@@ -118,6 +119,7 @@ class Terminal:
         def take_terminal():
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)    # as from a shell, even if pytest runs in the background
 
         self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, preexec_fn=take_terminal)
         os.close(slave)
