@@ -127,9 +127,12 @@ def _numba_compile(py_func, options):
     """``numba.njit`` over a copy of ``py_func`` whose globals see Numba's prange and kernels."""
     import types
 
-    # Idle OpenMP threads sleep instead of spinning, so they give a busy core back at once
-    # (a spinning pool makes every parallel call on a loaded 2-core machine take ~8 ms).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Idle OpenMP threads spin for a while before they sleep (GNU OpenMP's own default, made
+    # explicit; a user's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins). Waking a sleeping thread
+    # costs ~60 us per parallel call, which at configs a and b is most of a kernel's time;
+    # since every product runs on this same pool (blas.matmul) no other pool needs the core.
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", "300000")
     import numba
 
     names = py_func.__code__.co_names

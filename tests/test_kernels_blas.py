@@ -63,3 +63,25 @@ def test_one_thread_each_restores_the_thread_count():
 def test_switched_off_by_environment(monkeypatch):
     monkeypatch.setenv("SCRATCHLM_BLAS_KERNELS", "0")
     assert not blas.available()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("M, K, N", [(1, 1, 1), (3, 4, 5), (700, 30, 90), (257, 64, 33)])
+def test_matmul_matches_numpy_for_every_layout(rng, dtype, M, K, N):
+    # the engine's products: x @ w.T, g @ w, g.T @ x, and views that are neither
+    a = rng.standard_normal((M, K)).astype(dtype)
+    w = rng.standard_normal((N, K)).astype(dtype)
+    g = rng.standard_normal((M, N)).astype(dtype)
+    wide = rng.standard_normal((M, 2 * K)).astype(dtype)
+    for x, y in [(a, w.T), (g, w), (g.T, a), (wide[:, ::2], w.T), (wide[:, :K], w.T)]:
+        got = blas.matmul(x, y)
+        assert got.dtype == dtype and got.shape == (x.shape[0], y.shape[1]) and got.flags.c_contiguous
+        assert_close(got, x.astype(np.float64) @ y, dtype)
+
+
+def test_matmul_leaves_other_inputs_to_numpy(rng, kernel_mode):
+    a = rng.standard_normal((3, 4)).astype(np.float32)
+    assert_close(blas.matmul(a, a.T.astype(np.float64)), a @ a.T.astype(np.float64), np.float64)   # mixed dtypes
+    assert_close(blas.matmul(a[None], a.T), a[None] @ a.T, np.float32)                         # 3-D
+    ints = np.arange(6).reshape(2, 3)
+    np.testing.assert_array_equal(blas.matmul(ints, ints.T), ints @ ints.T)
