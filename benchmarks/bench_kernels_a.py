@@ -1,4 +1,4 @@
-"""pytest-benchmark suite for the kernels of layernorm, rmsnorm, GELU, embedding and cross-entropy.
+"""pytest-benchmark suite for the kernels of layernorm, rmsnorm, GELU, bias, embedding and cross-entropy.
 
     NUMBA_NUM_THREADS=2 pytest benchmarks/bench_kernels_a.py
     pytest benchmarks/bench_kernels_a.py -k "gelu and c" --benchmark-columns=median,ops
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from configs import CONFIGS, VOCAB_SIZE, kernel_versions
 
-from scratchlm.kernels import cross_entropy, embedding, gelu, layernorm, rmsnorm
+from scratchlm.kernels import bias, cross_entropy, embedding, gelu, layernorm, rmsnorm
 
 SHAPES = ("a", "c")
 F32 = 4  # bytes
@@ -57,6 +57,14 @@ def gelu_backward_case(n, c, rng):
     return (rng.standard_normal((n, 4 * c)), rng.standard_normal((n, 4 * c))), 3 * n * 4 * c * F32
 
 
+def add_bias_case(n, c, rng):                                              # fc's (N, 4C) output
+    return (rng.standard_normal((n, 4 * c)), rng.standard_normal(4 * c)), 2 * n * 4 * c * F32
+
+
+def bias_grad_case(n, c, rng):
+    return (rng.standard_normal((n, 4 * c)),), n * 4 * c * F32
+
+
 def embedding_forward_case(n, c, rng):
     ids = rng.integers(0, VOCAB_SIZE, size=n)
     return (rng.standard_normal((VOCAB_SIZE, c)), ids), 2 * n * c * F32 + ids.nbytes
@@ -81,6 +89,8 @@ KERNELS = {
     "rmsnorm_backward": (rmsnorm, rmsnorm_backward_case),
     "gelu_forward": (gelu, gelu_forward_case),
     "gelu_backward": (gelu, gelu_backward_case),
+    "add_bias": (bias, add_bias_case),
+    "bias_grad": (bias, bias_grad_case),
     "embedding_forward": (embedding, embedding_forward_case),
     "embedding_backward": (embedding, embedding_backward_case),
     "cross_entropy_forward": (cross_entropy, cross_entropy_case),

@@ -6,7 +6,8 @@ registers, which LLVM will not do for us). NumPy's batched ``matmul`` over many 
 matrices is no way out: it calls BLAS once per matrix from one thread (~25 GFLOP/s at
 attention's shapes). So attention's version 4 (``attention_packed.py``) runs its
 per-head loop in a Numba ``prange`` and calls BLAS's gemm for every product in it, each
-call single-threaded, one head per core.
+call single-threaded, one head per core. And ``matmul`` at the end of this file runs the
+engine's big products the same way, so that all the parallel work shares one thread pool.
 
 Numba itself only reaches BLAS through SciPy, which scratchlm does not depend on. But
 NumPy's own wheels carry an OpenBLAS shared library, and Numba can call any C function
@@ -229,3 +230,19 @@ def matmul(a, b):
     with one_thread_each():
         _matmul_rows_kernel(c, a_op, trans_a, b_op, trans_b, blocks)
     return c
+
+
+if __name__ == "__main__":
+    from ._lesson import best_ms, check
+
+    print(f"NumPy's OpenBLAS: {_find_library()[0] if available() else 'not found'}")
+    rng = np.random.default_rng(0)
+    for M, K, N in [(4096, 256, 768), (4096, 1024, 256), (768, 128, 512)]:   # configs c and b
+        for dtype in (np.float32, np.float64):
+            a, w = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((N, K)).astype(dtype)
+            want = a.astype(np.float64) @ w.T
+            print(f"x @ w.T, x ({M}, {K}), w ({N}, {K}) {np.dtype(dtype).name}")
+            check("matmul on Numba's threads", matmul(a, w.T), want, dtype)
+            for name, fn in [("numpy @ (OpenBLAS's threads)", lambda x, y: x @ y), ("matmul", matmul)]:
+                ms = best_ms(fn, a, w.T, repeat=10)
+                print(f"  {name:<30} {ms:7.3f} ms   {2 * M * K * N / ms / 1e6:6.1f} GFLOP/s")
