@@ -35,6 +35,7 @@ import contextlib
 import ctypes
 import glob
 import os
+import threading
 
 import numpy as np
 
@@ -97,24 +98,37 @@ def available() -> bool:
 
 
 _thread_controls = None   # OpenBLAS's (set, get) thread-count functions, once looked up
+_thread_lock = threading.Lock()
+_holders = 0              # blocks inside one_thread_each now (across Python threads)
+_saved_threads = 1        # OpenBLAS's thread count when the first of them entered
 
 
 @contextlib.contextmanager
 def one_thread_each():
-    """OpenBLAS runs each call on the calling thread alone for the duration of the block."""
-    global _thread_controls
-    if _thread_controls is None:
-        _, lib, symbols = _find_library()
-        set_threads, get_threads = getattr(lib, symbols[2]), getattr(lib, symbols[3])
-        set_threads.argtypes = [ctypes.c_int]
-        _thread_controls = set_threads, get_threads
-    set_threads, get_threads = _thread_controls
-    previous = get_threads()
-    set_threads(1)
+    """OpenBLAS runs each call on the calling thread alone for the duration of the block.
+
+    The thread count is process-wide, so blocks entered from several Python threads share
+    one setting: the first sets it to 1 and the last to leave puts the old count back.
+    """
+    global _thread_controls, _holders, _saved_threads
+    with _thread_lock:
+        if _thread_controls is None:
+            _, lib, symbols = _find_library()
+            set_threads, get_threads = getattr(lib, symbols[2]), getattr(lib, symbols[3])
+            set_threads.argtypes = [ctypes.c_int]
+            _thread_controls = set_threads, get_threads
+        set_threads, get_threads = _thread_controls
+        if _holders == 0:
+            _saved_threads = get_threads()
+            set_threads(1)
+        _holders += 1
     try:
         yield
     finally:
-        set_threads(previous)
+        with _thread_lock:
+            _holders -= 1
+            if _holders == 0:
+                set_threads(_saved_threads)
 
 
 class _ExternalGemm:
@@ -201,13 +215,17 @@ def _matmul_rows_kernel(c, a, trans_a, b, trans_b, blocks):
 
 
 def _as_operand(x):
-    """(array, transposed) such that BLAS can read x from it: x itself, or x.T's own rows."""
+    """(array, transposed) such that BLAS can read x from it: x itself, or x.T's own rows,
+    or else a fresh C-ordered copy (negative, zero or odd strides; unaligned memory)."""
     size = x.itemsize
-    if x.strides[1] == size and x.strides[0] >= x.shape[1] * size:
-        return x, False
-    if x.strides[0] == size and x.strides[1] >= x.shape[0] * size:
-        return x.T, True                                 # x = (x.T)^T, and x.T has unit column stride
-    return np.ascontiguousarray(x), False
+    (rows, cols), (row_stride, col_stride) = x.shape, x.strides
+    if x.flags.aligned and row_stride % size == 0 and col_stride % size == 0:
+        # a unit stride along the other axis is only needed when that axis has > 1 element
+        if (col_stride == size or cols == 1) and row_stride >= max(1, cols) * size:
+            return x, False
+        if (row_stride == size or rows == 1) and col_stride >= max(1, rows) * size:
+            return x.T, True                             # x = (x.T)^T, x.T's rows are BLAS-readable
+    return x.copy(order="C"), False                      # a copy always gets fresh strides
 
 
 SMALL_PRODUCT = 1 << 18       # below this many multiply-adds, one gemm call on one thread
@@ -227,8 +245,8 @@ def matmul(a, b):
     (a_op, trans_a), (b_op, trans_b) = _as_operand(a), _as_operand(b)
     c = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)                  # (M, N)
     blocks = 1 if a.shape[0] * a.shape[1] * b.shape[1] < SMALL_PRODUCT else numba.get_num_threads()
-    with one_thread_each():
-        _matmul_rows_kernel(c, a_op, trans_a, b_op, trans_b, blocks)
+    with one_thread_each():                              # (blocks, not c's size, says how parallel)
+        _matmul_rows_kernel.dispatcher()(c, a_op, trans_a, b_op, trans_b, blocks)
     return c
 
 

@@ -52,12 +52,22 @@ def test_beta_zero_never_reads_c(rng):
     assert_close(c, a.astype(np.float64) @ b, np.float32)
 
 
-def test_one_thread_each_restores_the_thread_count():
+def test_one_thread_each_restores_the_thread_count_even_when_blocks_overlap():
     _, lib, symbols = blas._find_library()
-    before = getattr(lib, symbols[3])()
-    with blas.one_thread_each():
-        assert getattr(lib, symbols[3])() == 1
-    assert getattr(lib, symbols[3])() == before
+    set_threads, get_threads = getattr(lib, symbols[2]), getattr(lib, symbols[3])
+    before = get_threads()
+    set_threads(2)
+    try:
+        first, second = blas.one_thread_each(), blas.one_thread_each()
+        first.__enter__()
+        second.__enter__()                     # as from another Python thread
+        assert get_threads() == 1
+        first.__exit__(None, None, None)       # the first one out must not restore yet
+        assert get_threads() == 1
+        second.__exit__(None, None, None)
+        assert get_threads() == 2
+    finally:
+        set_threads(before)
 
 
 def test_switched_off_by_environment(monkeypatch):
@@ -73,10 +83,32 @@ def test_matmul_matches_numpy_for_every_layout(rng, dtype, M, K, N):
     w = rng.standard_normal((N, K)).astype(dtype)
     g = rng.standard_normal((M, N)).astype(dtype)
     wide = rng.standard_normal((M, 2 * K)).astype(dtype)
-    for x, y in [(a, w.T), (g, w), (g.T, a), (wide[:, ::2], w.T), (wide[:, :K], w.T)]:
+    row = np.broadcast_to(a[0], (1, K))                               # row stride 0
+    for x, y in [(a, w.T), (g, w), (g.T, a), (wide[:, ::2], w.T), (wide[:, :K], w.T),
+                 (a[::-1], w.T), (row, w.T), (a[:1, None, :][:, 0], w.T), (a, w[:1].T)]:
         got = blas.matmul(x, y)
         assert got.dtype == dtype and got.shape == (x.shape[0], y.shape[1]) and got.flags.c_contiguous
         assert_close(got, x.astype(np.float64) @ y, dtype)
+
+
+def test_matmul_copies_operands_blas_cannot_read(rng):
+    # a field of a packed record array: rows 65 bytes apart, not a multiple of 4
+    records = np.zeros(7, dtype=[("a", np.float32, 16), ("pad", np.int8)])
+    records["a"] = rng.standard_normal((7, 16))
+    w = rng.standard_normal((16, 5)).astype(np.float32)
+    assert_close(blas.matmul(records["a"], w), records["a"].astype(np.float64) @ w, np.float32)
+
+
+def test_matmul_splits_a_small_result_with_a_long_inner_dimension(rng, monkeypatch):
+    # (64, 64) result, K = 4096: enough work for every thread although c is small
+    seen = []
+    real = blas._matmul_rows_kernel.dispatcher
+    monkeypatch.setattr(blas._matmul_rows_kernel, "dispatcher",
+                        lambda: (lambda *args: seen.append(args[-1]) or real()(*args)))
+    g, x = rng.standard_normal((4096, 64)).astype(np.float32), rng.standard_normal((4096, 64)).astype(np.float32)
+    assert_close(blas.matmul(g.T, x), g.T.astype(np.float64) @ x, np.float32)
+    import numba
+    assert seen == [numba.get_num_threads()]
 
 
 def test_matmul_leaves_other_inputs_to_numpy(rng, kernel_mode):
