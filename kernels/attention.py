@@ -59,6 +59,13 @@ def flush_threshold(dtype):
     return info.tiny / info.eps
 
 
+@lazy_njit(inline="always")
+def weight_floor(a):
+    """``flush_threshold`` of a's dtype, as a number of that dtype, inside compiled code."""
+    info = np.finfo(a.dtype)
+    return a.dtype.type(info.tiny / info.eps)
+
+
 def causal_mask(xp, tq, tk):
     """(Tq, Tk) boolean, True where key j lies in query i's future."""
     query_pos = xp.arange(tq)[:, None] + (tk - tq)
@@ -278,7 +285,7 @@ def _head_forward_v2(q, k, v, out, p):
     Tk = k.shape[0]
     real = q.dtype.type
     scale = real(1.0 / math.sqrt(D))
-    tiny = real(np.finfo(q.dtype).tiny / np.finfo(q.dtype).eps)  # the FLUSH threshold
+    tiny = weight_floor(q)                               # the FLUSH threshold
     v_t = np.ascontiguousarray(v.T)                      # (D, Tk)
     q_tile = np.zeros((ROWS, D), dtype=q.dtype)          # (4, D) queries, pre-scaled
     s_tile = np.zeros((ROWS, Tk), dtype=q.dtype)         # (4, Tk) scores, then exp(s - max)

@@ -46,7 +46,7 @@ import math
 import numpy as np
 
 from .attention import (FAST_SUMS, NUMPY_ERRORS, ROWS, _add_tile_t_times, _exp_minus_max, _tile_times_bt,
-                        causal_mask, flush_threshold)
+                        causal_mask, flush_threshold, weight_floor)
 from . import blas
 from .blas import gemm
 from .dispatch import lazy_njit, prange, use_numba
@@ -120,7 +120,7 @@ def _head_forward_v3(qkv, b, h, out, lse):
     T, D = qkv.shape[1], qkv.shape[4]
     real = qkv.dtype.type
     scale = real(1.0 / math.sqrt(D))
-    tiny = real(np.finfo(qkv.dtype).tiny / np.finfo(qkv.dtype).eps)   # the FLUSH threshold
+    tiny = weight_floor(qkv)                             # the FLUSH threshold
     k = np.empty((T, D), dtype=qkv.dtype)                # (T, D) this head's keys
     v_t = np.empty((D, T), dtype=qkv.dtype)              # (D, T) its values, transposed
     for t in range(T):
@@ -159,7 +159,7 @@ def _head_backward_v3(dout, qkv, out, lse, b, h, dqkv):
     T, D = qkv.shape[1], qkv.shape[4]
     real = qkv.dtype.type
     scale = real(1.0 / math.sqrt(D))
-    p_floor = real(np.finfo(qkv.dtype).tiny / np.finfo(qkv.dtype).eps)  # FLUSH, as forward
+    p_floor = weight_floor(qkv)                          # FLUSH, as forward
     ds_floor = real(np.finfo(qkv.dtype).tiny)
     k = np.empty((T, D), dtype=qkv.dtype)                # (T, D)
     v = np.empty((T, D), dtype=qkv.dtype)                # (T, D)
@@ -233,21 +233,31 @@ def _as_heads(x, heads, parts):
     return np.ascontiguousarray(x).reshape(B, T, parts, heads, width // (parts * heads))
 
 
-def packed_forward_v3(qkv, heads):
+def _run_forward(kernel, qkv, heads):
+    """qkv (B, T, 3C) -> out (B, T, C), lse (B, H, T) through a compiled version's head loop."""
     qkv5 = _as_heads(qkv, heads, 3)                         # (B, T, 3, H, D)
     B, T, _, H, D = qkv5.shape
     out = np.empty((B, T, H, D), dtype=qkv.dtype)
     lse = np.empty((B, H, T), dtype=qkv.dtype)
-    _forward_kernel_v3(qkv5, out, lse)
+    kernel(qkv5, out, lse)
     return out.reshape(B, T, H * D), lse
 
 
-def packed_backward_v3(dout, qkv, out, lse, heads):
+def _run_backward(kernel, dout, qkv, out, lse, heads):
+    """dout (B, T, C) -> dqkv (B, T, 3C) through a compiled version's head loop."""
     qkv5 = _as_heads(qkv, heads, 3)                         # (B, T, 3, H, D)
     dout4, out4 = (_as_heads(a, heads, 1)[:, :, 0] for a in (dout, out))   # (B, T, H, D)
     dqkv = np.empty_like(qkv5)
-    _backward_kernel_v3(dout4, qkv5, out4, np.ascontiguousarray(lse), dqkv)
+    kernel(dout4, qkv5, out4, np.ascontiguousarray(lse), dqkv)
     return dqkv.reshape(qkv.shape)
+
+
+def packed_forward_v3(qkv, heads):
+    return _run_forward(_forward_kernel_v3, qkv, heads)
+
+
+def packed_backward_v3(dout, qkv, out, lse, heads):
+    return _run_backward(_backward_kernel_v3, dout, qkv, out, lse, heads)
 
 
 # ---- version 4: version 3's plan, every product a BLAS call ------------------------------
@@ -268,7 +278,7 @@ def _head_forward_v4(qkv, b, h, out, lse):
     T, D = qkv.shape[1], qkv.shape[4]
     real = qkv.dtype.type
     scale = 1.0 / math.sqrt(D)
-    tiny = real(np.finfo(qkv.dtype).tiny / np.finfo(qkv.dtype).eps)   # the FLUSH threshold
+    tiny = weight_floor(qkv)                             # the FLUSH threshold
     q, k, v = qkv[b, :, 0, h], qkv[b, :, 1, h], qkv[b, :, 2, h]         # (T, D) views, rows 3C apart
     o = out[b, :, h]                                                   # (T, D) view, rows C apart
     s = np.empty((T, T), dtype=qkv.dtype)                # (T, T) scores, then exp(s - max)
@@ -296,7 +306,7 @@ def _head_backward_v4(dout, qkv, out, lse, b, h, dqkv):
     T, D = qkv.shape[1], qkv.shape[4]
     real = qkv.dtype.type
     scale = 1.0 / math.sqrt(D)
-    p_floor = real(np.finfo(qkv.dtype).tiny / np.finfo(qkv.dtype).eps)  # FLUSH, as forward
+    p_floor = weight_floor(qkv)                          # FLUSH, as forward
     ds_floor = real(np.finfo(qkv.dtype).tiny)
     q, k, v = qkv[b, :, 0, h], qkv[b, :, 1, h], qkv[b, :, 2, h]         # (T, D) views
     dq, dk, dv = dqkv[b, :, 0, h], dqkv[b, :, 1, h], dqkv[b, :, 2, h]   # (T, D) views
@@ -327,6 +337,8 @@ def _head_backward_v4(dout, qkv, out, lse, b, h, dqkv):
         gemm(1.0, p[j0:, j0:j1], True, g[j0:], False, 0.0, dv[j0:j1])      # dv = p^T dout
 
 
+# The head loops of versions 3 and 4 look alike but stay two kernels: each compiles only its
+# own version's head function (version 4's needs NumPy's OpenBLAS, version 3's nothing).
 @lazy_njit(parallel=True)
 def _forward_kernel_v4(qkv, out, lse):
     heads = qkv.shape[3]
@@ -342,22 +354,13 @@ def _backward_kernel_v4(dout, qkv, out, lse, dqkv):
 
 
 def packed_forward_v4(qkv, heads):
-    qkv5 = _as_heads(qkv, heads, 3)                         # (B, T, 3, H, D)
-    B, T, _, H, D = qkv5.shape
-    out = np.empty((B, T, H, D), dtype=qkv.dtype)
-    lse = np.empty((B, H, T), dtype=qkv.dtype)
     with blas.one_thread_each():
-        _forward_kernel_v4(qkv5, out, lse)
-    return out.reshape(B, T, H * D), lse
+        return _run_forward(_forward_kernel_v4, qkv, heads)
 
 
 def packed_backward_v4(dout, qkv, out, lse, heads):
-    qkv5 = _as_heads(qkv, heads, 3)                         # (B, T, 3, H, D)
-    dout4, out4 = (_as_heads(a, heads, 1)[:, :, 0] for a in (dout, out))   # (B, T, H, D)
-    dqkv = np.empty_like(qkv5)
     with blas.one_thread_each():
-        _backward_kernel_v4(dout4, qkv5, out4, np.ascontiguousarray(lse), dqkv)
-    return dqkv.reshape(qkv.shape)
+        return _run_backward(_backward_kernel_v4, dout, qkv, out, lse, heads)
 
 
 # ---- dispatch ----------------------------------------------------------------------

@@ -185,12 +185,11 @@ def gemm(alpha, a, trans_a, b, trans_b, beta, c):
     size = c.itemsize
     op_a = TRANS if trans_a else NO_TRANS
     op_b = TRANS if trans_b else NO_TRANS
+    lda, ldb, ldc = a.strides[0] // size, b.strides[0] // size, c.strides[0] // size   # row distances
     if size == 4:                                        # float32
-        sgemm(ROW_MAJOR, op_a, op_b, m, n, k, alpha, a.ctypes.data, a.strides[0] // size,
-              b.ctypes.data, b.strides[0] // size, beta, c.ctypes.data, c.strides[0] // size)
+        sgemm(ROW_MAJOR, op_a, op_b, m, n, k, alpha, a.ctypes.data, lda, b.ctypes.data, ldb, beta, c.ctypes.data, ldc)
     else:
-        dgemm(ROW_MAJOR, op_a, op_b, m, n, k, alpha, a.ctypes.data, a.strides[0] // size,
-              b.ctypes.data, b.strides[0] // size, beta, c.ctypes.data, c.strides[0] // size)
+        dgemm(ROW_MAJOR, op_a, op_b, m, n, k, alpha, a.ctypes.data, lda, b.ctypes.data, ldb, beta, c.ctypes.data, ldc)
 
 
 # ---- the engine's matrix product: one thread pool, not two ----------------------------------

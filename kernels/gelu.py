@@ -133,71 +133,6 @@ def _gelu_backward_kernel_v2(dy, x, dx):
         dx[i] = dy[i] * gelu_slope_from_tanh(x[i], tanh_rational(tanh_argument(x[i])))
 
 
-# ---- fused with the MLP around it (float32; what training runs) ---------------------------
-# Better than calling version 2 between NumPy passes: the MLP's forward adds fc's bias to
-# h = x W^T and applies GELU; its backward recomputes gelu(h) (the op keeps only h), takes
-# GELU's backward and sums dh's columns for fc's bias gradient. As separate calls that is
-# two passes over the (N, 4C) hidden in forward and three in backward (two of them also
-# computing tanh); fused, one each, with tanh computed once in backward. dh overwrites the
-# incoming gradient in place. Measured, config c: ~3 ms instead of ~5 per layer and step.
-@lazy_njit(parallel=True, error_model=NO_DIVISION_CHECK)
-def _bias_gelu_forward_kernel(h, b, y):
-    # h (N, H) += b (H,) in place; y (N, H) = gelu(h)
-    for n in prange(h.shape[0]):
-        for i in range(h.shape[1]):
-            x = h[n, i] + b[i]
-            h[n, i] = x
-            y[n, i] = gelu_from_tanh(x, tanh_rational(tanh_argument(x)))
-
-
-@lazy_njit(parallel=True, error_model=NO_DIVISION_CHECK)
-def _gelu_backward_recompute_kernel(da, h, y, db_parts):
-    # da (N, H) -> dh, in place; y (N, H) = gelu(h); db_parts (chunks, H) zeros, as bias.py
-    N, H = h.shape
-    n_chunks = db_parts.shape[0]
-    rows_per_chunk = (N + n_chunks - 1) // n_chunks
-    for k in prange(n_chunks):
-        for n in range(k * rows_per_chunk, min(N, (k + 1) * rows_per_chunk)):
-            for i in range(H):
-                x = h[n, i]
-                t = tanh_rational(tanh_argument(x))
-                y[n, i] = gelu_from_tanh(x, t)
-                dh = da[n, i] * gelu_slope_from_tanh(x, t)
-                da[n, i] = dh
-                db_parts[k, i] += dh
-
-
-def _fusable(*arrays):
-    """float32 NumPy arrays, C-contiguous, the first 2-D: what the fused kernels take."""
-    return (use_numba(*arrays) and all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays)
-            and arrays[0].ndim == 2)
-
-
-def bias_gelu_forward(h, b):
-    """h (N, H) += b (H,) in place (b may be None); returns gelu(h) (N, H)."""
-    if b is not None and _fusable(h, b) and b.shape == h.shape[1:]:
-        y = np.empty_like(h)
-        _bias_gelu_forward_kernel(h, b, y)
-        return y
-    if b is not None:
-        bias_kernels.add_bias(h, b)
-    return gelu_forward(h)
-
-
-def gelu_backward_recompute(da, h):
-    """da (dloss / dgelu(h)), h: (N, H) -> gelu(h), dh, dh summed over rows (H,).
-
-    dh may be written over da (the caller gives da up).
-    """
-    if _fusable(da, h) and da.shape == h.shape:
-        y = np.empty_like(h)
-        parts = bias_kernels.column_sum_parts(h.shape[0], h.shape[1], h.dtype)   # (chunks, H)
-        _gelu_backward_recompute_kernel(da, h, y, parts)
-        return y, da, bias_kernels.finish_column_sums(parts, h.dtype)
-    dh = gelu_backward(da, h)
-    return gelu_forward(h), dh, bias_kernels.bias_grad(dh)
-
-
 def _elementwise(kernel, *arrays):
     """Run ``kernel(*flat_inputs, flat_out)`` over same-shape arrays (x last); out has x's shape."""
     x = arrays[-1]
@@ -290,6 +225,71 @@ def gelu_backward(dy, x):
     return gelu_backward_reference(dy, x)
 
 
+# ---- fused with the MLP around it (float32; what training runs) ---------------------------
+# Better than calling version 2 between NumPy passes: the MLP's forward adds fc's bias to
+# h = x W^T and applies GELU; its backward recomputes gelu(h) (the op keeps only h), takes
+# GELU's backward and sums dh's columns for fc's bias gradient. As separate calls that is
+# two passes over the (N, 4C) hidden in forward and three in backward (two of them also
+# computing tanh); fused, one each, with tanh computed once in backward. dh overwrites the
+# incoming gradient in place. Measured, config c: ~3 ms instead of ~5 per layer and step.
+@lazy_njit(parallel=True, error_model=NO_DIVISION_CHECK)
+def _bias_gelu_forward_kernel(h, b, y):
+    # h (N, H) += b (H,) in place; y (N, H) = gelu(h)
+    for n in prange(h.shape[0]):
+        for i in range(h.shape[1]):
+            x = h[n, i] + b[i]
+            h[n, i] = x
+            y[n, i] = gelu_from_tanh(x, tanh_rational(tanh_argument(x)))
+
+
+@lazy_njit(parallel=True, error_model=NO_DIVISION_CHECK)
+def _gelu_backward_recompute_kernel(da, h, y, db_parts):
+    # da (N, H) -> dh, in place; y (N, H) = gelu(h); db_parts (chunks, H) zeros, as bias.py
+    N, H = h.shape
+    n_chunks = db_parts.shape[0]
+    rows_per_chunk = (N + n_chunks - 1) // n_chunks
+    for k in prange(n_chunks):
+        for n in range(k * rows_per_chunk, min(N, (k + 1) * rows_per_chunk)):
+            for i in range(H):
+                x = h[n, i]
+                t = tanh_rational(tanh_argument(x))
+                y[n, i] = gelu_from_tanh(x, t)
+                dh = da[n, i] * gelu_slope_from_tanh(x, t)
+                da[n, i] = dh
+                db_parts[k, i] += dh
+
+
+def _fusable(*arrays):
+    """float32 NumPy arrays, C-contiguous, the first 2-D: what the fused kernels take."""
+    return (use_numba(*arrays) and all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays)
+            and arrays[0].ndim == 2)
+
+
+def bias_gelu_forward(h, b):
+    """h (N, H) += b (H,) in place (b may be None); returns gelu(h) (N, H)."""
+    if b is not None and _fusable(h, b) and b.shape == h.shape[1:]:
+        y = np.empty_like(h)
+        _bias_gelu_forward_kernel(h, b, y)
+        return y
+    if b is not None:
+        bias_kernels.add_bias(h, b)
+    return gelu_forward(h)
+
+
+def gelu_backward_recompute(da, h):
+    """da (dloss / dgelu(h)), h: (N, H) -> gelu(h), dh, dh summed over rows (H,).
+
+    dh may be written over da (the caller gives da up).
+    """
+    if _fusable(da, h) and da.shape == h.shape:
+        y = np.empty_like(h)
+        parts = bias_kernels.column_sum_parts(h.shape[0], h.shape[1], h.dtype)   # (chunks, H)
+        _gelu_backward_recompute_kernel(da, h, y, parts)
+        return y, da, bias_kernels.finish_column_sums(parts, h.dtype)
+    dh = gelu_backward(da, h)
+    return gelu_forward(h), dh, bias_kernels.bias_grad(dh)
+
+
 if __name__ == "__main__":
     from ._lesson import check, cuda_module, report
 
@@ -313,3 +313,14 @@ if __name__ == "__main__":
             report(f"{name} forward", forward, (ax,), 2 * n * x.itemsize)
             check(f"{name} backward", backward(ady, ax), dx, dtype)
             report(f"{name} backward", backward, (ady, ax), 3 * n * x.itemsize)
+
+    # the MLP's fused passes against the separate reference calls (float32, as training runs)
+    h, da = (2 * rng.standard_normal((shape[0] * shape[1], shape[2])).astype(np.float32) for _ in range(2))
+    b = rng.standard_normal(shape[2]).astype(np.float32)
+    dh = gelu_backward_reference(da, h)
+    print(f"MLP fused passes {h.shape} float32")
+    check("fused bias + forward", bias_gelu_forward(h.copy(), b), gelu_forward_reference(h + b), np.float32)
+    check("fused recompute + backward + bias grad", gelu_backward_recompute(da.copy(), h),
+          (gelu_forward_reference(h), dh, dh.sum(axis=0, dtype=np.float64)), np.float32)
+    report("fused bias + forward", bias_gelu_forward, (h.copy(), np.zeros_like(b)), 3 * h.nbytes)
+    report("fused recompute + backward", gelu_backward_recompute, (da.copy(), h), 4 * h.nbytes)
