@@ -16,9 +16,12 @@ K, V are one layer's cache buffers (H, capacity, D). Attention over cached posit
 no mask: every cached position is in the past of the new one, and the slot order does not
 matter to a softmax-weighted sum (which is what lets a rolling cache reuse slots).
 
-Versions: 0 the NumPy reference (runs on NumPy and CuPy); 1 Numba on one core. One
-core on purpose: a batch-1 step is microseconds of work, less than waking a thread pool.
-Run ``python -m scratchlm.kernels.decode`` to check and time them.
+Versions: 0 the NumPy reference (runs on NumPy and CuPy); 1 Numba on one core, one
+call per step (one core on purpose: each is microseconds of work, less than waking a
+thread pool from Python); 2 the whole token step, every block and the head, in one
+compiled call whose big matrix-vector products and attention heads are spread over the
+cores (from compiled code a parallel region costs ~2 us). Run
+``python -m scratchlm.kernels.decode`` to check and time them.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import math
 import numpy as np
 
 from .attention import _exp_minus_max
-from .dispatch import lazy_njit, use_numba
+from .dispatch import lazy_njit, prange, use_numba
 from .gelu import gelu_forward_reference, gelu_from_tanh, tanh_argument, tanh_rational
 from .layernorm import FAST_SUMS
 
@@ -83,25 +86,31 @@ def _add_norm_kernel(x, delta, bias, w, b, eps, rms, out):
 
 
 @lazy_njit(fastmath=FAST_SUMS, error_model="numpy")
+def _attend_head(h, q, k, v, keys, values, slot, n, scale, scores, out):
+    """Head h of ``attend``; scores (n,) is this head's scratch row."""
+    D = q.shape[1]
+    for d in range(D):
+        keys[h, slot, d] = k[h, d]
+        values[h, slot, d] = v[h, d]
+    for j in range(n):
+        s = q.dtype.type(0.0)
+        for d in range(D):
+            s += q[h, d] * keys[h, j, d]
+        scores[j] = s * scale
+    _, total = _exp_minus_max(scores, n)                # scores[:n] <- exp(s - max)
+    inverse = q.dtype.type(1.0) / total
+    for d in range(D):
+        out[h, d] = 0.0
+    for j in range(n):
+        p = scores[j] * inverse
+        for d in range(D):
+            out[h, d] += p * values[h, j, d]
+
+
+@lazy_njit(fastmath=FAST_SUMS, error_model="numpy")
 def _attend_kernel(q, k, v, keys, values, slot, n, scale, scores, out):
-    H, D = q.shape
-    for h in range(H):
-        for d in range(D):
-            keys[h, slot, d] = k[h, d]
-            values[h, slot, d] = v[h, d]
-        for j in range(n):
-            s = q.dtype.type(0.0)
-            for d in range(D):
-                s += q[h, d] * keys[h, j, d]
-            scores[j] = s * scale
-        _, total = _exp_minus_max(scores, n)            # scores[:n] <- exp(s - max)
-        inverse = q.dtype.type(1.0) / total
-        for d in range(D):
-            out[h, d] = 0.0
-        for j in range(n):
-            p = scores[j] * inverse
-            for d in range(D):
-                out[h, d] += p * values[h, j, d]
+    for h in range(q.shape[0]):
+        _attend_head(h, q, k, v, keys, values, slot, n, scale, scores, out)
 
 
 @lazy_njit(error_model="numpy")
@@ -127,6 +136,136 @@ def gelu_row_v1(f):
     out = np.empty_like(f)
     _gelu_row_kernel(f, out)
     return out
+
+
+# ---- version 2: the whole token step in one call, the big products on every core ------
+# Version 1 still leaves ~40 calls per token to Python (per block: three kernels and four
+# NumPy matrix-vector products), ~5-20 us of overhead each, and NumPy runs a
+# matrix-vector product on one core. At config c the products stream 19 MB of weights
+# per token, which one core reads at ~25 GB/s and two at ~45. Version 2 is ONE compiled
+# call per token that walks every block itself; products with at least SPLIT_ABOVE
+# weights split their rows among the threads (a parallel region costs ~2 us from
+# compiled code, against ~20 us from Python), smaller ones stay on one core.
+#
+# The weights come as tuples with one entry per block (Numba indexes a tuple of
+# same-typed arrays with a loop variable):
+#     matrices[l] = (qkv (3C, C), attn_out (C, C), fc (F, C), mlp_out (C, F))
+#     vectors[l]  = (norm1 w, norm1 b, qkv bias, attn_out bias,
+#                    norm2 w, norm2 b, fc bias, mlp_out bias)     missing ones as zeros
+#     caches[l]   = (keys, values), each (H, capacity, D)
+QKV, ATTN_OUT, FC, MLP_OUT = 0, 1, 2, 3
+NORM1_W, NORM1_B, QKV_BIAS, ATTN_OUT_BIAS, NORM2_W, NORM2_B, FC_BIAS, MLP_OUT_BIAS = range(8)
+SPLIT_ABOVE = 1 << 15
+
+
+@lazy_njit(fastmath=FAST_SUMS, error_model="numpy")
+def _rows_times_vector(w, x, bias, out, first, last, gelu, exact_tanh):
+    """out[r] = w[r] . x + bias[r] for rows first..last-1; then GELU if ``gelu``.
+
+    ``exact_tanh`` picks libm's tanh (float64, where the rational one is not accurate enough).
+    """
+    real = w.dtype.type
+    for r in range(first, last):
+        s = real(0.0)
+        for k in range(w.shape[1]):
+            s += w[r, k] * x[k]
+        s += bias[r]
+        if gelu:
+            u = tanh_argument(s)
+            s = gelu_from_tanh(s, real(math.tanh(u)) if exact_tanh else tanh_rational(u))
+        out[r] = s
+
+
+@lazy_njit(parallel=True, fastmath=FAST_SUMS, error_model="numpy")
+def _rows_times_vector_split(w, x, bias, out, parts, gelu, exact_tanh):
+    rows = (w.shape[0] + parts - 1) // parts
+    for part in prange(parts):
+        _rows_times_vector(w, x, bias, out, part * rows, min(w.shape[0], (part + 1) * rows), gelu, exact_tanh)
+
+
+@lazy_njit(fastmath=FAST_SUMS, error_model="numpy")
+def _matvec(w, x, bias, threads, gelu, exact_tanh):
+    """w (N, K) @ x (K,) + bias (N,), GELU'd if asked -> (N,); on every thread when big."""
+    out = np.empty(w.shape[0], dtype=w.dtype)
+    if threads > 1 and w.size >= SPLIT_ABOVE:
+        _rows_times_vector_split(w, x, bias, out, threads, gelu, exact_tanh)
+    else:
+        _rows_times_vector(w, x, bias, out, 0, w.shape[0], gelu, exact_tanh)
+    return out
+
+
+@lazy_njit(parallel=True, fastmath=FAST_SUMS, error_model="numpy")
+def _attend_kernel_split(q, k, v, keys, values, slot, n, scale, scores, out):
+    """``attend`` with the heads spread over the threads; scores (H, >= n), a row per head."""
+    for h in prange(q.shape[0]):
+        _attend_head(h, q, k, v, keys, values, slot, n, scale, scores[h], out)
+
+
+@lazy_njit()
+def _rotate_in_place(x, cos, sin):
+    """x (H, D) rotated pairwise (i, i + D/2) by cos, sin (D/2,): ``ops.transformer._rotate``."""
+    half = x.shape[1] // 2
+    for h in range(x.shape[0]):
+        for i in range(half):
+            first, second = x[h, i], x[h, i + half]
+            x[h, i] = first * cos[i] - second * sin[i]
+            x[h, i + half] = second * cos[i] + first * sin[i]
+
+
+@lazy_njit(fastmath=FAST_SUMS, error_model="numpy")
+def _token_step_kernel(x, matrices, vectors, caches, cos, sin, rope, slot, n, heads, scale,
+                       eps, rms, head, final_w, final_b, threads, exact_tanh):
+    C = x.shape[0]
+    D = C // heads
+    zeros = np.zeros_like(x)                                   # (C,)
+    delta = zeros                                              # (C,) the MLP's output, added at the next norm
+    h = np.empty_like(x)                                       # (C,) normalised residual stream
+    y = np.empty((heads, D), dtype=x.dtype)                    # (H, D) attention output
+    scores = np.empty((heads, caches[0][0].shape[1]), dtype=x.dtype)  # (H, capacity)
+    for layer in range(len(matrices)):
+        w, b = matrices[layer], vectors[layer]
+        keys, values = caches[layer]
+        _add_norm_kernel(x, delta, zeros, b[NORM1_W], b[NORM1_B], eps, rms, h)
+        qkv = _matvec(w[QKV], h, b[QKV_BIAS], threads, False, exact_tanh).reshape((3, heads, D))
+        if rope:
+            _rotate_in_place(qkv[0], cos, sin)
+            _rotate_in_place(qkv[1], cos, sin)
+        if threads > 1 and n * C >= SPLIT_ABOVE:
+            _attend_kernel_split(qkv[0], qkv[1], qkv[2], keys, values, slot, n, scale, scores, y)
+        else:
+            _attend_kernel(qkv[0], qkv[1], qkv[2], keys, values, slot, n, scale, scores[0], y)
+        attended = _matvec(w[ATTN_OUT], y.reshape(C), b[ATTN_OUT_BIAS], threads, False, exact_tanh)
+        _add_norm_kernel(x, attended, zeros, b[NORM2_W], b[NORM2_B], eps, rms, h)
+        f = _matvec(w[FC], h, b[FC_BIAS], threads, True, exact_tanh)                     # (F,)
+        delta = _matvec(w[MLP_OUT], f, b[MLP_OUT_BIAS], threads, False, exact_tanh)      # (C,)
+    _add_norm_kernel(x, delta, zeros, final_w, final_b, eps, rms, h)
+    return _matvec(head, h, np.zeros(head.shape[0], dtype=x.dtype), threads, False, exact_tanh)  # (V,)
+
+
+def token_step_v2(x, matrices, vectors, caches, rope, slot, n, heads, eps, rms, head, final_w, final_b):
+    """One new position through every block and the head -> logits (V,).
+
+    x (C,): the token's embedding plus its position's (changed in place: it becomes the
+    residual stream). rope: (cos, sin) (D/2,) for this position, or None. The new key and
+    value go to ``slot`` of each layer's cache; attention reads slots 0..n-1. The arrays
+    must pass ``token_step_ready``.
+    """
+    import numba
+
+    cos, sin = rope if rope is not None else (x[:0], x[:0])
+    scale = x.dtype.type(1.0 / math.sqrt(x.shape[0] // heads))
+    return _token_step_kernel(x, matrices, vectors, caches, cos, sin, rope is not None, slot, n, heads,
+                              scale, float(eps), bool(rms), head, final_w, final_b,
+                              numba.get_num_threads(), x.dtype == np.float64)
+
+
+def token_step_ready(*arrays) -> bool:
+    """Whether version 2 can take these arrays: NumPy, C-contiguous, one float dtype.
+
+    Checked once per text by the decoder (checking ~100 arrays per token would cost more
+    than the token); the mode (``SCRATCHLM_KERNELS``) is checked per token with ``use_numba``.
+    """
+    return _compiled(*arrays)
 
 
 # ---- dispatch ----------------------------------------------------------------------
@@ -184,3 +323,19 @@ if __name__ == "__main__":
             if gelu_fn is not None:
                 check(f"{name} gelu_row", gelu_fn(f), gelu_row_reference(f), dtype)
                 report(f"{name} gelu_row", gelu_fn, (f,), 2 * f.size * f.itemsize)
+
+    # Version 2 is a whole model's step: check it against version 1's one call at a time
+    # (the decoder's other path) on a config-c model, 100 positions into its window.
+    from scratchlm.decode import Decoder
+    from scratchlm.model import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=65, d_model=C, n_heads=H, n_layers=6, max_seq_len=cap))
+    decoder = Decoder(model)
+    decoder.feed(rng.integers(0, 65, n - 1))
+    x0, args = decoder.wte[1] + decoder.wpe[n - 1], (None, n - 1, n, H, 1e-5, False, decoder.head, *decoder.norm_f[:2])
+    print(f"token step, config c (d{C} h{H} L6, 19 MB of weights), n={n}")
+    want = decoder._blocks_one_call_at_a_time(x0.copy(), None, n - 1, n)
+    check("numba v2 token_step", token_step_v2(x0.copy(), *decoder.whole_step, *args), want, np.float32)
+    weights = sum(w.nbytes for block in decoder.whole_step[0] for w in block)
+    report("numba v1 (call per op)", lambda: decoder._blocks_one_call_at_a_time(x0.copy(), None, n - 1, n), (), weights)
+    report("numba v2 token_step", lambda: token_step_v2(x0.copy(), *decoder.whole_step, *args), (), weights)

@@ -7,9 +7,10 @@ therefore has two paths over the same per-layer ``KVCache`` buffers:
 - **prefill** (many tokens at once: the prompt, or a recomputed window) runs
   ``GPT.forward(ids, caches=..., start_pos=...)`` under ``no_grad``;
 - **step** (one token) walks the model's raw weight arrays directly: one position
-  through every block: no Tensors, no tape, a few NumPy matrix-vector products
-  and small vector operations per layer. Tests check both paths against a full
-  forward pass in float64.
+  through every block: no Tensors, no tape. On the CPU with compiled kernels the
+  whole step is one call (``kernels.decode.token_step_v2``, its products on every
+  core); otherwise (CuPy, reference mode) a few matrix-vector products and small
+  vector kernels per layer. Tests check both against a full forward pass in float64.
 
 Past the context length (``max_seq_len`` = T) the window slides:
 
@@ -29,7 +30,9 @@ import numpy as np
 
 from . import backend
 from .function import no_grad
+from .kernels import decode as decode_kernels
 from .kernels.decode import add_norm, attend, gelu_row
+from .kernels.dispatch import use_numba
 from .model import rope_tables, sinusoidal_table
 from .nn.attention import new_caches
 from .ops.transformer import _rotate
@@ -63,6 +66,15 @@ class _BlockWeights:
         zeros = self.norm1[0] * 0                                                # (C,)
         self.attn_out_bias = _or_zeros(_raw(attn.proj.bias), zeros)              # (C,)
         self.mlp_out_bias = _or_zeros(_raw(mlp.proj.bias), zeros)                # (C,)
+
+    def matrices(self):
+        """The four weight matrices, in ``kernels.decode``'s order (QKV, ATTN_OUT, FC, MLP_OUT)."""
+        return (self.qkv[0], self.attn_out, self.fc[0], self.mlp_out)
+
+    def vectors(self):
+        """The norms' and products' vectors, in ``kernels.decode``'s order; missing biases as zeros."""
+        return (*self.norm1[:2], _or_zeros(self.qkv[1], self.qkv[0][:, 0]), self.attn_out_bias,
+                *self.norm2[:2], _or_zeros(self.fc[1], self.fc[0][:, 0]), self.mlp_out_bias)
 
 
 class Decoder:
@@ -106,9 +118,22 @@ class Decoder:
             self.caches = new_caches(self.model, 1, self.window, self.xp)
         for cache in self.caches:
             cache.length = 0
+        self.whole_step = self._whole_step_arrays()
         self.position = 0      # absolute position of the next token
         self.oldest_slot = 0   # rolling cache: the slot the next token overwrites once full
         self.context.clear()
+
+    def _whole_step_arrays(self):
+        """The tuples ``kernels.decode.token_step_v2`` reads, or None where it cannot run."""
+        matrices = tuple(block.matrices() for block in self.blocks)
+        vectors = tuple(block.vectors() for block in self.blocks)
+        caches = tuple((cache.k[0], cache.v[0]) for cache in self.caches)
+        norms = [self.norm_f] + [norm for block in self.blocks for norm in (block.norm1, block.norm2)]
+        arrays = [a for group in (*matrices, *vectors, *caches) for a in group]
+        arrays += [self.head, *self.norm_f[:2]]
+        if len({eps for _, _, eps in norms}) > 1 or not decode_kernels.token_step_ready(*arrays):
+            return None
+        return matrices, vectors, caches
 
     @property
     def cached(self) -> int:
@@ -173,6 +198,21 @@ class Decoder:
         full = self.cached == self.window
         slot = self.oldest_slot if full else self.cached
         n = self.window if full else slot + 1                                     # positions attended
+        if self.whole_step is not None and use_numba(x):
+            rotation = None if rope is None else (rope[0][0], rope[1][0])         # 2 x (D/2,)
+            logits = decode_kernels.token_step_v2(x, *self.whole_step, rotation, slot, n, H,
+                                                  self.norm_f[2], rms, self.head, *self.norm_f[:2])
+        else:
+            logits = self._blocks_one_call_at_a_time(x, rope, slot, n)
+        for cache in self.caches:
+            cache.length = n
+        if full:
+            self.oldest_slot = (self.oldest_slot + 1) % self.window
+        return backend.to_numpy(logits).astype(np.float64)
+
+    def _blocks_one_call_at_a_time(self, x, rope, slot, n):
+        """The blocks and the head, one kernel or NumPy call per step (CuPy, reference mode)."""
+        H, D, rms = self.heads, self.head_dim, self.rmsnorm
         delta, delta_bias = self.zeros, self.zeros                                # (C,) to add to x
         for block, cache in zip(self.blocks, self.caches):
             h = add_norm(x, delta, delta_bias, *block.norm1, rms)                 # (C,)
@@ -183,12 +223,7 @@ class Decoder:
             h = add_norm(x, block.attn_out @ y.reshape(-1), block.attn_out_bias, *block.norm2, rms)
             f = gelu_row(self._linear(h, *block.fc))                             # (F,)
             delta, delta_bias = block.mlp_out @ f, block.mlp_out_bias            # (C,)
-        for cache in self.caches:
-            cache.length = n
-        if full:
-            self.oldest_slot = (self.oldest_slot + 1) % self.window
-        logits = self.head @ add_norm(x, delta, delta_bias, *self.norm_f, rms)    # (V,)
-        return backend.to_numpy(logits).astype(np.float64)
+        return self.head @ add_norm(x, delta, delta_bias, *self.norm_f, rms)      # (V,)
 
     @staticmethod
     def _linear(x, weight, bias):

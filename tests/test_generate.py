@@ -58,6 +58,36 @@ def test_float32_decoding_matches_full_forward(pos_encoding, kernel_mode):
         logits = decoder.feed([tokens[n]])
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-10), ("float32", 2e-4)])
+@pytest.mark.parametrize("variant", [{"pos_encoding": "learned"},
+                                     {"pos_encoding": "rope", "norm": "rmsnorm", "bias": False, "tie_weights": False}])
+def test_whole_token_step_matches_the_full_forward_on_any_thread_count(variant, dtype, tolerance, threads):
+    # d_model 128: the qkv, fc and mlp-out products hold >= SPLIT_ABOVE weights, and past
+    # 256 cached positions attention spreads its heads too, so every split path runs
+    numba = pytest.importorskip("numba")
+    from scratchlm.kernels import decode as decode_kernels
+
+    model, _ = tiny_model(text="abcdefghijk", d_model=128, n_heads=4, n_layers=2, max_seq_len=272,
+                          seed=3, dtype=dtype, **variant)
+    rng = np.random.default_rng(3)
+    for p in model.parameters():
+        p.data += rng.normal(0.0, 0.05, p.shape).astype(p.data.dtype)
+    tokens = list(rng.integers(0, model.config.vocab_size, 262))
+    assert 128 * 256 >= decode_kernels.SPLIT_ABOVE > 128 * 128
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        decoder = Decoder(model)
+        assert decoder.whole_step is not None                    # the one-call step is what runs
+        logits = decoder.feed(tokens[:250])
+        for n in range(250, 262):
+            logits = decoder.feed([tokens[n]])
+            np.testing.assert_allclose(logits, full_logits(model, tokens[: n + 1]), rtol=tolerance, atol=tolerance)
+    finally:
+        numba.set_num_threads(previous)
+
+
 @pytest.mark.parametrize("pos_encoding", ["learned", "sinusoidal"])
 def test_absolute_positions_recompute_the_window_past_the_context(pos_encoding):
     model = random_model(pos_encoding, window=6)
