@@ -213,6 +213,26 @@ def _matmul_rows_kernel(c, a, trans_a, b, trans_b, blocks):
                 gemm(1.0, a[r0:r1], False, b, trans_b, 0.0, c[r0:r1])
 
 
+@lazy_njit(parallel=True)
+def _matmul_depth_kernel(c, partials, a, trans_a, b, trans_b):
+    # c (M, N) = op(a) op(b) as a sum over blocks of the inner dimension K: block p is one
+    # gemm call on its own thread into partials[p] (M, N); then the partials are added up
+    blocks = partials.shape[0]
+    K = a.shape[0] if trans_a else a.shape[1]
+    depth = (K + blocks - 1) // blocks
+    for p in prange(blocks):
+        k0, k1 = min(K, p * depth), min(K, (p + 1) * depth)
+        a_part = a[k0:k1] if trans_a else a[:, k0:k1]          # op(a)[:, k0:k1]
+        b_part = b[:, k0:k1] if trans_b else b[k0:k1]          # op(b)[k0:k1]
+        gemm(1.0, a_part, trans_a, b_part, trans_b, 0.0, partials[p])
+    for i in prange(c.shape[0]):
+        for j in range(c.shape[1]):
+            total = partials[0, i, j]
+            for p in range(1, blocks):
+                total += partials[p, i, j]
+            c[i, j] = total
+
+
 def _as_operand(x):
     """(array, transposed) such that BLAS can read x from it: x itself, or x.T's own rows,
     or else a fresh C-ordered copy (negative, zero or odd strides; unaligned memory)."""
@@ -228,24 +248,38 @@ def _as_operand(x):
 
 
 SMALL_PRODUCT = 1 << 18       # below this many multiply-adds, one gemm call on one thread
+DEEP = 8                      # K >= DEEP * max(M, N): split K among the threads, not c's rows
 
 
 def matmul(a, b):
     """a (M, K) @ b (K, N): BLAS gemm on Numba's threads for 2-D float32/float64 NumPy arrays
-    (transposed views included, never copied); ``a @ b`` for anything else."""
+    (transposed views included, never copied); ``a @ b`` for anything else.
+
+    How the work is cut: a weight gradient (dy^T x at config a: c (192, 64), K = 2048 token
+    rows) is small and deep, and cutting its 192 rows in two would have each thread pack
+    all of x; cutting K in two halves every thread's share of both operands, and adding
+    the two (192, 64) partial results costs little. Every other product cuts c's rows.
+    """
     from .dispatch import use_numba
 
     if not (use_numba(a, b) and a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype
             and a.dtype in (np.float32, np.float64) and a.shape[1] == b.shape[0] and a.size and b.size
             and available()):
         return a @ b
+    (M, K), N = a.shape, b.shape[1]
+    if M * K * N < SMALL_PRODUCT:
+        return a @ b                                     # OpenBLAS runs these on one thread itself
     import numba
 
     (a_op, trans_a), (b_op, trans_b) = _as_operand(a), _as_operand(b)
-    c = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)                  # (M, N)
-    blocks = 1 if a.shape[0] * a.shape[1] * b.shape[1] < SMALL_PRODUCT else numba.get_num_threads()
-    with one_thread_each():                              # (blocks, not c's size, says how parallel)
-        _matmul_rows_kernel.dispatcher()(c, a_op, trans_a, b_op, trans_b, blocks)
+    c = np.empty((M, N), dtype=a.dtype)                                     # (M, N)
+    blocks = numba.get_num_threads()
+    with one_thread_each():
+        if blocks > 1 and K >= DEEP * max(M, N):
+            partials = np.empty((blocks, M, N), dtype=a.dtype)              # (blocks, M, N)
+            _matmul_depth_kernel.dispatcher()(c, partials, a_op, trans_a, b_op, trans_b)
+        else:
+            _matmul_rows_kernel.dispatcher()(c, a_op, trans_a, b_op, trans_b, blocks)
     return c
 
 

@@ -76,9 +76,10 @@ def test_switched_off_by_environment(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("M, K, N", [(1, 1, 1), (3, 4, 5), (700, 30, 90), (257, 64, 33)])
+@pytest.mark.parametrize("M, K, N", [(1, 1, 1), (3, 4, 5), (700, 30, 90), (257, 64, 33), (2001, 40, 50)])
 def test_matmul_matches_numpy_for_every_layout(rng, dtype, M, K, N):
-    # the engine's products: x @ w.T, g @ w, g.T @ x, and views that are neither
+    # the engine's products: x @ w.T, g @ w, g.T @ x, and views that are neither; at
+    # (2001, 40, 50) g.T @ x is deep enough (K = 2001 >= DEEP * 50) to be cut along K
     a = rng.standard_normal((M, K)).astype(dtype)
     w = rng.standard_normal((N, K)).astype(dtype)
     g = rng.standard_normal((M, N)).astype(dtype)
@@ -99,16 +100,25 @@ def test_matmul_copies_operands_blas_cannot_read(rng):
     assert_close(blas.matmul(records["a"], w), records["a"].astype(np.float64) @ w, np.float32)
 
 
-def test_matmul_splits_a_small_result_with_a_long_inner_dimension(rng, monkeypatch):
-    # (64, 64) result, K = 4096: enough work for every thread although c is small
+@pytest.mark.parametrize("threads", [1, 2])
+def test_matmul_cuts_a_small_deep_product_along_its_inner_dimension(rng, monkeypatch, threads):
+    # (64, 64) result, K = 4095 (odd): each thread takes half of K into its own partial result;
+    # on one thread there is nothing to cut and the rows kernel takes it whole
+    numba = pytest.importorskip("numba")
     seen = []
-    real = blas._matmul_rows_kernel.dispatcher
-    monkeypatch.setattr(blas._matmul_rows_kernel, "dispatcher",
-                        lambda: (lambda *args: seen.append(args[-1]) or real()(*args)))
-    g, x = rng.standard_normal((4096, 64)).astype(np.float32), rng.standard_normal((4096, 64)).astype(np.float32)
-    assert_close(blas.matmul(g.T, x), g.T.astype(np.float64) @ x, np.float32)
-    import numba
-    assert seen == [numba.get_num_threads()]
+    for kernel in (blas._matmul_rows_kernel, blas._matmul_depth_kernel):
+        real = kernel.dispatcher
+        monkeypatch.setattr(kernel, "dispatcher", lambda real=real, kernel=kernel: (
+            lambda *args: seen.append((kernel, args[1].shape[0] if kernel is blas._matmul_depth_kernel else args[-1]))
+            or real()(*args)))
+    g, x = rng.standard_normal((4095, 64)).astype(np.float32), rng.standard_normal((4095, 64)).astype(np.float32)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        assert_close(blas.matmul(g.T, x), g.T.astype(np.float64) @ x, np.float32)
+    finally:
+        numba.set_num_threads(previous)
+    assert seen == [(blas._matmul_depth_kernel, 2) if threads == 2 else (blas._matmul_rows_kernel, 1)]
 
 
 def test_matmul_leaves_other_inputs_to_numpy(rng, kernel_mode):
