@@ -224,7 +224,10 @@ def _matmul_depth_kernel(c, partials, a, trans_a, b, trans_b):
         k0, k1 = min(K, p * depth), min(K, (p + 1) * depth)
         a_part = a[k0:k1] if trans_a else a[:, k0:k1]          # op(a)[:, k0:k1]
         b_part = b[:, k0:k1] if trans_b else b[k0:k1]          # op(b)[k0:k1]
-        gemm(1.0, a_part, trans_a, b_part, trans_b, 0.0, partials[p])
+        if k0 < k1:
+            gemm(1.0, a_part, trans_a, b_part, trans_b, 0.0, partials[p])
+        else:                                                  # more threads than K blocks
+            partials[p, :, :] = 0.0
     for i in prange(c.shape[0]):
         for j in range(c.shape[1]):
             total = partials[0, i, j]
@@ -247,7 +250,7 @@ def _as_operand(x):
     return x.copy(order="C"), False                      # a copy always gets fresh strides
 
 
-SMALL_PRODUCT = 1 << 18       # below this many multiply-adds, one gemm call on one thread
+SMALL_PRODUCT = 1 << 18       # below this many multiply-adds, NumPy's a @ b on the calling thread
 DEEP = 8                      # K >= DEEP * max(M, N): split K among the threads, not c's rows
 
 
@@ -267,8 +270,9 @@ def matmul(a, b):
             and available()):
         return a @ b
     (M, K), N = a.shape, b.shape[1]
-    if M * K * N < SMALL_PRODUCT:
-        return a @ b                                     # OpenBLAS runs these on one thread itself
+    if M * K * N < SMALL_PRODUCT:                        # too small to split: no kernel call, but
+        with one_thread_each():                          # still no OpenBLAS threads (its gemv, for
+            return a @ b                                 # M or N = 1, would start them)
     import numba
 
     (a_op, trans_a), (b_op, trans_b) = _as_operand(a), _as_operand(b)

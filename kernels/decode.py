@@ -1,9 +1,10 @@
-"""One position through a transformer block: the small vector steps of generating a token.
+"""One new position through the whole model: the step of generating a token.
 
 When a model writes text one token at a time (batch 1, one new position), a block does
-four matrix-vector products, which BLAS streams well, and a handful of small vector steps
-whose cost in NumPy is almost all call overhead (~1 us per array operation, whatever its
-size). This file fuses those small steps into one call each:
+four matrix-vector products and a handful of small vector steps whose cost in NumPy is
+almost all call overhead (~1 us per array operation, whatever its size). Version 1 fuses
+the small steps into one call each; version 2 runs the whole token, every block and the
+head, in one call. The small steps are:
 
     add_norm:  x += delta + bias            the residual update, in place      x, delta (C,)
                out = norm(x)                LayerNorm (w, b) or RMSNorm (w)    out (C,)
@@ -31,7 +32,7 @@ import math
 import numpy as np
 
 from .attention import _exp_minus_max
-from .dispatch import lazy_njit, prange, use_numba
+from .dispatch import SERIAL_BELOW, lazy_njit, prange, use_numba
 from .gelu import gelu_forward_reference, gelu_from_tanh, tanh_argument, tanh_rational
 from .layernorm import FAST_SUMS
 
@@ -143,8 +144,8 @@ def gelu_row_v1(f):
 # NumPy matrix-vector products), ~5-20 us of overhead each, and NumPy runs a
 # matrix-vector product on one core. At config c the products stream 19 MB of weights
 # per token, which one core reads at ~25 GB/s and two at ~45. Version 2 is ONE compiled
-# call per token that walks every block itself; products with at least SPLIT_ABOVE
-# weights split their rows among the threads (a parallel region costs ~2 us from
+# call per token that walks every block itself; products with at least SERIAL_BELOW
+# weights (dispatch.py's threshold) split their rows among the threads (a parallel region costs ~2 us from
 # compiled code, against ~20 us from Python), smaller ones stay on one core.
 #
 # The weights come as tuples with one entry per block (Numba indexes a tuple of
@@ -155,7 +156,6 @@ def gelu_row_v1(f):
 #     caches[l]   = (keys, values), each (H, capacity, D)
 QKV, ATTN_OUT, FC, MLP_OUT = 0, 1, 2, 3
 NORM1_W, NORM1_B, QKV_BIAS, ATTN_OUT_BIAS, NORM2_W, NORM2_B, FC_BIAS, MLP_OUT_BIAS = range(8)
-SPLIT_ABOVE = 1 << 15
 
 
 @lazy_njit(fastmath=FAST_SUMS, error_model="numpy")
@@ -163,6 +163,8 @@ def _rows_times_vector(w, x, bias, out, first, last, gelu, exact_tanh):
     """out[r] = w[r] . x + bias[r] for rows first..last-1; then GELU if ``gelu``.
 
     ``exact_tanh`` picks libm's tanh (float64, where the rational one is not accurate enough).
+    The dot product vectorises because w is a C-contiguous 2-D array: the same loop over an
+    offset into one flat buffer of all the weights (tried first) ran 2-3x slower.
     """
     real = w.dtype.type
     for r in range(first, last):
@@ -187,7 +189,7 @@ def _rows_times_vector_split(w, x, bias, out, parts, gelu, exact_tanh):
 def _matvec(w, x, bias, threads, gelu, exact_tanh):
     """w (N, K) @ x (K,) + bias (N,), GELU'd if asked -> (N,); on every thread when big."""
     out = np.empty(w.shape[0], dtype=w.dtype)
-    if threads > 1 and w.size >= SPLIT_ABOVE:
+    if threads > 1 and w.size >= SERIAL_BELOW:
         _rows_times_vector_split(w, x, bias, out, threads, gelu, exact_tanh)
     else:
         _rows_times_vector(w, x, bias, out, 0, w.shape[0], gelu, exact_tanh)
@@ -215,6 +217,12 @@ def _rotate_in_place(x, cos, sin):
 @lazy_njit(fastmath=FAST_SUMS, error_model="numpy")
 def _token_step_kernel(x, matrices, vectors, caches, cos, sin, rope, slot, n, heads, scale,
                        eps, rms, head, final_w, final_b, threads, exact_tanh):
+    """x (C,) through every block, the final norm and the head -> logits (V,); see token_step_v2.
+
+    The same order of steps as the decoder's one-call-at-a-time path: per block, norm,
+    qkv, (RoPE), attention with the cache write, the output product, the residual add and
+    norm, fc with GELU, the MLP's output product (added to x at the next norm).
+    """
     C = x.shape[0]
     D = C // heads
     zeros = np.zeros_like(x)                                   # (C,)
@@ -230,7 +238,7 @@ def _token_step_kernel(x, matrices, vectors, caches, cos, sin, rope, slot, n, he
         if rope:
             _rotate_in_place(qkv[0], cos, sin)
             _rotate_in_place(qkv[1], cos, sin)
-        if threads > 1 and n * C >= SPLIT_ABOVE:
+        if threads > 1 and n * C >= SERIAL_BELOW:            # the keys and values attention reads
             _attend_kernel_split(qkv[0], qkv[1], qkv[2], keys, values, slot, n, scale, scores, y)
         else:
             _attend_kernel(qkv[0], qkv[1], qkv[2], keys, values, slot, n, scale, scores[0], y)
@@ -260,12 +268,13 @@ def token_step_v2(x, matrices, vectors, caches, rope, slot, n, heads, eps, rms, 
 
 
 def token_step_ready(*arrays) -> bool:
-    """Whether version 2 can take these arrays: NumPy, C-contiguous, one float dtype.
+    """Whether version 2 can take these arrays: NumPy, C-contiguous, writeable, one float dtype
+    (Numba types read-only arrays apart, and a tuple must hold arrays of one type).
 
     Checked once per text by the decoder (checking ~100 arrays per token would cost more
     than the token); the mode (``SCRATCHLM_KERNELS``) is checked per token with ``use_numba``.
     """
-    return _compiled(*arrays)
+    return _compiled(*arrays) and all(a.flags.writeable for a in arrays)
 
 
 # ---- dispatch ----------------------------------------------------------------------
@@ -325,14 +334,15 @@ if __name__ == "__main__":
                 report(f"{name} gelu_row", gelu_fn, (f,), 2 * f.size * f.itemsize)
 
     # Version 2 is a whole model's step: check it against version 1's one call at a time
-    # (the decoder's other path) on a config-c model, 100 positions into its window.
+    # (the decoder's other path) on a config-c model, n positions into its window.
     from scratchlm.decode import Decoder
     from scratchlm.model import GPT, GPTConfig
 
     model = GPT(GPTConfig(vocab_size=65, d_model=C, n_heads=H, n_layers=6, max_seq_len=cap))
     decoder = Decoder(model)
     decoder.feed(rng.integers(0, 65, n - 1))
-    x0, args = decoder.wte[1] + decoder.wpe[n - 1], (None, n - 1, n, H, 1e-5, False, decoder.head, *decoder.norm_f[:2])
+    x0 = decoder.wte[1] + decoder.wpe[n - 1]                 # token 1 at position n - 1
+    args = (None, n - 1, n, H, decoder.norm_f[2], decoder.rmsnorm, decoder.head, *decoder.norm_f[:2])
     print(f"token step, config c (d{C} h{H} L6, 19 MB of weights), n={n}")
     want = decoder._blocks_one_call_at_a_time(x0.copy(), None, n - 1, n)
     check("numba v2 token_step", token_step_v2(x0.copy(), *decoder.whole_step, *args), want, np.float32)

@@ -9,8 +9,8 @@ therefore has two paths over the same per-layer ``KVCache`` buffers:
 - **step** (one token) walks the model's raw weight arrays directly: one position
   through every block: no Tensors, no tape. On the CPU with compiled kernels the
   whole step is one call (``kernels.decode.token_step_v2``, its products on every
-  core); otherwise (CuPy, reference mode) a few matrix-vector products and small
-  vector kernels per layer. Tests check both against a full forward pass in float64.
+  core); otherwise (CuPy, reference mode, weights it cannot take) a few
+  matrix-vector products and small vector kernels per layer. Tests check both against a full forward pass in float64.
 
 Past the context length (``max_seq_len`` = T) the window slides:
 
@@ -66,19 +66,20 @@ class _BlockWeights:
         zeros = self.norm1[0] * 0                                                # (C,)
         self.attn_out_bias = _or_zeros(_raw(attn.proj.bias), zeros)              # (C,)
         self.mlp_out_bias = _or_zeros(_raw(mlp.proj.bias), zeros)                # (C,)
-
-    def matrices(self):
-        """The four weight matrices, in ``kernels.decode``'s order (QKV, ATTN_OUT, FC, MLP_OUT)."""
-        return (self.qkv[0], self.attn_out, self.fc[0], self.mlp_out)
-
-    def vectors(self):
-        """The norms' and products' vectors, in ``kernels.decode``'s order; missing biases as zeros."""
-        return (*self.norm1[:2], _or_zeros(self.qkv[1], self.qkv[0][:, 0]), self.attn_out_bias,
-                *self.norm2[:2], _or_zeros(self.fc[1], self.fc[0][:, 0]), self.mlp_out_bias)
+        # the same arrays in kernels.decode's order for version 2 (every bias an array)
+        self.step_matrices = (self.qkv[0], self.attn_out, self.fc[0], self.mlp_out)
+        self.step_vectors = (*self.norm1[:2], _or_zeros(self.qkv[1], self.qkv[0][:, 0]), self.attn_out_bias,
+                             *self.norm2[:2], _or_zeros(self.fc[1], self.fc[0][:, 0]), self.mlp_out_bias)
 
 
 class Decoder:
-    """Feeds tokens through ``model`` (put in eval mode) with a KV cache; see the module doc."""
+    """Feeds tokens through ``model`` (put in eval mode) with a KV cache; see the module doc.
+
+    The decoder holds the model's weight arrays from its last ``reset()`` (``generate_text``
+    resets for every text). Changing weights in place is seen at once; anything that gives a
+    parameter a new array (``model.to(...)``, an optimizer that takes over the parameters)
+    needs a ``reset()`` before the decoder sees it.
+    """
 
     def __init__(self, model):
         cfg = model.config
@@ -125,8 +126,8 @@ class Decoder:
 
     def _whole_step_arrays(self):
         """The tuples ``kernels.decode.token_step_v2`` reads, or None where it cannot run."""
-        matrices = tuple(block.matrices() for block in self.blocks)
-        vectors = tuple(block.vectors() for block in self.blocks)
+        matrices = tuple(block.step_matrices for block in self.blocks)
+        vectors = tuple(block.step_vectors for block in self.blocks)
         caches = tuple((cache.k[0], cache.v[0]) for cache in self.caches)
         norms = [self.norm_f] + [norm for block in self.blocks for norm in (block.norm1, block.norm2)]
         arrays = [a for group in (*matrices, *vectors, *caches) for a in group]
@@ -211,7 +212,8 @@ class Decoder:
         return backend.to_numpy(logits).astype(np.float64)
 
     def _blocks_one_call_at_a_time(self, x, rope, slot, n):
-        """The blocks and the head, one kernel or NumPy call per step (CuPy, reference mode)."""
+        """The blocks and the head, one kernel or NumPy call per step: CuPy arrays, reference
+        mode, and weights version 2 cannot take (see ``_whole_step_arrays``)."""
         H, D, rms = self.heads, self.head_dim, self.rmsnorm
         delta, delta_bias = self.zeros, self.zeros                                # (C,) to add to x
         for block, cache in zip(self.blocks, self.caches):

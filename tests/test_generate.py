@@ -62,10 +62,12 @@ def test_float32_decoding_matches_full_forward(pos_encoding, kernel_mode):
 @pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-10), ("float32", 2e-4)])
 @pytest.mark.parametrize("variant", [{"pos_encoding": "learned"},
                                      {"pos_encoding": "rope", "norm": "rmsnorm", "bias": False, "tie_weights": False}])
-def test_whole_token_step_matches_the_full_forward_on_any_thread_count(variant, dtype, tolerance, threads):
-    # d_model 128: the qkv, fc and mlp-out products hold >= SPLIT_ABOVE weights, and past
+def test_whole_token_step_matches_the_full_forward_on_any_thread_count(monkeypatch, variant, dtype, tolerance, threads):
+    # d_model 128: the qkv, fc and mlp-out products hold >= SERIAL_BELOW weights, and past
     # 256 cached positions attention spreads its heads too, so every split path runs
     numba = pytest.importorskip("numba")
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip(f"Numba has {numba.config.NUMBA_NUM_THREADS} thread(s) here")
     from scratchlm.kernels import decode as decode_kernels
 
     model, _ = tiny_model(text="abcdefghijk", d_model=128, n_heads=4, n_layers=2, max_seq_len=272,
@@ -74,18 +76,48 @@ def test_whole_token_step_matches_the_full_forward_on_any_thread_count(variant, 
     for p in model.parameters():
         p.data += rng.normal(0.0, 0.05, p.shape).astype(p.data.dtype)
     tokens = list(rng.integers(0, model.config.vocab_size, 262))
-    assert 128 * 256 >= decode_kernels.SPLIT_ABOVE > 128 * 128
+    assert 128 * 256 >= decode_kernels.SERIAL_BELOW > 128 * 128
+    calls = spy_on_whole_step(monkeypatch)
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
         decoder = Decoder(model)
-        assert decoder.whole_step is not None                    # the one-call step is what runs
         logits = decoder.feed(tokens[:250])
         for n in range(250, 262):
             logits = decoder.feed([tokens[n]])
             np.testing.assert_allclose(logits, full_logits(model, tokens[: n + 1]), rtol=tolerance, atol=tolerance)
     finally:
         numba.set_num_threads(previous)
+    assert calls == [1] * 12                                     # every step was the one-call step
+
+
+def spy_on_whole_step(monkeypatch):
+    """A list that gets a 1 for every call of kernels.decode.token_step_v2."""
+    from scratchlm.kernels import decode as decode_kernels
+
+    calls, real = [], decode_kernels.token_step_v2
+    monkeypatch.setattr(decode_kernels, "token_step_v2", lambda *args: calls.append(1) or real(*args))
+    return calls
+
+
+def test_whole_token_step_equals_one_call_at_a_time_through_a_rolling_window(monkeypatch):
+    # RoPE's cache rolls past its 260 slots; attention over >= 256 slots of d128 splits its
+    # heads; version 2 must give what the one-call-at-a-time path gives, slot for slot
+    numba = pytest.importorskip("numba")
+    model, _ = tiny_model(text="abcdefghijk", d_model=128, n_heads=4, n_layers=2, max_seq_len=260,
+                          seed=4, dtype="float64", pos_encoding="rope")
+    tokens = np.random.default_rng(4).integers(0, model.config.vocab_size, 300)
+    calls = spy_on_whole_step(monkeypatch)
+    whole, one_by_one = Decoder(model), Decoder(model)
+    one_by_one.whole_step = None
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        for token in tokens:
+            np.testing.assert_allclose(whole.feed([token]), one_by_one.feed([token]), rtol=1e-10, atol=1e-10)
+    finally:
+        numba.set_num_threads(previous)
+    assert whole.position == 300 and whole.cached == 260 and len(calls) == 300
 
 
 @pytest.mark.parametrize("pos_encoding", ["learned", "sinusoidal"])

@@ -77,9 +77,14 @@ def test_switched_off_by_environment(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("M, K, N", [(1, 1, 1), (3, 4, 5), (700, 30, 90), (257, 64, 33), (2001, 40, 50)])
-def test_matmul_matches_numpy_for_every_layout(rng, dtype, M, K, N):
+@pytest.mark.parametrize("small_to_numpy", [True, False])
+def test_matmul_matches_numpy_for_every_layout(rng, monkeypatch, dtype, M, K, N, small_to_numpy):
     # the engine's products: x @ w.T, g @ w, g.T @ x, and views that are neither; at
-    # (2001, 40, 50) g.T @ x is deep enough (K = 2001 >= DEEP * 50) to be cut along K
+    # (2001, 40, 50) g.T @ x is deep enough (K = 2001 >= DEEP * 50) to be cut along K.
+    # Products below SMALL_PRODUCT go to NumPy; with the threshold at 0 every case, the
+    # one-row and broadcast ones included, goes through the compiled kernels
+    if not small_to_numpy:
+        monkeypatch.setattr(blas, "SMALL_PRODUCT", 0)
     a = rng.standard_normal((M, K)).astype(dtype)
     w = rng.standard_normal((N, K)).astype(dtype)
     g = rng.standard_normal((M, N)).astype(dtype)
@@ -92,7 +97,8 @@ def test_matmul_matches_numpy_for_every_layout(rng, dtype, M, K, N):
         assert_close(got, x.astype(np.float64) @ y, dtype)
 
 
-def test_matmul_copies_operands_blas_cannot_read(rng):
+def test_matmul_copies_operands_blas_cannot_read(rng, monkeypatch):
+    monkeypatch.setattr(blas, "SMALL_PRODUCT", 0)                   # small, but through the kernel
     # a field of a packed record array: rows 65 bytes apart, not a multiple of 4
     records = np.zeros(7, dtype=[("a", np.float32, 16), ("pad", np.int8)])
     records["a"] = rng.standard_normal((7, 16))
@@ -105,6 +111,8 @@ def test_matmul_cuts_a_small_deep_product_along_its_inner_dimension(rng, monkeyp
     # (64, 64) result, K = 4095 (odd): each thread takes half of K into its own partial result;
     # on one thread there is nothing to cut and the rows kernel takes it whole
     numba = pytest.importorskip("numba")
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip(f"Numba has {numba.config.NUMBA_NUM_THREADS} thread(s) here")
     seen = []
     for kernel in (blas._matmul_rows_kernel, blas._matmul_depth_kernel):
         real = kernel.dispatcher
