@@ -28,6 +28,7 @@ cores (from compiled code a parallel region costs ~2 us). Run
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -148,14 +149,26 @@ def gelu_row_v1(f):
 # weights (dispatch.py's threshold) split their rows among the threads (a parallel region costs ~2 us from
 # compiled code, against ~20 us from Python), smaller ones stay on one core.
 #
-# The weights come as tuples with one entry per block (Numba indexes a tuple of
-# same-typed arrays with a loop variable):
-#     matrices[l] = (qkv (3C, C), attn_out (C, C), fc (F, C), mlp_out (C, F))
-#     vectors[l]  = (norm1 w, norm1 b, qkv bias, attn_out bias,
-#                    norm2 w, norm2 b, fc bias, mlp_out bias)     missing ones as zeros
-#     caches[l]   = (keys, values), each (H, capacity, D)
-QKV, ATTN_OUT, FC, MLP_OUT = 0, 1, 2, 3
-NORM1_W, NORM1_B, QKV_BIAS, ATTN_OUT_BIAS, NORM2_W, NORM2_B, FC_BIAS, MLP_OUT_BIAS = range(8)
+# Every block's arrays come stacked along a first axis of L blocks (``StackedBlocks``), so
+# that the kernel has one Numba type whatever the model's depth. (Tuples of per-block
+# arrays were tried first: Numba types a tuple by its length, so every new depth compiled
+# again, and typing the tuple walk took seconds more at 12 blocks.)
+class StackedBlocks(NamedTuple):
+    """All blocks' arrays, block l at index l; missing biases as zeros."""
+    qkv: np.ndarray             # (L, 3C, C)
+    attn_out: np.ndarray        # (L, C, C)
+    fc: np.ndarray              # (L, F, C)
+    mlp_out: np.ndarray         # (L, C, F)
+    norm1_w: np.ndarray         # (L, C)
+    norm1_b: np.ndarray         # (L, C)
+    qkv_bias: np.ndarray        # (L, 3C)
+    attn_out_bias: np.ndarray   # (L, C)
+    norm2_w: np.ndarray         # (L, C)
+    norm2_b: np.ndarray         # (L, C)
+    fc_bias: np.ndarray         # (L, F)
+    mlp_out_bias: np.ndarray    # (L, C)
+    keys: np.ndarray            # (L, H, capacity, D) the KV cache, written in place
+    values: np.ndarray          # (L, H, capacity, D)
 
 
 @lazy_njit(fastmath=FAST_SUMS, error_model="numpy")
@@ -215,8 +228,8 @@ def _rotate_in_place(x, cos, sin):
 
 
 @lazy_njit(fastmath=FAST_SUMS, error_model="numpy")
-def _token_step_kernel(x, matrices, vectors, caches, cos, sin, rope, slot, n, heads, scale,
-                       eps, rms, head, final_w, final_b, threads, exact_tanh):
+def _token_step_kernel(x, blocks, cos, sin, rope, slot, n, heads, scale, eps, rms, head, final_w, final_b,
+                       threads, exact_tanh):
     """x (C,) through every block, the final norm and the head -> logits (V,); see token_step_v2.
 
     The same order of steps as the decoder's one-call-at-a-time path: per block, norm,
@@ -229,49 +242,47 @@ def _token_step_kernel(x, matrices, vectors, caches, cos, sin, rope, slot, n, he
     delta = zeros                                              # (C,) the MLP's output, added at the next norm
     h = np.empty_like(x)                                       # (C,) normalised residual stream
     y = np.empty((heads, D), dtype=x.dtype)                    # (H, D) attention output
-    scores = np.empty((heads, caches[0][0].shape[1]), dtype=x.dtype)  # (H, capacity)
-    for layer in range(len(matrices)):
-        w, b = matrices[layer], vectors[layer]
-        keys, values = caches[layer]
-        _add_norm_kernel(x, delta, zeros, b[NORM1_W], b[NORM1_B], eps, rms, h)
-        qkv = _matvec(w[QKV], h, b[QKV_BIAS], threads, False, exact_tanh).reshape((3, heads, D))
+    scores = np.empty((heads, blocks.keys.shape[2]), dtype=x.dtype)   # (H, capacity)
+    for l in range(blocks.qkv.shape[0]):
+        _add_norm_kernel(x, delta, zeros, blocks.norm1_w[l], blocks.norm1_b[l], eps, rms, h)
+        qkv = _matvec(blocks.qkv[l], h, blocks.qkv_bias[l], threads, False, exact_tanh).reshape((3, heads, D))
         if rope:
             _rotate_in_place(qkv[0], cos, sin)
             _rotate_in_place(qkv[1], cos, sin)
+        keys, values = blocks.keys[l], blocks.values[l]                                 # (H, capacity, D)
         if threads > 1 and n * C >= SERIAL_BELOW:            # the keys and values attention reads
             _attend_kernel_split(qkv[0], qkv[1], qkv[2], keys, values, slot, n, scale, scores, y)
         else:
             _attend_kernel(qkv[0], qkv[1], qkv[2], keys, values, slot, n, scale, scores[0], y)
-        attended = _matvec(w[ATTN_OUT], y.reshape(C), b[ATTN_OUT_BIAS], threads, False, exact_tanh)
-        _add_norm_kernel(x, attended, zeros, b[NORM2_W], b[NORM2_B], eps, rms, h)
-        f = _matvec(w[FC], h, b[FC_BIAS], threads, True, exact_tanh)                     # (F,)
-        delta = _matvec(w[MLP_OUT], f, b[MLP_OUT_BIAS], threads, False, exact_tanh)      # (C,)
+        attended = _matvec(blocks.attn_out[l], y.reshape(C), blocks.attn_out_bias[l], threads, False, exact_tanh)
+        _add_norm_kernel(x, attended, zeros, blocks.norm2_w[l], blocks.norm2_b[l], eps, rms, h)
+        f = _matvec(blocks.fc[l], h, blocks.fc_bias[l], threads, True, exact_tanh)              # (F,)
+        delta = _matvec(blocks.mlp_out[l], f, blocks.mlp_out_bias[l], threads, False, exact_tanh)  # (C,)
     _add_norm_kernel(x, delta, zeros, final_w, final_b, eps, rms, h)
     return _matvec(head, h, np.zeros(head.shape[0], dtype=x.dtype), threads, False, exact_tanh)  # (V,)
 
 
-def token_step_v2(x, matrices, vectors, caches, rope, slot, n, heads, eps, rms, head, final_w, final_b):
+def token_step_v2(x, blocks, rope, slot, n, heads, eps, rms, head, final_w, final_b):
     """One new position through every block and the head -> logits (V,).
 
     x (C,): the token's embedding plus its position's (changed in place: it becomes the
-    residual stream). rope: (cos, sin) (D/2,) for this position, or None. The new key and
-    value go to ``slot`` of each layer's cache; attention reads slots 0..n-1. The arrays
-    must pass ``token_step_ready``.
+    residual stream). blocks: ``StackedBlocks``. rope: (cos, sin) (D/2,) for this position,
+    or None. The new key and value go to ``slot`` of each layer's cache; attention reads
+    slots 0..n-1. The arrays must pass ``token_step_ready``.
     """
     import numba
 
     cos, sin = rope if rope is not None else (x[:0], x[:0])
     scale = x.dtype.type(1.0 / math.sqrt(x.shape[0] // heads))
-    return _token_step_kernel(x, matrices, vectors, caches, cos, sin, rope is not None, slot, n, heads,
-                              scale, float(eps), bool(rms), head, final_w, final_b,
-                              numba.get_num_threads(), x.dtype == np.float64)
+    return _token_step_kernel(x, blocks, cos, sin, rope is not None, slot, n, heads, scale, float(eps),
+                              bool(rms), head, final_w, final_b, numba.get_num_threads(), x.dtype == np.float64)
 
 
 def token_step_ready(*arrays) -> bool:
     """Whether version 2 can take these arrays: NumPy, C-contiguous, writeable, one float dtype
     (Numba types read-only arrays apart, and a tuple must hold arrays of one type).
 
-    Checked once per text by the decoder (checking ~100 arrays per token would cost more
+    Checked once per text by the decoder (checking every array per token would cost more
     than the token); the mode (``SCRATCHLM_KERNELS``) is checked per token with ``use_numba``.
     """
     return _compiled(*arrays) and all(a.flags.writeable for a in arrays)
@@ -345,7 +356,7 @@ if __name__ == "__main__":
     args = (None, n - 1, n, H, decoder.norm_f[2], decoder.rmsnorm, decoder.head, *decoder.norm_f[:2])
     print(f"token step, config c (d{C} h{H} L6, 19 MB of weights), n={n}")
     want = decoder._blocks_one_call_at_a_time(x0.copy(), None, n - 1, n)
-    check("numba v2 token_step", token_step_v2(x0.copy(), *decoder.whole_step, *args), want, np.float32)
-    weights = sum(w.nbytes for block in decoder.whole_step[0] for w in block)
+    check("numba v2 token_step", token_step_v2(x0.copy(), decoder.whole_step, *args), want, np.float32)
+    weights = sum(w.nbytes for w in decoder.whole_step[:4])                 # the four weight matrices
     report("numba v1 (call per op)", lambda: decoder._blocks_one_call_at_a_time(x0.copy(), None, n - 1, n), (), weights)
-    report("numba v2 token_step", lambda: token_step_v2(x0.copy(), *decoder.whole_step, *args), (), weights)
+    report("numba v2 token_step", lambda: token_step_v2(x0.copy(), decoder.whole_step, *args), (), weights)

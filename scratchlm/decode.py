@@ -66,19 +66,16 @@ class _BlockWeights:
         zeros = self.norm1[0] * 0                                                # (C,)
         self.attn_out_bias = _or_zeros(_raw(attn.proj.bias), zeros)              # (C,)
         self.mlp_out_bias = _or_zeros(_raw(mlp.proj.bias), zeros)                # (C,)
-        # the same arrays in kernels.decode's order for version 2 (every bias an array)
-        self.step_matrices = (self.qkv[0], self.attn_out, self.fc[0], self.mlp_out)
-        self.step_vectors = (*self.norm1[:2], _or_zeros(self.qkv[1], self.qkv[0][:, 0]), self.attn_out_bias,
-                             *self.norm2[:2], _or_zeros(self.fc[1], self.fc[0][:, 0]), self.mlp_out_bias)
+        self.qkv_bias = _or_zeros(self.qkv[1], self.qkv[0][:, 0])                # (3C,) for version 2
+        self.fc_bias = _or_zeros(self.fc[1], self.fc[0][:, 0])                   # (F,)
 
 
 class Decoder:
     """Feeds tokens through ``model`` (put in eval mode) with a KV cache; see the module doc.
 
-    The decoder holds the model's weight arrays from its last ``reset()`` (``generate_text``
-    resets for every text). Changing weights in place is seen at once; anything that gives a
-    parameter a new array (``model.to(...)``, an optimizer that takes over the parameters)
-    needs a ``reset()`` before the decoder sees it.
+    A text is decoded with the model's weights as they were at the last ``reset()``
+    (``generate_text`` resets for every text; the one-call step works on copies): after
+    changing the model (training it, ``model.to(...)``), call ``reset()``.
     """
 
     def __init__(self, model):
@@ -116,7 +113,7 @@ class Decoder:
         self._fetch_weights()
         old = getattr(self, "caches", None)
         if old is None or backend.get_array_module(old[0].k) is not self.xp or old[0].k.dtype != self.dtype:
-            self.caches = new_caches(self.model, 1, self.window, self.xp)
+            self.caches = self._stacked_caches()
         for cache in self.caches:
             cache.length = 0
         self.whole_step = self._whole_step_arrays()
@@ -124,17 +121,37 @@ class Decoder:
         self.oldest_slot = 0   # rolling cache: the slot the next token overwrites once full
         self.context.clear()
 
+    def _stacked_caches(self):
+        """One KVCache per layer whose buffers are views of one (L, 1, H, T, D) array each for
+        keys and values: the prefill path writes the caches layer by layer, version 2 reads
+        all layers from the two arrays."""
+        caches = new_caches(self.model, 1, self.window, self.xp)
+        self.cache_keys = self.xp.stack([cache.k for cache in caches])            # (L, 1, H, T, D)
+        self.cache_values = self.xp.stack([cache.v for cache in caches])          # (L, 1, H, T, D)
+        for cache, keys, values in zip(caches, self.cache_keys, self.cache_values):
+            cache.k, cache.v = keys, values
+        return caches
+
     def _whole_step_arrays(self):
-        """The tuples ``kernels.decode.token_step_v2`` reads, or None where it cannot run."""
-        matrices = tuple(block.step_matrices for block in self.blocks)
-        vectors = tuple(block.step_vectors for block in self.blocks)
-        caches = tuple((cache.k[0], cache.v[0]) for cache in self.caches)
-        norms = [self.norm_f] + [norm for block in self.blocks for norm in (block.norm1, block.norm2)]
-        arrays = [a for group in (*matrices, *vectors, *caches) for a in group]
-        arrays += [self.head, *self.norm_f[:2]]
-        if len({eps for _, _, eps in norms}) > 1 or not decode_kernels.token_step_ready(*arrays):
+        """The ``StackedBlocks`` that ``kernels.decode.token_step_v2`` reads, or None where it
+        cannot run. The weights are copied (the model's arrays are separate), so a text is
+        decoded with the weights as they were at ``reset()``."""
+        xp, blocks = self.xp, self.blocks
+        if xp is not np:
             return None
-        return matrices, vectors, caches
+        stacked = decode_kernels.StackedBlocks(
+            qkv=np.stack([b.qkv[0] for b in blocks]), attn_out=np.stack([b.attn_out for b in blocks]),
+            fc=np.stack([b.fc[0] for b in blocks]), mlp_out=np.stack([b.mlp_out for b in blocks]),
+            norm1_w=np.stack([b.norm1[0] for b in blocks]), norm1_b=np.stack([b.norm1[1] for b in blocks]),
+            qkv_bias=np.stack([b.qkv_bias for b in blocks]), attn_out_bias=np.stack([b.attn_out_bias for b in blocks]),
+            norm2_w=np.stack([b.norm2[0] for b in blocks]), norm2_b=np.stack([b.norm2[1] for b in blocks]),
+            fc_bias=np.stack([b.fc_bias for b in blocks]), mlp_out_bias=np.stack([b.mlp_out_bias for b in blocks]),
+            keys=self.cache_keys[:, 0], values=self.cache_values[:, 0])          # (L, H, T, D) views
+        norms = [self.norm_f] + [norm for block in blocks for norm in (block.norm1, block.norm2)]
+        if len({eps for _, _, eps in norms}) > 1 or not decode_kernels.token_step_ready(
+                *stacked, self.head, *self.norm_f[:2]):
+            return None
+        return stacked
 
     @property
     def cached(self) -> int:
@@ -201,7 +218,7 @@ class Decoder:
         n = self.window if full else slot + 1                                     # positions attended
         if self.whole_step is not None and use_numba(x):
             rotation = None if rope is None else (rope[0][0], rope[1][0])         # 2 x (D/2,)
-            logits = decode_kernels.token_step_v2(x, *self.whole_step, rotation, slot, n, H,
+            logits = decode_kernels.token_step_v2(x, self.whole_step, rotation, slot, n, H,
                                                   self.norm_f[2], rms, self.head, *self.norm_f[:2])
         else:
             logits = self._blocks_one_call_at_a_time(x, rope, slot, n)

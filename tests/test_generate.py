@@ -120,6 +120,21 @@ def test_whole_token_step_equals_one_call_at_a_time_through_a_rolling_window(mon
     assert whole.position == 300 and whole.cached == 260 and len(calls) == 300
 
 
+def test_whole_token_step_compiles_once_for_every_depth():
+    # the blocks come stacked, so the kernel's Numba type does not depend on the layer count
+    pytest.importorskip("numba")
+    from scratchlm.kernels import decode as decode_kernels
+
+    kernel = decode_kernels._token_step_kernel.dispatcher()
+    before = len(kernel.signatures)
+    for layers in (1, 2, 3):
+        model, _ = tiny_model(text="abcdefghijk", n_layers=layers, max_seq_len=8, seed=layers)
+        decoder = Decoder(model)
+        decoder.feed([1])
+        assert decoder.whole_step is not None and decoder.whole_step.qkv.shape[0] == layers
+    assert len(kernel.signatures) <= before + 1
+
+
 @pytest.mark.parametrize("pos_encoding", ["learned", "sinusoidal"])
 def test_absolute_positions_recompute_the_window_past_the_context(pos_encoding):
     model = random_model(pos_encoding, window=6)
