@@ -137,7 +137,7 @@ class Decoder:
         cannot run. The weights are copied (the model's arrays are separate), so a text is
         decoded with the weights as they were at ``reset()``."""
         xp, blocks = self.xp, self.blocks
-        if xp is not np:
+        if xp is not np or not use_numba(self.wte):                             # CuPy, reference mode
             return None
         stacked = decode_kernels.StackedBlocks(
             qkv=np.stack([b.qkv[0] for b in blocks]), attn_out=np.stack([b.attn_out for b in blocks]),

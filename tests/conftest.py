@@ -17,6 +17,14 @@ def kernel_mode(request):
     dispatch.set_mode(previous)
 
 
+@pytest.fixture
+def compiled_kernels():
+    """The compiled kernels on, whatever SCRATCHLM_KERNELS says (for tests about which one runs)."""
+    previous = dispatch.set_mode("auto")
+    yield
+    dispatch.set_mode(previous)
+
+
 @pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
 def backend(request):
     """The array module a test runs on: NumPy everywhere, CuPy where CuPy sees a usable CUDA GPU

@@ -62,7 +62,8 @@ def test_float32_decoding_matches_full_forward(pos_encoding, kernel_mode):
 @pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-10), ("float32", 2e-4)])
 @pytest.mark.parametrize("variant", [{"pos_encoding": "learned"},
                                      {"pos_encoding": "rope", "norm": "rmsnorm", "bias": False, "tie_weights": False}])
-def test_whole_token_step_matches_the_full_forward_on_any_thread_count(monkeypatch, variant, dtype, tolerance, threads):
+def test_whole_token_step_matches_the_full_forward_on_any_thread_count(monkeypatch, compiled_kernels, variant, dtype,
+                                                                        tolerance, threads):
     # d_model 128: the qkv, fc and mlp-out products hold >= SERIAL_BELOW weights, and past
     # 256 cached positions attention spreads its heads too, so every split path runs
     numba = pytest.importorskip("numba")
@@ -100,7 +101,7 @@ def spy_on_whole_step(monkeypatch):
     return calls
 
 
-def test_whole_token_step_equals_one_call_at_a_time_through_a_rolling_window(monkeypatch):
+def test_whole_token_step_equals_one_call_at_a_time_through_a_rolling_window(monkeypatch, compiled_kernels):
     # RoPE's cache rolls past its 260 slots; attention over >= 256 slots of d128 splits its
     # heads; version 2 must give what the one-call-at-a-time path gives, slot for slot
     numba = pytest.importorskip("numba")
@@ -120,7 +121,7 @@ def test_whole_token_step_equals_one_call_at_a_time_through_a_rolling_window(mon
     assert whole.position == 300 and whole.cached == 260 and len(calls) == 300
 
 
-def test_whole_token_step_compiles_once_for_every_depth():
+def test_whole_token_step_compiles_once_for_every_depth(compiled_kernels):
     # the blocks come stacked, so the kernel's Numba type does not depend on the layer count
     pytest.importorskip("numba")
     from scratchlm.kernels import decode as decode_kernels

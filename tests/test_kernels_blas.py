@@ -107,7 +107,7 @@ def test_matmul_copies_operands_blas_cannot_read(rng, monkeypatch):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_matmul_cuts_a_small_deep_product_along_its_inner_dimension(rng, monkeypatch, threads):
+def test_matmul_cuts_a_small_deep_product_along_its_inner_dimension(rng, monkeypatch, compiled_kernels, threads):
     # (64, 64) result, K = 4095 (odd): each thread takes half of K into its own partial result;
     # on one thread there is nothing to cut and the rows kernel takes it whole
     numba = pytest.importorskip("numba")
