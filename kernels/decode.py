@@ -145,9 +145,9 @@ def gelu_row_v1(f):
 # NumPy matrix-vector products), ~5-20 us of overhead each, and NumPy runs a
 # matrix-vector product on one core. At config c the products stream 19 MB of weights
 # per token, which one core reads at ~25 GB/s and two at ~45. Version 2 is ONE compiled
-# call per token that walks every block itself; products with at least SERIAL_BELOW
-# weights (dispatch.py's threshold) split their rows among the threads (a parallel region costs ~2 us from
-# compiled code, against ~20 us from Python), smaller ones stay on one core.
+# call per token that walks every block itself. Products with at least SERIAL_BELOW
+# weights (dispatch.py's threshold) split their rows among the threads, smaller ones stay
+# on one core: a parallel region costs ~2 us from compiled code, ~20 us from Python.
 #
 # Every block's arrays come stacked along a first axis of L blocks (``StackedBlocks``), so
 # that the kernel has one Numba type whatever the model's depth. (Tuples of per-block
