@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dispatch import lazy_njit, prange, use_numba
+from .dispatch import chunk_bounds, lazy_njit, prange, use_numba
 from .layernorm import row_chunks
 
 
@@ -48,11 +48,10 @@ def _add_bias_kernel(y, b):
 @lazy_njit(parallel=True, fastmath={"reassoc"})
 def _column_sums_kernel(dy, parts):
     # dy (N, out); parts (chunks, out) zeros: chunk k's rows are summed into parts[k]
-    N = dy.shape[0]
     n_chunks = parts.shape[0]
-    rows_per_chunk = (N + n_chunks - 1) // n_chunks
     for k in prange(n_chunks):
-        for n in range(k * rows_per_chunk, min(N, (k + 1) * rows_per_chunk)):
+        first, end = chunk_bounds(k, dy.shape[0], n_chunks)
+        for n in range(first, end):
             for i in range(dy.shape[1]):
                 parts[k, i] += dy[n, i]
 

@@ -39,7 +39,7 @@ import threading
 
 import numpy as np
 
-from .dispatch import lazy_njit, prange
+from .dispatch import chunk_bounds, lazy_njit, prange
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112                 # CBLAS's enum values
 
@@ -202,10 +202,8 @@ def gemm(alpha, a, trans_a, b, trans_b, beta, c):
 @lazy_njit(parallel=True)
 def _matmul_rows_kernel(c, a, trans_a, b, trans_b, blocks):
     # c (M, N) = op(a) op(b); block p of the rows of c is one gemm call on its own thread
-    M = c.shape[0]
-    rows = (M + blocks - 1) // blocks
     for p in prange(blocks):
-        r0, r1 = p * rows, min(M, (p + 1) * rows)
+        r0, r1 = chunk_bounds(p, c.shape[0], blocks)
         if r0 < r1:
             if trans_a:                                  # op(a) = a^T: its rows are a's columns
                 gemm(1.0, a[:, r0:r1], True, b, trans_b, 0.0, c[r0:r1])
@@ -219,9 +217,8 @@ def _matmul_depth_kernel(c, partials, a, trans_a, b, trans_b):
     # gemm call on its own thread into partials[p] (M, N); then the partials are added up
     blocks = partials.shape[0]
     K = a.shape[0] if trans_a else a.shape[1]
-    depth = (K + blocks - 1) // blocks
     for p in prange(blocks):
-        k0, k1 = min(K, p * depth), min(K, (p + 1) * depth)
+        k0, k1 = chunk_bounds(p, K, blocks)
         a_part = a[k0:k1] if trans_a else a[:, k0:k1]          # op(a)[:, k0:k1]
         b_part = b[:, k0:k1] if trans_b else b[k0:k1]          # op(b)[k0:k1]
         if k0 < k1:

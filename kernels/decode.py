@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .attention import _exp_minus_max
-from .dispatch import SERIAL_BELOW, lazy_njit, prange, use_numba
+from .dispatch import SERIAL_BELOW, chunk_bounds, lazy_njit, prange, use_numba
 from .gelu import gelu_forward_reference, gelu_from_tanh, tanh_argument, tanh_rational
 from .layernorm import FAST_SUMS
 
@@ -193,9 +193,9 @@ def _rows_times_vector(w, x, bias, out, first, last, gelu, exact_tanh):
 
 @lazy_njit(parallel=True, fastmath=FAST_SUMS, error_model="numpy")
 def _rows_times_vector_split(w, x, bias, out, parts, gelu, exact_tanh):
-    rows = (w.shape[0] + parts - 1) // parts
     for part in prange(parts):
-        _rows_times_vector(w, x, bias, out, part * rows, min(w.shape[0], (part + 1) * rows), gelu, exact_tanh)
+        first, end = chunk_bounds(part, w.shape[0], parts)
+        _rows_times_vector(w, x, bias, out, first, end, gelu, exact_tanh)
 
 
 @lazy_njit(fastmath=FAST_SUMS, error_model="numpy")

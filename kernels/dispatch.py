@@ -101,6 +101,15 @@ def lazy_njit(**options):
     return wrap
 
 
+@lazy_njit(inline="always")
+def chunk_bounds(k, n, chunks):
+    """Items [start, end) of chunk k when n items are cut into ``chunks`` contiguous chunks of
+    ceil(n / chunks) each (the last ones may be short or empty): how the parallel loops
+    share rows out, one chunk per ``prange`` step."""
+    size = (n + chunks - 1) // chunks
+    return min(n, k * size), min(n, (k + 1) * size)
+
+
 # Below this many elements in a kernel's first array, a parallel kernel runs on one thread:
 # waking the thread pool costs more than the work, and far more when another process holds
 # a core (a busy core makes every parallel region wait for its time slice).

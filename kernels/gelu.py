@@ -26,7 +26,7 @@ import numpy as np
 
 from . import bias as bias_kernels
 from ._cuda import STRIDE_THREADS, cupy_module, launch, stride_blocks
-from .dispatch import lazy_njit, prange, use_cuda, use_numba
+from .dispatch import chunk_bounds, lazy_njit, prange, use_cuda, use_numba
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 GELU_COEFF = 0.044715
@@ -247,9 +247,9 @@ def _gelu_backward_recompute_kernel(da, h, y, db_parts):
     # da (N, H) -> dh, in place; y (N, H) = gelu(h); db_parts (chunks, H) zeros, as bias.py
     N, H = h.shape
     n_chunks = db_parts.shape[0]
-    rows_per_chunk = (N + n_chunks - 1) // n_chunks
     for k in prange(n_chunks):
-        for n in range(k * rows_per_chunk, min(N, (k + 1) * rows_per_chunk)):
+        first, end = chunk_bounds(k, N, n_chunks)
+        for n in range(first, end):
             for i in range(H):
                 x = h[n, i]
                 t = tanh_rational(tanh_argument(x))

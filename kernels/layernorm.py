@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._cuda import cupy_module, launch, row_threads
-from .dispatch import lazy_njit, prange, use_cuda, use_numba
+from .dispatch import chunk_bounds, lazy_njit, prange, use_cuda, use_numba
 
 
 # ---- version 0: the NumPy reference (runs on NumPy and CuPy arrays) ------------------
@@ -90,9 +90,9 @@ def _layernorm_backward_kernel(dy, x, w, mean, rstd, dx, dw_parts, db_parts):
     # row dw_parts[k], db_parts[k], so no two threads ever write the same memory.
     N, C = x.shape
     n_chunks = dw_parts.shape[0]
-    rows_per_chunk = (N + n_chunks - 1) // n_chunks
     for k in prange(n_chunks):
-        for n in range(k * rows_per_chunk, min(N, (k + 1) * rows_per_chunk)):
+        first, end = chunk_bounds(k, N, n_chunks)
+        for n in range(first, end):
             m, r = mean[n], rstd[n]
             g_total = 0.0
             g_xhat_total = 0.0

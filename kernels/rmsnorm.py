@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._cuda import cupy_module, launch, row_threads
-from .dispatch import lazy_njit, prange, use_cuda, use_numba
+from .dispatch import chunk_bounds, lazy_njit, prange, use_cuda, use_numba
 from .layernorm import FAST_SUMS, PART_BLOCKS, cuda_rows_ok, row_chunks
 
 
@@ -68,9 +68,9 @@ def _rmsnorm_backward_kernel(dy, x, w, rstd, dx, dw_parts):
     # Chunk k of the rows sums its dw into dw_parts[k] (race-free, as in layernorm.py).
     N, C = x.shape
     n_chunks = dw_parts.shape[0]
-    rows_per_chunk = (N + n_chunks - 1) // n_chunks
     for k in prange(n_chunks):
-        for n in range(k * rows_per_chunk, min(N, (k + 1) * rows_per_chunk)):
+        first, end = chunk_bounds(k, N, n_chunks)
+        for n in range(first, end):
             r = rstd[n]
             g_xhat_total = 0.0
             for i in range(C):
