@@ -54,20 +54,21 @@ def _norm_arrays(norm):
 
 
 class _BlockWeights:
-    """The raw arrays of one Block, fetched once per text so a step does no attribute walking."""
+    """The raw arrays of one Block, fetched once per text so a step does no attribute walking.
+
+    Named as ``kernels.decode.StackedBlocks``' fields; a missing bias is zeros.
+    """
 
     def __init__(self, block):
         attn, mlp = block.attn, block.mlp
-        self.norm1, self.norm2 = _norm_arrays(block.norm1), _norm_arrays(block.norm2)
-        self.qkv = (_raw(attn.qkv.weight), _raw(attn.qkv.bias))                  # (3C, C), (3C,) or None
-        self.fc = (_raw(mlp.fc.weight), _raw(mlp.fc.bias))                       # (F, C), (F,) or None
-        self.attn_out = _raw(attn.proj.weight)                                   # (C, C)
-        self.mlp_out = _raw(mlp.proj.weight)                                     # (C, F)
-        zeros = self.norm1[0] * 0                                                # (C,)
-        self.attn_out_bias = _or_zeros(_raw(attn.proj.bias), zeros)              # (C,)
-        self.mlp_out_bias = _or_zeros(_raw(mlp.proj.bias), zeros)                # (C,)
-        self.qkv_bias = _or_zeros(self.qkv[1], self.qkv[0][:, 0])                # (3C,) for version 2
-        self.fc_bias = _or_zeros(self.fc[1], self.fc[0][:, 0])                   # (F,)
+        self.norm1_w, self.norm1_b, self.norm1_eps = _norm_arrays(block.norm1)     # (C,), (C,), float
+        self.norm2_w, self.norm2_b, self.norm2_eps = _norm_arrays(block.norm2)
+        self.qkv, self.fc = _raw(attn.qkv.weight), _raw(mlp.fc.weight)            # (3C, C), (F, C)
+        self.attn_out, self.mlp_out = _raw(attn.proj.weight), _raw(mlp.proj.weight)  # (C, C), (C, F)
+        self.qkv_bias = _or_zeros(_raw(attn.qkv.bias), self.qkv[:, 0])            # (3C,)
+        self.attn_out_bias = _or_zeros(_raw(attn.proj.bias), self.norm1_w)        # (C,)
+        self.fc_bias = _or_zeros(_raw(mlp.fc.bias), self.fc[:, 0])                # (F,)
+        self.mlp_out_bias = _or_zeros(_raw(mlp.proj.bias), self.norm1_w)          # (C,)
 
 
 class Decoder:
@@ -140,16 +141,11 @@ class Decoder:
         if xp is not np or not use_numba(self.wte):                             # CuPy, reference mode
             return None
         stacked = decode_kernels.StackedBlocks(
-            qkv=np.stack([b.qkv[0] for b in blocks]), attn_out=np.stack([b.attn_out for b in blocks]),
-            fc=np.stack([b.fc[0] for b in blocks]), mlp_out=np.stack([b.mlp_out for b in blocks]),
-            norm1_w=np.stack([b.norm1[0] for b in blocks]), norm1_b=np.stack([b.norm1[1] for b in blocks]),
-            qkv_bias=np.stack([b.qkv_bias for b in blocks]), attn_out_bias=np.stack([b.attn_out_bias for b in blocks]),
-            norm2_w=np.stack([b.norm2[0] for b in blocks]), norm2_b=np.stack([b.norm2[1] for b in blocks]),
-            fc_bias=np.stack([b.fc_bias for b in blocks]), mlp_out_bias=np.stack([b.mlp_out_bias for b in blocks]),
+            **{name: np.stack([getattr(block, name) for block in blocks])               # (L, ...) copies
+               for name in decode_kernels.StackedBlocks._fields if name not in ("keys", "values")},
             keys=self.cache_keys[:, 0], values=self.cache_values[:, 0])          # (L, H, T, D) views
-        norms = [self.norm_f] + [norm for block in blocks for norm in (block.norm1, block.norm2)]
-        if len({eps for _, _, eps in norms}) > 1 or not decode_kernels.token_step_ready(
-                *stacked, self.head, *self.norm_f[:2]):
+        epsilons = {self.norm_f[2]} | {eps for block in blocks for eps in (block.norm1_eps, block.norm2_eps)}
+        if len(epsilons) > 1 or not decode_kernels.token_step_ready(*stacked, self.head, *self.norm_f[:2]):
             return None
         return stacked
 
@@ -234,19 +230,13 @@ class Decoder:
         H, D, rms = self.heads, self.head_dim, self.rmsnorm
         delta, delta_bias = self.zeros, self.zeros                                # (C,) to add to x
         for block, cache in zip(self.blocks, self.caches):
-            h = add_norm(x, delta, delta_bias, *block.norm1, rms)                 # (C,)
-            q, k, v = self._linear(h, *block.qkv).reshape(3, H, D)                # 3 x (H, D)
+            h = add_norm(x, delta, delta_bias, block.norm1_w, block.norm1_b, block.norm1_eps, rms)   # (C,)
+            q, k, v = (block.qkv @ h + block.qkv_bias).reshape(3, H, D)          # 3 x (H, D)
             if rope is not None:
                 q, k = _rotate(q, *rope), _rotate(k, *rope)
             y = attend(q, k, v, cache.k[0], cache.v[0], slot, n, self.scale)     # (H, D)
-            h = add_norm(x, block.attn_out @ y.reshape(-1), block.attn_out_bias, *block.norm2, rms)
-            f = gelu_row(self._linear(h, *block.fc))                             # (F,)
+            h = add_norm(x, block.attn_out @ y.reshape(-1), block.attn_out_bias,
+                         block.norm2_w, block.norm2_b, block.norm2_eps, rms)      # (C,)
+            f = gelu_row(block.fc @ h + block.fc_bias)                           # (F,)
             delta, delta_bias = block.mlp_out @ f, block.mlp_out_bias            # (C,)
         return self.head @ add_norm(x, delta, delta_bias, *self.norm_f, rms)      # (V,)
-
-    @staticmethod
-    def _linear(x, weight, bias):
-        y = weight @ x                                                           # (out,)
-        if bias is not None:
-            y += bias
-        return y
