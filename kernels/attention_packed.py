@@ -338,7 +338,8 @@ def _head_backward_v4(dout, qkv, out, lse, b, h, dqkv):
 
 
 # The head loops of versions 3 and 4 look alike but stay two kernels: each compiles only its
-# own version's head function (version 4's needs NumPy's OpenBLAS, version 3's nothing).
+# own version's head function (version 4's needs NumPy's OpenBLAS, version 3's nothing), and
+# one loop taking the head function as an argument would not be cached (README.md, pitfalls).
 @lazy_njit(parallel=True)
 def _forward_kernel_v4(qkv, out, lse):
     heads = qkv.shape[3]

@@ -7,7 +7,9 @@ matrices is no way out: it calls BLAS once per matrix from one thread (~25 GFLOP
 attention's shapes). So attention's version 4 (``attention_packed.py``) runs its
 per-head loop in a Numba ``prange`` and calls BLAS's gemm for every product in it, each
 call single-threaded, one head per core. And ``matmul`` at the end of this file runs the
-engine's big products the same way, so that all the parallel work shares one thread pool.
+engine's big products the same way, so that all the parallel work shares one thread pool:
+each thread takes a block of the result's rows, or, for a small result with a long inner
+dimension (a weight gradient), a block of that dimension and a partial result to add up.
 
 Numba itself only reaches BLAS through SciPy, which scratchlm does not depend on. But
 NumPy's own wheels carry an OpenBLAS shared library, and Numba can call any C function
@@ -253,7 +255,8 @@ DEEP = 8                      # K >= DEEP * max(M, N): split K among the threads
 
 def matmul(a, b):
     """a (M, K) @ b (K, N): BLAS gemm on Numba's threads for 2-D float32/float64 NumPy arrays
-    (transposed views included, never copied); ``a @ b`` for anything else.
+    (transposed views read in place; only strides BLAS cannot take are copied); ``a @ b`` for
+    anything else.
 
     How the work is cut: a weight gradient (dy^T x at config a: c (192, 64), K = 2048 token
     rows) is small and deep, and cutting its 192 rows in two would have each thread pack
@@ -298,3 +301,21 @@ if __name__ == "__main__":
             for name, fn in [("numpy @ (OpenBLAS's threads)", lambda x, y: x @ y), ("matmul", matmul)]:
                 ms = best_ms(fn, a, w.T, repeat=10)
                 print(f"  {name:<30} {ms:7.3f} ms   {2 * M * K * N / ms / 1e6:6.1f} GFLOP/s")
+
+    # a weight gradient g^T x, small and deep: c's rows cut among the threads, or K
+    import numba
+
+    threads = numba.get_num_threads()
+    for K, M, N in [(2048, 192, 64), (4096, 256, 256)]:                      # configs a and c
+        g, x = rng.standard_normal((K, M)).astype(np.float32), rng.standard_normal((K, N)).astype(np.float32)
+        print(f"g.T @ x, g ({K}, {M}), x ({K}, {N}) float32 ({threads} threads)")
+        want = g.T.astype(np.float64) @ x
+        c, partials = np.empty((M, N), np.float32), np.empty((threads, M, N), np.float32)
+        cuts = [("rows of c", lambda: _matmul_rows_kernel.dispatcher()(c, g, True, x, False, threads)),
+                ("K, partials added", lambda: _matmul_depth_kernel.dispatcher()(c, partials, g, True, x, False))]
+        for name, run in cuts:
+            with one_thread_each():
+                run()
+                check(f"cut: {name}", c, want, np.float32)
+                ms = best_ms(run, repeat=20)
+            print(f"  {name:<30} {ms:7.3f} ms   {2 * M * K * N / ms / 1e6:6.1f} GFLOP/s")

@@ -344,8 +344,9 @@ if __name__ == "__main__":
                 check(f"{name} gelu_row", gelu_fn(f), gelu_row_reference(f), dtype)
                 report(f"{name} gelu_row", gelu_fn, (f,), 2 * f.size * f.itemsize)
 
-    # Version 2 is a whole model's step: check it against version 1's one call at a time
-    # (the decoder's other path) on a config-c model, n positions into its window.
+    # Version 2 is a whole model's step: check it against the decoder's other path, one call
+    # per step, run on the references; then time that path (on version 1) against version 2,
+    # on a config-c model n positions into its window.
     from scratchlm.decode import Decoder
     from scratchlm.model import GPT, GPTConfig
 
@@ -355,7 +356,11 @@ if __name__ == "__main__":
     x0 = decoder.wte[1] + decoder.wpe[n - 1]                 # token 1 at position n - 1
     args = (None, n - 1, n, H, decoder.norm_f[2], decoder.rmsnorm, decoder.head, *decoder.norm_f[:2])
     print(f"token step, config c (d{C} h{H} L6, 19 MB of weights), n={n}")
+    from .dispatch import set_mode
+
+    previous = set_mode("reference")
     want = decoder._blocks_one_call_at_a_time(x0.copy(), None, n - 1, n)
+    set_mode(previous)
     check("numba v2 token_step", token_step_v2(x0.copy(), decoder.whole_step, *args), want, np.float32)
     weights = sum(w.nbytes for w in decoder.whole_step[:4])                 # the four weight matrices
     report("numba v1 (call per op)", lambda: decoder._blocks_one_call_at_a_time(x0.copy(), None, n - 1, n), (), weights)

@@ -32,7 +32,7 @@ class Linear(Function):
     def forward(ctx, x, weight, bias=None):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])                        # (N, in)
-        y = blas_kernels.matmul(x2, weight.T)                    # (N, out)
+        y = blas_kernels.matmul(x2, weight.T)                  # (N, out)
         if bias is not None:
             bias_kernels.add_bias(y, bias)
         ctx.save(x2, weight)
@@ -45,7 +45,7 @@ class Linear(Function):
         need_x, need_w, need_b = ctx.needs_input_grad          # a None bias: a constant
         g2 = grad.reshape(-1, weight.shape[0])                 # (N, out)
         gx = blas_kernels.matmul(g2, weight).reshape(*ctx.lead, weight.shape[1]) if need_x else None
-        gw = blas_kernels.matmul(g2.T, x2) if need_w else None   # (out, in)
+        gw = blas_kernels.matmul(g2.T, x2) if need_w else None  # (out, in)
         gb = bias_kernels.bias_grad(g2) if need_b else None    # (out,)
         return gx, gw, gb
 
@@ -63,9 +63,9 @@ class FeedForward(Function):
     def forward(ctx, x, w_fc, b_fc, w_proj, b_proj):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])                        # (N, C)
-        h = blas_kernels.matmul(x2, w_fc.T)                      # (N, H)
+        h = blas_kernels.matmul(x2, w_fc.T)                    # (N, H)
         a = gelu_kernels.bias_gelu_forward(h, b_fc)            # h += b_fc; a = gelu(h) (N, H)
-        y = blas_kernels.matmul(a, w_proj.T)                     # (N, C)
+        y = blas_kernels.matmul(a, w_proj.T)                   # (N, C)
         if b_proj is not None:
             bias_kernels.add_bias(y, b_proj)
         ctx.save(x2, h, w_fc, w_proj)
@@ -77,7 +77,7 @@ class FeedForward(Function):
         x2, h, w_fc, w_proj = ctx.saved
         need_x, need_wfc, need_bfc, need_wproj, need_bproj = ctx.needs_input_grad
         g2 = grad.reshape(-1, w_proj.shape[0])                 # (N, C)
-        da = blas_kernels.matmul(g2, w_proj)                     # (N, H) d loss / d gelu(h)
+        da = blas_kernels.matmul(g2, w_proj)                   # (N, H) d loss / d gelu(h)
         a, dh, g_bfc = gelu_kernels.gelu_backward_recompute(da, h)  # gelu(h), dh (over da), (H,)
         g_wproj = blas_kernels.matmul(g2.T, a) if need_wproj else None  # (C, H)
         g_bproj = bias_kernels.bias_grad(g2) if need_bproj else None   # (C,)
