@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import scratch_gpt
-from configs import CONFIGS, GENERATE_CONTEXT, GENERATE_CONFIGS, GENERATE_TOKENS, VOCAB_SIZE
+from configs import CONFIGS, CPU_CONFIGS, GENERATE_CONTEXT, GENERATE_CONFIGS, GENERATE_TOKENS, VOCAB_SIZE
 
 TRAIN_ROUNDS = {"a": 20, "b": 20, "c": 5, "d": 3}
 
@@ -38,7 +38,7 @@ def record_throughput(benchmark, tokens: int) -> None:
 
 
 @pytest.mark.parametrize("key", [pytest.param(k, marks=[pytest.mark.slow] if k == "d" else [])
-                                 for k in CONFIGS])
+                                 for k in CPU_CONFIGS])
 def test_train_step(benchmark, key):
     config = CONFIGS[key]
     trainer = scratch_gpt.Trainer(config)

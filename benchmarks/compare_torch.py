@@ -184,7 +184,7 @@ def print_table(rows: list[dict], sides: list[str], mode: str) -> None:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", default="a,b,c", help="comma-separated keys among a,b,c,d")
+    parser.add_argument("--configs", default="a,b,c", help="comma-separated keys among a,b,c,d,e (e: GPT-2 small, for --device cuda)")
     parser.add_argument("--repeats", type=int, default=3, help="processes per side and configuration")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (generations) per process")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")

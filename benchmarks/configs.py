@@ -1,6 +1,6 @@
-"""The four benchmark configurations, shared by every benchmark and by both sides of the comparison.
+"""The benchmark configurations, shared by every benchmark and by both sides of the comparison.
 
-All four are the same nanoGPT-style architecture (vocab 65, learned positions, pre-LayerNorm,
+All five are the same nanoGPT-style architecture (vocab 65, learned positions, pre-LayerNorm,
 fused qkv, tanh-GELU MLP x4, tied head, biases, no dropout) trained with AdamW and a global
 gradient-norm clip of 1.0 on random tokens. Only the sizes differ. This module imports nothing
 heavy, so the PyTorch side and the scratchlm side can both read it without loading the other.
@@ -51,7 +51,12 @@ CONFIGS = {
     "b": BenchConfig("b", "baby", d_model=128, n_heads=4, n_layers=4, seq_len=64, batch=12),
     "c": BenchConfig("c", "good", d_model=256, n_heads=8, n_layers=6, seq_len=128, batch=32),
     "d": BenchConfig("d", "large", d_model=512, n_heads=8, n_layers=12, seq_len=128, batch=8),
+    # GPT-2 small's shape (85M parameters, but vocab 65): for the GPU comparison; a CPU step takes ~10 s
+    "e": BenchConfig("e", "gpt2-small", d_model=768, n_heads=12, n_layers=12, seq_len=256, batch=16),
 }
+
+CPU_CONFIGS = ("a", "b", "c", "d")    # the CPU bar of docs/performance.md
+GPU_CONFIGS = ("c", "d", "e")         # the GPU bar (--device cuda)
 
 GENERATE_CONFIGS = ("a", "c")
 

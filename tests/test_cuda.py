@@ -235,6 +235,27 @@ def test_clipping_on_the_gpu_hands_back_a_device_norm(cupy):
     assert float(cupy.sqrt((grads * grads).sum())) == pytest.approx(1.0, rel=1e-5)
 
 
+# ---- a model moves between the devices ---------------------------------------------------------
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_model_moves_every_array_and_only_arrays(backend, bias):
+    """``Module.to`` moves parameters and buffers; a buffer a layer does without (None) stays None."""
+    from scratchlm import backend as engine
+    from scratchlm.model import GPT, GPTConfig
+
+    device = "cpu" if backend is np else "cuda"
+    model = GPT(GPTConfig(vocab_size=11, d_model=16, n_heads=2, n_layers=1, max_seq_len=8, bias=bias), seed=0)
+    before = {name: p.data.copy() for name, p in model.named_parameters()}
+    model.to(device)
+    for name, p in model.named_parameters():
+        assert engine.device_of(p.data) == device, name
+        np.testing.assert_array_equal(engine.to_numpy(p.data), before[name], err_msg=name)
+    norms = [m for m in model.modules() if hasattr(m, "zero_bias")]
+    assert norms and all((m.zero_bias is None) == bias for m in norms)
+    assert all(engine.device_of(m.zero_bias) == device for m in norms if m.zero_bias is not None)
+    model.to("cpu")
+    assert all(isinstance(p.data, np.ndarray) for p in model.parameters())
+
+
 # ---- checkpoints cross between the GPU and the CPU --------------------------------------------
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):

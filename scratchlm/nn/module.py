@@ -103,6 +103,6 @@ class Module:
             for name, value in list(vars(m).items()):
                 if isinstance(value, Parameter):
                     value.data = backend.to_device(value.data, device)
-                elif name in getattr(m, "_buffers", ()):
+                elif name in getattr(m, "_buffers", ()) and value is not None:   # None: no such buffer
                     setattr(m, name, backend.to_device(value, device))
         return self
