@@ -87,7 +87,7 @@ _kernels: dict = {}
 
 def kernel(source: str, name: str, dtype):
     """The kernel ``name`` of ``source`` compiled for ``dtype``: compiled on first use, then cached."""
-    key = (source, name, np.dtype(dtype).name)
+    key = (source, name, np.dtype(dtype))             # (a dtype's .name is slow to compute)
     found = _kernels.get(key)
     if found is None:
         module = cupy_module().RawModule(code=full_source(source, dtype))

@@ -10,8 +10,9 @@ The backward is the one subtle part: the same id appears many times in a batch
 would keep only one of them; ``np.add.at`` accumulates them all.
 
 Versions: 0 the NumPy reference; 1 Numba (forward: rows over the cores; backward:
-blocks of columns over the cores, so repeated ids never race); CUDA (CuPy arrays), one
-thread block per token (backward: atomic adds). Run ``python -m scratchlm.kernels.embedding``
+blocks of columns over the cores, so repeated ids never race); CUDA (CuPy arrays),
+forward one thread block per token, backward one per table row, walking the ids in
+order so every run adds in the same order. Run ``python -m scratchlm.kernels.embedding``
 to check and time them.
 """
 
@@ -95,13 +96,16 @@ def _ids_in_range(ids, vocab_size):
     return ids.size == 0 or (int(ids.min()) >= 0 and int(ids.max()) < vocab_size)
 
 
-# ---- CUDA version (CuPy arrays): one thread block per token ----------------------------
+# ---- CUDA version (CuPy arrays) ------------------------------------------------------
 # Forward: block n copies row ids[n] of the table, its threads sharing the C columns.
-# Backward: thousands of threads run at once, so version 1's trick (one owner per column
-# block, walking every row) would leave the GPU idle; instead every thread adds its element
-# with ``atomicAdd``, which the hardware makes indivisible: two tokens with the same id
-# never lose each other's gradient. The additions land in no fixed order, so float32
-# results may differ in the last bits from run to run (float64 atomics need sm_60 or later).
+# Backward: block v owns row v of dweight, its threads sharing the columns, and walks all N
+# ids in order, adding the rows of dout whose id is v. Nothing races and the additions run
+# in one fixed order, so a GPU run gives the same bits every time (a resumed run matches an
+# unbroken one). The first version let every token's thread ``atomicAdd`` into its row:
+# just as correct, but the additions landed in whatever order the hardware chose, and
+# float32 results changed in the last bits from run to run. The price is V * N id reads,
+# each a broadcast from the cache; for a character vocabulary (tens to hundreds of rows)
+# that is tens of microseconds. A word-level vocabulary would sort the ids first.
 # Ids are not checked against the vocabulary (that would need a copy to the host): an id
 # outside [0, V) wraps around, as CuPy's own indexing does, and never reads past the table.
 EMBEDDING_CUDA_SOURCE = r"""
@@ -117,11 +121,15 @@ extern "C" __global__ void embedding_forward(const real* weight, const long long
     for (int i = threadIdx.x; i < C; i += blockDim.x) out_row[i] = row[i];
 }
 
-extern "C" __global__ void embedding_backward(const real* dout, const long long* ids, long long V,
-                                              int C, real* dweight) {
-    real* row = dweight + table_row(ids[blockIdx.x], V) * C;
-    const real* dout_row = dout + (long long)blockIdx.x * C;
-    for (int i = threadIdx.x; i < C; i += blockDim.x) atomicAdd(&row[i], dout_row[i]);
+extern "C" __global__ void embedding_backward(const real* dout, const long long* ids, long long N,
+                                              long long V, int C, real* dweight) {
+    const long long v = blockIdx.x;                                    // this block's table row
+    for (int i = threadIdx.x; i < C; i += blockDim.x) {
+        real sum = 0;
+        for (long long n = 0; n < N; ++n)                              // every token, in order
+            if (table_row(ids[n], V) == v) sum += dout[n * C + i];
+        dweight[v * C + i] = sum;
+    }
 }
 """
 
@@ -149,10 +157,9 @@ def embedding_backward_cuda(dout, ids, vocab_size):
     C = dout.shape[-1]
     flat_dout = cp.ascontiguousarray(dout).reshape(-1, C)                   # (N, C)
     flat_ids = _flat_ids_cuda(ids)                                          # (N,)
-    dweight = cp.zeros((vocab_size, C), dtype=dout.dtype)                   # (V, C)
-    if flat_ids.size:
-        launch(EMBEDDING_CUDA_SOURCE, "embedding_backward", dout.dtype, flat_ids.size, row_threads(C),
-               (flat_dout, flat_ids, np.int64(vocab_size), np.int32(C), dweight))
+    dweight = cp.empty((vocab_size, C), dtype=dout.dtype)                   # (V, C)
+    launch(EMBEDDING_CUDA_SOURCE, "embedding_backward", dout.dtype, vocab_size, row_threads(C),
+           (flat_dout, flat_ids, np.int64(flat_ids.size), np.int64(vocab_size), np.int32(C), dweight))
     return dweight
 
 

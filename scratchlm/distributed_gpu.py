@@ -4,14 +4,17 @@
 
 - ``nccl``: NCCL through CuPy (``cupy.cuda.nccl``). One communicator per run, built from a
   unique id that rank 0 draws and broadcasts over MPI; the all-reduce is queued on the
-  current CUDA stream, in place, so it needs no synchronisation. Needs one GPU per rank.
+  current CUDA stream, in place, so it needs no synchronisation. Needs one GPU per rank:
+  NCCL refuses two ranks on one GPU (``NCCL_ERROR_INVALID_USAGE``).
 - ``mpi``: hand the device buffer to MPI itself. Only for a CUDA-aware MPI library (Open MPI
   built with CUDA or UCX); MPI reads the memory outside CUDA's stream order, so the stream
   is synchronised first. A library that is not CUDA-aware crashes on device pointers.
 - ``host``: copy to host memory, ``Allreduce`` there, copy back. Works with any MPI.
-- ``auto``: NCCL when CuPy has it, else ``host``.
+- ``auto``: NCCL when CuPy has it and every rank has a GPU of its own, else ``host`` (more
+  ranks on a machine than it has GPUs share them: ``mpirun -n 2`` on a one-GPU machine).
 
-This module was written on a machine without a GPU: the CPU path is tested, this one is not.
+Run on one H100: ``host`` (two ranks sharing the GPU) by tests/test_mpi.py; ``nccl`` and
+``mpi`` need a machine with two GPUs or a CUDA-aware MPI, and have not been run.
 It is imported only when a CuPy array is first all-reduced.
 """
 
@@ -43,7 +46,24 @@ def make_device_communicator(group):
             raise UserError("SCRATCHLM_GPU_ALLREDUCE=nccl, but this CuPy has no NCCL: install NCCL "
                             "(pip install nvidia-nccl-cu12) or choose host or mpi")
         return HostStaged(group)
+    shared = _ranks_sharing_a_gpu(group)                 # every rank takes part: a collective
+    if shared:
+        if way == "nccl":
+            raise UserError(f"SCRATCHLM_GPU_ALLREDUCE=nccl needs one GPU per process, but {shared} processes "
+                            "share a GPU: start at most as many processes per machine as it has GPUs, "
+                            "or set SCRATCHLM_GPU_ALLREDUCE=host")
+        return HostStaged(group)
     return NCCLAllreduce(group, nccl)
+
+
+def _ranks_sharing_a_gpu(group) -> int:
+    """How many ranks drive a GPU that another rank drives too (0: each has its own)."""
+    import socket
+
+    cupy = backend.array_module_for("cuda")
+    mine = (socket.gethostname(), cupy.cuda.Device().pci_bus_id)
+    every = group.comm.allgather(mine)
+    return sum(every.count(gpu) for gpu in set(every) if every.count(gpu) > 1)
 
 
 def _nccl_module():

@@ -3,10 +3,20 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
-from scratchlm.kernels import dispatch
+# Numba's on-disk cache is not safe when processes compile *different* signatures of one
+# function at once (each picks the same next file name: a float32 entry can end up holding
+# float64 code, which crashes). pytest-xdist's workers do exactly that on a cold cache, so
+# each worker gets a cache of its own. Set before anything imports Numba.
+if os.environ.get("PYTEST_XDIST_WORKER") and "NUMBA_CACHE_DIR" not in os.environ:
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(os.path.dirname(__file__), os.pardir, ".pytest_cache",
+                                                 "numba", os.environ["PYTEST_XDIST_WORKER"])
+
+from scratchlm.kernels import dispatch  # noqa: E402
 
 
 @pytest.fixture(params=["reference", "auto"])

@@ -17,7 +17,7 @@ import yaml
 from train_helpers import (CONSOLE, REPO, SAMPLE, TINY, assert_same_arrays, checkpoint_arrays, parse, run_console,
                            small_text, train_in_process)
 
-from scratchlm import report
+from scratchlm import backend, report
 from scratchlm.errors import OptionError
 
 RUN_FILES = {"checkpoint_epoch_1.pt", "checkpoint_epoch_2.pt", "final_model.pt", "training_log.txt", "config.yaml",
@@ -181,9 +181,9 @@ def test_grad_accum_gives_the_full_batch_gradient(tmp_path):
         settings, _ = parse(["train", data, "--output-dir", tmp_path / accum, *TINY, "--dropout", "0",
                              "--gradient-clip", "0", "--grad-accum", accum])
         trainer = Trainer(prepare(settings), report.Reporter())
-        inputs, targets = epoch_batches(trainer.train_ids, trainer.job.window, trainer.data_rng)
+        inputs, targets = epoch_batches(trainer.train_ids, trainer.job.window, trainer.data_rng, trainer.xp)
         trainer._step(inputs[:8], targets[:8])                   # 8 rows: micro-batches of 3, 2, 3
-        grads.append(trainer.job.optimizer.flat_grads.copy())
+        grads.append(backend.to_numpy(trainer.job.optimizer.flat_grads).copy())   # (on a GPU, --device auto)
         losses.append(trainer.last_loss)
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-4, atol=1e-7)
     assert losses[1] == pytest.approx(losses[0], rel=1e-6)
