@@ -61,7 +61,7 @@ def _ranks_sharing_a_gpu(group) -> int:
     import socket
 
     cupy = backend.array_module_for("cuda")
-    mine = (socket.gethostname(), cupy.cuda.Device().pci_bus_id)
+    mine = (socket.gethostname(), cupy.cuda.runtime.deviceGetPCIBusId(cupy.cuda.Device().id))
     every = group.comm.allgather(mine)
     return sum(every.count(gpu) for gpu in set(every) if every.count(gpu) > 1)
 

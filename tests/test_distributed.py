@@ -126,3 +126,46 @@ def test_dtype_option_trains_in_float64_and_is_recorded(tmp_path):
     assert ckpt.weights["wte.weight"].dtype == np.float64
     with pytest.raises(OptionError, match="--dtype must be one of float32, float64, got 'float16'"):
         parse(["train", data, "--dtype", "float16"])
+
+
+# ---- which GPU all-reduce a run gets (the decision alone; the GPU paths need GPUs) ------------
+class FakeCupy:
+    """Just enough of cupy for ``_ranks_sharing_a_gpu``: this rank's GPU is ``bus``."""
+
+    def __init__(self, bus: str):
+        runtime = type("Runtime", (), {"deviceGetPCIBusId": staticmethod(lambda device_id: bus)})
+        device = type("Device", (), {"id": 0})
+        self.cuda = type("Cuda", (), {"runtime": runtime, "Device": device})
+
+
+class Ranks:
+    """A group whose allgather hands back what every rank would have sent."""
+
+    def __init__(self, gpus):
+        self.gpus, self.rank, self.size = gpus, 0, len(gpus)
+        self.comm = self
+
+    def allgather(self, mine):
+        return [(mine[0], gpu) for gpu in self.gpus]
+
+
+@pytest.mark.parametrize("gpus, way, expected", [
+    (["0:1", "0:2"], "auto", "NCCLAllreduce"),
+    (["0:1", "0:1"], "auto", "HostStaged"),          # two ranks, one GPU: NCCL would refuse
+    (["0:1", "0:1", "0:2"], "nccl", "refused"),
+    (["0:1", "0:1"], "host", "HostStaged"),
+])
+def test_ranks_sharing_a_gpu_add_up_on_the_host(monkeypatch, gpus, way, expected):
+    from scratchlm import backend, distributed_gpu
+    from scratchlm.errors import UserError
+
+    monkeypatch.setenv("SCRATCHLM_GPU_ALLREDUCE", way)
+    monkeypatch.setattr(backend, "array_module_for", lambda device: FakeCupy(gpus[0]))
+    monkeypatch.setattr(distributed_gpu, "_nccl_module", lambda: object())
+    monkeypatch.setattr(distributed_gpu, "NCCLAllreduce", lambda group, nccl: "NCCLAllreduce")
+    if expected == "refused":
+        with pytest.raises(UserError, match="2 processes share a GPU.*SCRATCHLM_GPU_ALLREDUCE=host"):
+            distributed_gpu.make_device_communicator(Ranks(gpus))
+        return
+    made = distributed_gpu.make_device_communicator(Ranks(gpus))
+    assert (made if isinstance(made, str) else type(made).__name__) == expected
