@@ -35,7 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from configs import CONFIGS, GENERATE_CONTEXT, GENERATE_TOKENS, parse_keys  # noqa: E402
+from configs import CONFIGS, GENERATE_CONTEXT, GENERATE_TOKENS, GPU_CONFIGS, parse_keys  # noqa: E402
 from machine_load import OthersMeter, machine_info, wait_until_quiet  # noqa: E402
 
 SIDES = ("scratchlm", "torch")
@@ -184,7 +184,8 @@ def print_table(rows: list[dict], sides: list[str], mode: str) -> None:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", default="a,b,c", help="comma-separated keys among a,b,c,d,e (e: GPT-2 small, for --device cuda)")
+    parser.add_argument("--configs", help="comma-separated keys among a,b,c,d,e (e: GPT-2 small's shape); "
+                        "default a,b,c, or c,d,e with --device cuda")
     parser.add_argument("--repeats", type=int, default=3, help="processes per side and configuration")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (generations) per process")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
@@ -206,6 +207,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if min(args.repeats, args.steps, args.threads) < 1 or min(args.warmup, args.retries) < 0:
         parser.error("--repeats, --steps and --threads must be at least 1, --warmup and --retries at least 0")
+    if args.configs is None:
+        args.configs = ",".join(GPU_CONFIGS if args.device == "cuda" else ("a", "b", "c"))
     try:
         args.keys = parse_keys(args.configs)
     except ValueError as error:

@@ -51,12 +51,13 @@ CONFIGS = {
     "b": BenchConfig("b", "baby", d_model=128, n_heads=4, n_layers=4, seq_len=64, batch=12),
     "c": BenchConfig("c", "good", d_model=256, n_heads=8, n_layers=6, seq_len=128, batch=32),
     "d": BenchConfig("d", "large", d_model=512, n_heads=8, n_layers=12, seq_len=128, batch=8),
-    # GPT-2 small's shape (85M parameters, but vocab 65): for the GPU comparison; a CPU step takes ~10 s
+    # GPT-2 small's shape (85M parameters, but vocab 65): for the GPU comparison; on this CPU a step
+    # would take ~10 s (an estimate from d's 1.3 s, not measured)
     "e": BenchConfig("e", "gpt2-small", d_model=768, n_heads=12, n_layers=12, seq_len=256, batch=16),
 }
 
 CPU_CONFIGS = ("a", "b", "c", "d")    # the CPU bar of docs/performance.md
-GPU_CONFIGS = ("c", "d", "e")         # the GPU bar (--device cuda)
+GPU_CONFIGS = ("c", "d", "e")         # the GPU bar: compare_torch's default with --device cuda
 
 GENERATE_CONFIGS = ("a", "c")
 

@@ -98,14 +98,16 @@ def _ids_in_range(ids, vocab_size):
 
 # ---- CUDA version (CuPy arrays) ------------------------------------------------------
 # Forward: block n copies row ids[n] of the table, its threads sharing the C columns.
-# Backward: block v owns row v of dweight, its threads sharing the columns, and walks all N
-# ids in order, adding the rows of dout whose id is v. Nothing races and the additions run
+# Backward: row v of dweight belongs to ceil(C / 128) blocks, 128 columns each (so a small
+# vocabulary still fills the GPU); each thread walks all N ids in order, adding the
+# elements of dout whose id is v. Nothing races and the additions run
 # in one fixed order, so a GPU run gives the same bits every time (a resumed run matches an
 # unbroken one). The first version let every token's thread ``atomicAdd`` into its row:
 # just as correct, but the additions landed in whatever order the hardware chose, and
 # float32 results changed in the last bits from run to run. The price is V * N id reads,
-# each a broadcast from the cache; for a character vocabulary (tens to hundreds of rows)
-# that is tens of microseconds. A word-level vocabulary would sort the ids first.
+# each a broadcast from the cache, fine for a character vocabulary (tens to hundreds of
+# rows; its time on a GPU is not yet measured). A word-level vocabulary would sort the
+# ids first.
 # Ids are not checked against the vocabulary (that would need a copy to the host): an id
 # outside [0, V) wraps around, as CuPy's own indexing does, and never reads past the table.
 EMBEDDING_CUDA_SOURCE = r"""
@@ -122,12 +124,16 @@ extern "C" __global__ void embedding_forward(const real* weight, const long long
 }
 
 extern "C" __global__ void embedding_backward(const real* dout, const long long* ids, long long N,
-                                              long long V, int C, real* dweight) {
-    const long long v = blockIdx.x;                                    // this block's table row
-    for (int i = threadIdx.x; i < C; i += blockDim.x) {
+                                              long long V, int C, int column_blocks, real* dweight) {
+    const long long v = blockIdx.x / column_blocks;                    // this block's table row
+    const int first = (blockIdx.x % column_blocks) * blockDim.x;       // and its first column
+    for (int i = first + threadIdx.x; i < C; i += column_blocks * blockDim.x) {
         real sum = 0;
-        for (long long n = 0; n < N; ++n)                              // every token, in order
-            if (table_row(ids[n], V) == v) sum += dout[n * C + i];
+        for (long long n = 0; n < N; ++n) {                            // every token, in order
+            long long id = ids[n];                                     // (the same for the whole block)
+            if (id < 0 || id >= V) id = table_row(id, V);
+            if (id == v) sum += dout[n * C + i];
+        }
         dweight[v * C + i] = sum;
     }
 }
@@ -152,14 +158,21 @@ def embedding_forward_cuda(weight, ids):
     return out.reshape(*np.shape(ids), C)                                   # (..., C)
 
 
+BACKWARD_THREADS = 128       # columns per block in the backward
+
+
 def embedding_backward_cuda(dout, ids, vocab_size):
     cp = cupy_module()
     C = dout.shape[-1]
     flat_dout = cp.ascontiguousarray(dout).reshape(-1, C)                   # (N, C)
     flat_ids = _flat_ids_cuda(ids)                                          # (N,)
     dweight = cp.empty((vocab_size, C), dtype=dout.dtype)                   # (V, C)
-    launch(EMBEDDING_CUDA_SOURCE, "embedding_backward", dout.dtype, vocab_size, row_threads(C),
-           (flat_dout, flat_ids, np.int64(flat_ids.size), np.int64(vocab_size), np.int32(C), dweight))
+    if dweight.size:
+        threads = min(BACKWARD_THREADS, row_threads(C))
+        column_blocks = -(-C // threads)                                    # blocks per table row
+        launch(EMBEDDING_CUDA_SOURCE, "embedding_backward", dout.dtype, vocab_size * column_blocks, threads,
+               (flat_dout, flat_ids, np.int64(flat_ids.size), np.int64(vocab_size), np.int32(C),
+                np.int32(column_blocks), dweight))
     return dweight
 
 

@@ -51,8 +51,8 @@ def make_device_communicator(group):
     shared = _ranks_sharing_a_gpu(group)                 # every rank takes part: a collective
     if shared:
         if way == "nccl":
-            raise UserError(f"SCRATCHLM_GPU_ALLREDUCE=nccl needs one GPU per process, but {shared} processes "
-                            "share a GPU: start at most as many processes per machine as it has GPUs, "
+            raise UserError(f"SCRATCHLM_GPU_ALLREDUCE=nccl needs one GPU per process, but {shared} of {group.size} "
+                            "processes share a GPU with another: start at most as many processes per machine as it has GPUs, "
                             "or set SCRATCHLM_GPU_ALLREDUCE=host")
         return HostStaged(group)
     return NCCLAllreduce(group, nccl)

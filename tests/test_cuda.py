@@ -115,6 +115,15 @@ def case_embedding(xp, dtype, tol, rng):
         # the same additions in the same order as np.add.at: equal to the last bit, every run
         np.testing.assert_array_equal(backend.to_numpy(embedding.embedding_backward_cuda(
             xp.asarray(dout), xp.asarray(ids), vocab)), embedding.embedding_backward_reference(dout, ids, vocab))
+    wide = normal(rng, (2, 3, 300), dtype)                                              # 3 column blocks
+    wide_ids = np.array([[1, 1, 0], [2, 1, 1]])
+    np.testing.assert_array_equal(backend.to_numpy(embedding.embedding_backward_cuda(xp.asarray(wide), xp.asarray(
+        wide_ids), 4)), embedding.embedding_backward_reference(wide, wide_ids, 4))
+    no_tokens = embedding.embedding_backward_cuda(xp.zeros((0, 3), dtype=dtype), xp.zeros(0, dtype=np.int64), 4)
+    np.testing.assert_array_equal(backend.to_numpy(no_tokens), np.zeros((4, 3), dtype=dtype))
+    assert embedding.embedding_backward_cuda(xp.ones((2, 3), dtype=dtype), xp.zeros(2, dtype=np.int64), 0).shape == (0, 3)
+    wrapped = embedding.embedding_backward_cuda(xp.ones((3, 2), dtype=dtype), xp.asarray(np.array([-1, 5, 7])), 5)
+    np.testing.assert_array_equal(backend.to_numpy(wrapped)[:, 0], [1, 0, 1, 0, 1])    # rows 4, 0 and 2
     ones = xp.ones((2, 4, 3), dtype=dtype)
     counts = embedding.embedding_backward_cuda(ones, xp.asarray(np.array([[3, 3, 3, 3], [3, 0, 3, 3]])), 5)
     np.testing.assert_array_equal(backend.to_numpy(counts)[:, 0], [1, 0, 0, 7, 0])      # every repeat adds

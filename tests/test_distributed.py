@@ -164,7 +164,7 @@ def test_ranks_sharing_a_gpu_add_up_on_the_host(monkeypatch, gpus, way, expected
     monkeypatch.setattr(distributed_gpu, "_nccl_module", lambda: object())
     monkeypatch.setattr(distributed_gpu, "NCCLAllreduce", lambda group, nccl: "NCCLAllreduce")
     if expected == "refused":
-        with pytest.raises(UserError, match="2 processes share a GPU.*SCRATCHLM_GPU_ALLREDUCE=host"):
+        with pytest.raises(UserError, match="2 of 3 processes share a GPU.*SCRATCHLM_GPU_ALLREDUCE=host"):
             distributed_gpu.make_device_communicator(Ranks(gpus))
         return
     made = distributed_gpu.make_device_communicator(Ranks(gpus))
