@@ -106,9 +106,9 @@ FAKE_CUPY = types.SimpleNamespace(**{k: getattr(np, k) for k in dir(np) if not k
 @contextlib.contextmanager
 def emulated_cuda():
     """Within: the ``*_cuda`` functions of kernels/ take NumPy arrays and run on the emulator."""
-    from scratchlm.kernels import _cuda, adamw, attention, cross_entropy, embedding, gelu, layernorm, rmsnorm
+    from scratchlm.kernels import _cuda, adamw, attention, cross_entropy, dropout, embedding, gelu, layernorm, rmsnorm
 
-    modules = (_cuda, adamw, attention, cross_entropy, embedding, gelu, layernorm, rmsnorm)
+    modules = (_cuda, adamw, attention, cross_entropy, dropout, embedding, gelu, layernorm, rmsnorm)
     saved = [m.cupy_module for m in modules]
     for m in modules:
         m.cupy_module = lambda: FAKE_CUPY

@@ -24,9 +24,10 @@ from test_kernel_dispatch import DISPATCHERS
 from train_helpers import TINY, small_text, train_in_process
 
 from scratchlm import backend
-from scratchlm.kernels import _cuda, adamw, attention, cross_entropy, dispatch, embedding, gelu, layernorm, rmsnorm
+from scratchlm.kernels import (_cuda, adamw, attention, cross_entropy, dispatch, dropout, embedding, gelu, layernorm,
+                               rmsnorm)
 
-KERNEL_FILES = [adamw, attention, cross_entropy, embedding, gelu, layernorm, rmsnorm]
+KERNEL_FILES = [adamw, attention, cross_entropy, dropout, embedding, gelu, layernorm, rmsnorm]
 SOURCES = [(m, name) for m in KERNEL_FILES for name in vars(m) if name.endswith("_CUDA_SOURCE")]
 DTYPES = [np.float32, np.float64]
 
@@ -132,6 +133,14 @@ def case_embedding(xp, dtype, tol, rng):
         xp.asarray(table), xp.asarray(np.array([-1, 5, 7])))), table[[4, 0, 2]])
 
 
+def case_dropout(xp, dtype, tol, rng):
+    # integer hashing and one multiply per survivor: the same bits as the reference on any device
+    for shape, p in [((1,), 0.5), ((3, 5, 7), 0.1), ((2, 1000), 0.9)]:
+        x, key = normal(rng, shape, dtype), int(rng.integers(2**63))
+        np.testing.assert_array_equal(backend.to_numpy(dropout.dropout_cuda(xp.asarray(x), p, key)),
+                                      dropout.dropout_reference(x, p, key))
+
+
 def case_cross_entropy(xp, dtype, tol, rng):
     for rows, vocab in [(1, 1), (1, 65), (37, 5), (3, 1100)]:
         logits = normal(rng, (rows, vocab), dtype, 3.0)
@@ -193,7 +202,8 @@ def case_adamw(xp, dtype, tol, rng):
             agree(clipped, want, dtype, tol)
 
 
-CASES = {"norms": case_norms, "gelu": case_gelu, "embedding": case_embedding, "cross_entropy": case_cross_entropy,
+CASES = {"norms": case_norms, "gelu": case_gelu, "embedding": case_embedding, "dropout": case_dropout,
+         "cross_entropy": case_cross_entropy,
          "attention": case_attention, "adamw": case_adamw}
 
 

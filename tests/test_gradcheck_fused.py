@@ -13,6 +13,7 @@ import pytest
 from gradcheck import assert_gradients_match
 
 from scratchlm import ops
+from scratchlm.kernels import dropout as dropout_kernels
 from scratchlm.model import rope_tables
 from scratchlm.tensor import Tensor
 
@@ -159,7 +160,8 @@ def test_dropout_gradient_is_mask_times_scale(kernel_mode):
     x = normal(shape)
     assert_gradients_match(lambda t: ops.dropout(t, p, np.random.default_rng(seed)), x)
 
-    keep = np.random.default_rng(seed).random(shape, dtype=np.float64) >= p         # (3, 4, 5)
+    key = int(np.random.default_rng(seed).integers(0, 2**63))                      # the op's one draw
+    keep = dropout_kernels.keep_mask_reference(np, x.size, p, key).reshape(shape)   # (3, 4, 5)
     assert 0 < keep.sum() < keep.size
     tensor = Tensor(x, requires_grad=True)
     out = ops.dropout(tensor, p, np.random.default_rng(seed))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 from test_kernels_attention_adamw import DISPATCHERS as ATTENTION_ADAMW
+from test_kernels_dropout import DISPATCHERS as DROPOUT
 from test_kernels_norms_gelu_embedding_ce import DISPATCHERS as NORMS_GELU_EMBEDDING_CE
 
 from scratchlm.kernels import dispatch
 
-DISPATCHERS = ATTENTION_ADAMW + NORMS_GELU_EMBEDDING_CE
+DISPATCHERS = ATTENTION_ADAMW + NORMS_GELU_EMBEDDING_CE + DROPOUT
 
 
 @pytest.mark.parametrize("module, name, fast_name, make_args", DISPATCHERS, ids=[d[1] for d in DISPATCHERS])

@@ -12,6 +12,7 @@ from scratchlm.kernels import attention_packed as packed_attention_kernels
 from scratchlm.kernels import bias as bias_kernels
 from scratchlm.kernels import blas as blas_kernels
 from scratchlm.kernels import cross_entropy as ce_kernels
+from scratchlm.kernels import dropout as dropout_kernels
 from scratchlm.kernels import embedding as embedding_kernels
 from scratchlm.kernels import gelu as gelu_kernels
 from scratchlm.kernels import layernorm as layernorm_kernels
@@ -203,20 +204,20 @@ class SoftmaxCrossEntropy(Function):
 
 
 class Dropout(Function):
-    """Zero each element with probability p and scale the survivors by 1 / (1 - p)."""
+    """Zero each element with probability p and scale the survivors by 1 / (1 - p).
+
+    The mask is a function of one key (kernels/dropout.py), drawn here from the host
+    Generator, whose state the checkpoints keep; backward recomputes it from the key.
+    """
 
     @staticmethod
     def forward(ctx, x, p, rng):
-        keep = rng.random(x.shape, dtype=x.dtype) >= p   # drawn on the host: the RNG state goes in checkpoints
-        scale = x.dtype.type(1.0 / (1.0 - p))
-        mask = get_array_module(x).asarray(keep.astype(x.dtype) * scale)  # on x's device
-        ctx.save(mask)
-        return x * mask
+        ctx.p, ctx.key = p, int(rng.integers(0, 2**63))
+        return dropout_kernels.dropout(x, p, ctx.key)
 
     @staticmethod
     def backward(ctx, grad):
-        (mask,) = ctx.saved
-        return grad * mask
+        return dropout_kernels.dropout(grad, ctx.p, ctx.key)
 
 
 class Rope(Function):
