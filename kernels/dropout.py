@@ -131,6 +131,10 @@ def dropout(x, p: float, key: int):
     """Forward and backward alike: ``dropout(x, p, key)`` then ``dropout(dout, p, key)``."""
     if not 0 <= key < 2**63:
         raise ValueError(f"a dropout key is drawn in [0, 2^63), got {key}")
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if x.dtype.kind != "f":                       # an integer gradient handed to backward
+        x = x.astype(np.float64)
     compiled_ok = x.dtype in (np.float32, np.float64) and x.size > 0
     if use_cuda(x) and compiled_ok:
         return dropout_cuda(x, p, key)
@@ -140,18 +144,24 @@ def dropout(x, p: float, key: int):
 
 
 if __name__ == "__main__":
-    from ._lesson import best_ms, check
+    from scratchlm.backend import to_numpy
+
+    from ._lesson import check, cuda_module, report
 
     rng = np.random.default_rng(0)
     key = int(rng.integers(2**63))
+    cp = cuda_module()                                         # None without a usable GPU
     for shape in [(32, 128, 256), (32, 128, 1024)]:           # config c: a residual, the MLP's width
         for dtype in (np.float32, np.float64):
             x = rng.standard_normal(shape).astype(dtype)
             want = dropout_reference(x, 0.1, key)
             print(f"dropout p=0.1 {shape} {np.dtype(dtype).name}: kept {np.count_nonzero(want) / want.size:.4f}")
-            check("numba v1", dropout_v1(x, 0.1, key), want, dtype)
-            assert np.array_equal(dropout_v1(x, 0.1, key), want), "version 1 must equal the reference bit for bit"
-            moved = x.nbytes * 2                                   # read x, write out
-            for name, fn in [("reference", dropout_reference), ("numba v1", dropout_v1)]:
-                ms = best_ms(fn, x, 0.1, key, repeat=10)
-                print(f"  {name:<10} {ms:7.3f} ms ({moved / ms / 1e6:5.1f} GB/s)")
+            versions = [("reference", dropout_reference, np), ("numba v1", dropout_v1, np)]
+            if cp is not None:
+                versions.append(("cuda", dropout_cuda, cp))
+            for name, fn, xp in versions:
+                ax = xp.asarray(x)
+                got = fn(ax, 0.1, key)
+                check(name, got, want, dtype)
+                assert np.array_equal(to_numpy(got), want), f"{name} must equal the reference bit for bit"
+                report(name, fn, (ax, 0.1, key), 2 * x.nbytes)  # read x, write out

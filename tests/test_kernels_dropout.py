@@ -55,6 +55,24 @@ def test_the_mask_keeps_one_minus_p_and_has_no_pattern(p):
     assert abs((keep == other).mean() - (p * p + (1 - p) ** 2)) < 5 * sigma * 2
 
 
-def test_keys_outside_the_drawn_range_are_refused():
+def test_the_hash_is_splitmix64():
+    """Element 0 of key k is splitmix64's first output from state k (a known answer)."""
+    key, golden = 1234567, 0x9E3779B97F4A7C15
+    z = (key + golden) % 2**64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+    z ^= z >> 31
+    assert z == 0x599ED017FB08FC85
+    top = z >> 40
+    for p in (top / 2**24 - 1e-7, top / 2**24 + 1e-7):                      # just below, just above
+        assert bool(dropout.keep_mask_reference(np, 1, p, key)[0]) == (top >= dropout.threshold(p))
+
+
+def test_bad_keys_and_probabilities_are_refused_and_integers_promoted(compiled_kernels):
     with pytest.raises(ValueError, match=r"\[0, 2\^63\)"):
         dropout.dropout(np.ones(3, np.float32), 0.5, -1)
+    for p in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"probability must be in \[0, 1\)"):
+            dropout.dropout(np.ones(3, np.float32), p, 1)
+    out = dropout.dropout(np.ones(50, np.int64), 0.5, 3)                   # an integer gradient
+    assert out.dtype == np.float64 and set(np.unique(out)) == {0.0, 2.0}
