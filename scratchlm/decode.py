@@ -137,8 +137,8 @@ class Decoder:
         """The ``StackedBlocks`` that ``kernels.decode.token_step_v2`` reads, or None where it
         cannot run. The weights are copied (the model's arrays are separate), so a text is
         decoded with the weights as they were at ``reset()``."""
-        xp, blocks = self.xp, self.blocks
-        if xp is not np or not use_numba(self.wte):                             # CuPy, reference mode
+        blocks = self.blocks
+        if not use_numba(self.wte):                                             # CuPy, reference mode
             return None
         stacked = decode_kernels.StackedBlocks(
             **{name: np.stack([getattr(block, name) for block in blocks])               # (L, ...) copies

@@ -61,11 +61,12 @@ def make_device_communicator(group):
 def _ranks_sharing_a_gpu(group) -> int:
     """How many ranks drive a GPU that another rank drives too (0: each has its own)."""
     import socket
+    from collections import Counter
 
     cupy = backend.array_module_for("cuda")
     mine = (socket.gethostname(), cupy.cuda.runtime.deviceGetPCIBusId(cupy.cuda.Device().id))
-    every = group.comm.allgather(mine)
-    return sum(every.count(gpu) for gpu in set(every) if every.count(gpu) > 1)
+    ranks_per_gpu = Counter(group.comm.allgather(mine))
+    return sum(count for count in ranks_per_gpu.values() if count > 1)
 
 
 def _nccl_module():
