@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import buffers
 from ._cuda import STRIDE_THREADS, cupy_module, launch, stride_blocks
 from .dispatch import lazy_njit, prange, use_cuda, use_numba
 
@@ -197,7 +198,7 @@ def clip_grad_norm(grads, max_norm):
     if max_norm and max_norm > 0:
         coef = max_norm / (norm + 1e-6)
         if coef < 1.0:
-            grads *= grads.dtype.type(coef)
+            buffers.scale(grads, coef)                   # grads *= coef, on both cores
     return norm
 
 

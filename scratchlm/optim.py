@@ -14,6 +14,7 @@ import math
 
 from . import backend
 from .kernels import adamw as adamw_kernels
+from .kernels import buffers
 
 SCHEDULES = ("cosine", "constant")
 
@@ -49,7 +50,7 @@ class AdamW:
             offset += n
 
     def zero_grad(self) -> None:
-        self.flat_grads.fill(0)
+        buffers.zero(self.flat_grads)
 
     def clip_grad_norm(self, max_norm: float):
         """Scale all gradients so their global L2 norm is at most ``max_norm``; return the norm before.

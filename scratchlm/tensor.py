@@ -84,7 +84,9 @@ class Tensor:
             xp = backend.get_array_module(g)
             self.grad = xp.array(g, dtype=self.data.dtype, copy=True)
         else:
-            self.grad += g
+            from .kernels import buffers                 # here: importing scratchlm loads no kernels
+
+            buffers.accumulate(self.grad, g)             # self.grad += g, on both cores
 
     def backward(self, grad=None) -> None:
         """Back-propagate from this tensor (a scalar loss unless ``grad`` is given)."""
