@@ -1,10 +1,13 @@
 """Whole-buffer passes on both cores: zero a buffer, add one array into another, scale one.
 
-Three passes that every training step makes over the flat gradient buffer (``optim.py``):
+Three passes that every training step makes over the flat gradient buffer (``optim.py``),
+and one it makes over the residual stream:
 
     zero(g):            g[i] = 0                 before the step's backward   (AdamW.zero_grad)
     accumulate(t, x):   t[i] += x[i]             each parameter's gradient into its view of g
     scale(g, c):        g[i] *= c                clipping the global gradient norm
+    add(a, b):          a + b, a new array       x + block(x) forward; the two gradients that
+                                                 reach x in backward (``Tensor.backward``)
 
 No arithmetic to speak of: each is pure memory traffic, one or two reads and one write per
 element. NumPy runs them (``fill(0)``, ``+=``, ``*=``) on one core, and on this machine one
@@ -38,6 +41,10 @@ def scale_reference(g, factor):
     g *= g.dtype.type(factor)
 
 
+def add_reference(a, b):
+    return a + b
+
+
 # ---- version 1: Numba, one block of elements per core -----------------------------------
 # Better than the reference: both cores stream memory at once. The factor is cast to the
 # buffer's dtype first (a Python float is a float64 and would make a float32 loop float64).
@@ -59,6 +66,12 @@ def _scale_kernel(x, factor):
         x[i] *= factor
 
 
+@lazy_njit(parallel=True)
+def _sum_kernel(a, b, out):
+    for i in prange(out.shape[0]):
+        out[i] = a[i] + b[i]
+
+
 def zero_v1(g):
     _fill_kernel(g.reshape(-1), g.dtype.type(0.0))        # (n,) a view: g is contiguous
 
@@ -69,6 +82,12 @@ def accumulate_v1(total, x):
 
 def scale_v1(g, factor):
     _scale_kernel(g.reshape(-1), g.dtype.type(factor))
+
+
+def add_v1(a, b):
+    out = np.empty_like(a)                                 # C-ordered, like a
+    _sum_kernel(a.reshape(-1), b.reshape(-1), out.reshape(-1))
+    return out
 
 
 # ---- dispatch ----------------------------------------------------------------------
@@ -95,36 +114,49 @@ def scale(g, factor):
     (scale_v1 if _compiled_ok(g) else scale_reference)(g, factor)
 
 
+def add(a, b):
+    """a + b as a new array (NumPy's ``+``, with its broadcasting and casting, where v1 does not apply)."""
+    return (add_v1 if _compiled_ok(a, b) else add_reference)(a, b)
+
+
+def _views(flat, parts):
+    """Consecutive views of ``flat`` with the lengths of ``parts`` (parameters in a flat buffer)."""
+    ends = np.cumsum([0] + [len(p) for p in parts])
+    return [flat[a:b] for a, b in zip(ends[:-1], ends[1:])]
+
+
 if __name__ == "__main__":
     from ._lesson import best_ms, check
 
     rng = np.random.default_rng(0)
-    size, pieces = 37_800_000, 36                            # config d's gradient buffer; 36 weights
+    size, pieces = 37_800_000, 36                            # config d: the gradient buffer, 36 weights
+    residual = (32, 128, 256)                                # config c's residual stream
     for dtype in (np.float32, np.float64):
-        start = rng.standard_normal(size).astype(dtype)
+        start = rng.standard_normal(size).astype(dtype)      # (P,)
         parts = [rng.standard_normal(size // pieces).astype(dtype) for _ in range(pieces)]
-        print(f"whole-buffer passes, {size:,} elements {np.dtype(dtype).name}"
-              f" ({size * start.itemsize / 1e6:.0f} MB); accumulate: {pieces} arrays of"
-              f" {len(parts[0]) * start.itemsize / 1e6:.1f} MB into views")
-        want = [start.copy() for _ in range(3)]
-        zero_reference(want[0])
-        for view, part in zip([want[1][i * len(p):(i + 1) * len(p)] for i, p in enumerate(parts)], parts):
-            accumulate_reference(view, part)
-        scale_reference(want[2], 0.37)
-        for name, fill, add, mul in [("reference", zero_reference, accumulate_reference, scale_reference),
-                                     ("numba v1", zero_v1, accumulate_v1, scale_v1)]:
-            got = [start.copy() for _ in range(3)]
-            fill(got[0])
-            for view, part in zip([got[1][i * len(p):(i + 1) * len(p)] for i, p in enumerate(parts)], parts):
-                add(view, part)
-            mul(got[2], 0.37)
-            check(f"{name} zero, accumulate, scale", tuple(got), tuple(want), dtype)
+        a, b = (rng.standard_normal(residual).astype(dtype) for _ in range(2))   # (B, T, C)
+        print(f"{size:,} elements {np.dtype(dtype).name} ({size * start.itemsize / 1e6:.0f} MB);"
+              f" accumulate: {pieces} arrays of {len(parts[0]) * start.itemsize / 1e6:.1f} MB into"
+              f" views; add: two {residual}")
+        results = {}
+        for name, fill, into, mul, plus in [
+                ("reference", zero_reference, accumulate_reference, scale_reference, add_reference),
+                ("numba v1", zero_v1, accumulate_v1, scale_v1, add_v1)]:
+            zeroed, summed, scaled = start.copy(), start.copy(), start.copy()
+            fill(zeroed)
+            for view, part in zip(_views(summed, parts), parts):
+                into(view, part)
+            mul(scaled, 0.37)
+            results[name] = (zeroed, summed, scaled, plus(a, b))
+            check(f"{name} zero, accumulate, scale, add", results[name], results["reference"], dtype)
             buffer = start.copy()
-            views = [buffer[i * len(p):(i + 1) * len(p)] for i, p in enumerate(parts)]   # (n,) each
-            for label, run, bytes_moved in [
+            views = _views(buffer, parts)
+            for label, run, elements_moved in [
                     ("zero", lambda: fill(buffer), size),                                  # write
-                    ("accumulate", lambda: [add(v, p) for v, p in zip(views, parts)],
+                    ("accumulate", lambda: [into(v, p) for v, p in zip(views, parts)],
                      3 * len(parts[0]) * pieces),                                          # read 2, write 1
-                    ("scale", lambda: mul(buffer, 0.999), 2 * size)]:                      # read, write
+                    ("scale", lambda: mul(buffer, 0.999), 2 * size),                       # read, write
+                    ("add", lambda: plus(a, b), 3 * a.size)]:                              # read 2, write 1
                 ms = best_ms(run, repeat=10)
-                print(f"  {name + ' ' + label:<28} {ms:8.2f} ms   {bytes_moved * start.itemsize / ms / 1e6:7.1f} GB/s")
+                gbs = elements_moved * start.itemsize / ms / 1e6
+                print(f"  {name + ' ' + label:<28} {ms:8.3f} ms   {gbs:7.1f} GB/s")

@@ -28,6 +28,14 @@ def _o():
     return _ops
 
 
+def _kernels():
+    """kernels/buffers.py (adding gradients on both cores), imported on first use: importing
+    scratchlm loads no kernels."""
+    from .kernels import buffers
+
+    return buffers
+
+
 class Tensor:
     __slots__ = ("data", "grad", "requires_grad", "_node", "_index", "__weakref__")
 
@@ -84,9 +92,7 @@ class Tensor:
             xp = backend.get_array_module(g)
             self.grad = xp.array(g, dtype=self.data.dtype, copy=True)
         else:
-            from .kernels import buffers                 # here: importing scratchlm loads no kernels
-
-            buffers.accumulate(self.grad, g)             # self.grad += g, on both cores
+            _kernels().accumulate(self.grad, g)          # self.grad += g, on both cores
 
     def backward(self, grad=None) -> None:
         """Back-propagate from this tensor (a scalar loss unless ``grad`` is given)."""
@@ -122,7 +128,7 @@ class Tensor:
                     parent_node, index = parent
                     slots = pending.setdefault(id(parent_node), [None] * parent_node.num_outputs)
                     old = slots[index]
-                    slots[index] = g if old is None else old + g
+                    slots[index] = g if old is None else _kernels().add(old, g)    # old + g
             node.ctx = None  # free what forward saved; a graph is walked once
 
     # ---- operators (the ops live in scratchlm.ops) ------------------------------

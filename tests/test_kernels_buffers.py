@@ -85,3 +85,36 @@ def test_optimizer_and_autograd_use_the_passes(monkeypatch, rng, kernel_mode):
     assert not opt.flat_grads.any()
     assert np.shares_memory(w.grad, opt.flat_grads)         # still views, still zero
     assert not w.grad.any() and not b.grad.any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3,), (2, 5), (8, 64, 70)])            # one thread, then the cores
+def test_add_v1_equals_numpy(rng, dtype, shape):
+    a, b = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    got = buffers.add_v1(a, b)
+    np.testing.assert_array_equal(got, a + b)
+    assert got.shape == shape and got.dtype == dtype and not np.shares_memory(got, a)
+
+
+@pytest.mark.parametrize("b", [2.0, np.float32(2.0), np.ones(7, np.float32), np.ones((3, 7), np.float64),
+                               np.ones((7, 3), np.float32).T])
+def test_add_falls_back_to_numpy_for_scalars_broadcasts_casts_and_strides(monkeypatch, b):
+    monkeypatch.setattr(buffers, "add_v1", lambda *a: pytest.fail("v1 called"))
+    a = np.arange(21, dtype=np.float32).reshape(3, 7)
+    got = buffers.add(a, b)
+    want = a + b
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == want.dtype
+
+
+def test_residual_add_and_gradient_sum_go_through_add(monkeypatch, rng, kernel_mode):
+    """x + f(x): forward adds two arrays, and backward adds the two gradients that reach x."""
+    calls = []
+    real_add = buffers.add
+    monkeypatch.setattr(buffers, "add", lambda a, b: calls.append(a.shape) or real_add(a, b))
+    x = Tensor(rng.standard_normal((4, 6)).astype(np.float32), requires_grad=True)
+    h = x * 3.0                                              # not a leaf: its gradients meet in the tape
+    y = h + h * h                                            # dy/dx = 3 (1 + 2h)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, 3 * (1 + 2 * h.data), rtol=1e-6)
+    assert calls == [(4, 6)] * 3            # the forward add; h's three gradients (add's, mul's two) summed twice
