@@ -18,6 +18,19 @@ Accuracy against float64 ``np.exp`` (measured): float32 within 1e-7 relative (ab
 ulp), float64 within 1e-14 relative. Below x = -708.4 it returns exactly 0 (where float64
 exp goes subnormal, and float32 exp is 0 already below -104); -inf gives 0 and NaN gives
 NaN, as exp does. It is meant for x <= 709 (softmax feeds it x - max(x) <= 0).
+
+``exp_float32`` is the same recipe cut to float32's needs, and runs twice the lanes:
+
+    n = round(x / ln 2) as an int32;  2^n from float32's exponent field (n + 127) << 23
+    exp(r) = sum_{i<=7} r^i / i!       the first left-out term is < 6e-9, under float32's ulp
+
+``exp_vectorisable`` builds 2^n as a float64 from an int64, so even on float32 input its
+loop runs 8 lanes of 64 bits; here every step is 32-bit, 16 lanes per AVX-512 register,
+with 8 terms instead of 12 (measured: 0.50 against 0.67-0.77 ns per element on one core;
+within 7e-8 relative of float64 ``np.exp``, as the other). Below x = -87.33, where float32's
+exp leaves the normal numbers, it returns 0. ``exp_for(a, x)`` picks the version for the
+dtype of array ``a``: ``a.itemsize`` is a constant of the compiled code, so the test costs
+nothing and the other branch is compiled away.
 """
 
 from __future__ import annotations
@@ -33,6 +46,9 @@ LN2_HI = 0.693145751953125          # ln 2 rounded to 16 significant bits: n * L
 LN2_LO = 1.428606820309417e-06      # ln 2 - LN2_HI
 EXP_FLOOR = -708.396                # exp(EXP_FLOOR) = 2.2260e-308 is still a normal float64
 C = tuple(1.0 / math.factorial(i) for i in range(12))    # Taylor coefficients 1 / i!
+LN2_HI_32 = 0.693359375             # ln 2 in 9 significant bits: n * LN2_HI_32 is exact in float32
+LN2_LO_32 = -2.12194440e-4          # ln 2 - LN2_HI_32
+EXP_FLOOR_32 = -87.33               # exp(EXP_FLOOR_32) = 1.2e-38 is still a normal float32
 
 
 @lazy_njit(fastmath={"contract"}, inline="always")
@@ -58,3 +74,32 @@ def exp_vectorisable(x):
     if x > real(EXP_FLOOR):
         return poly * real(two_to_n)
     return x if x != x else real(0.0)                        # NaN stays NaN; -inf gives 0
+
+
+@lazy_njit(fastmath={"contract"}, inline="always")
+def exp_float32(x):
+    """exp(x) for one float32 number, in 32-bit steps only (so 16 SIMD lanes)."""
+    f32 = np.float32
+    y = max(x, f32(EXP_FLOOR_32))                            # keeps 2^n a normal number
+    n = np.int32(math.floor(y * f32(LOG2_E) + f32(0.5)))    # round to nearest
+    r = y - f32(n) * f32(LN2_HI_32) - f32(n) * f32(LN2_LO_32)   # |r| <= ln(2) / 2
+    poly = f32(C[7])                                         # Horner, float32 constants
+    poly = poly * r + f32(C[6])
+    poly = poly * r + f32(C[5])
+    poly = poly * r + f32(C[4])
+    poly = poly * r + f32(C[3])
+    poly = poly * r + f32(C[2])
+    poly = poly * r + f32(C[1])
+    poly = poly * r + f32(C[0])
+    two_to_n = np.int32((n + 127) << 23).view(np.float32)   # 2^n from its exponent bits
+    if x > f32(EXP_FLOOR_32):
+        return poly * two_to_n
+    return x if x != x else f32(0.0)                         # NaN stays NaN; -inf gives 0
+
+
+@lazy_njit(inline="always")
+def exp_for(a, x):
+    """exp(x) for an element x of array a, by the version for a's dtype."""
+    if a.itemsize == 4:                                      # a compile-time constant
+        return exp_float32(x)
+    return exp_vectorisable(x)

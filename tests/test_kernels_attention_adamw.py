@@ -15,7 +15,7 @@ import pytest
 from scratchlm.kernels import adamw, attention, dispatch, matmul
 from scratchlm.kernels._lesson import assert_close
 from scratchlm.kernels.dispatch import lazy_njit
-from scratchlm.kernels.vector_exp import exp_vectorisable
+from scratchlm.kernels.vector_exp import exp_float32, exp_for, exp_vectorisable
 
 DTYPES = [np.float32, np.float64]
 
@@ -100,32 +100,69 @@ def test_attention_kernels_run_as_plain_python(rng):
     assert_close(p, want_p, np.float64)
 
 
-# ---- the vectorisable exp ---------------------------------------------------------------
+# ---- the vectorisable exps ----------------------------------------------------------------
 @lazy_njit()
 def _exp_loop(x, y):
     for i in range(x.shape[0]):
         y[i] = exp_vectorisable(x[i])
 
 
-@pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-7), (np.float64, 3e-14)])
-def test_exp_vectorisable_matches_numpy(dtype, rtol):
-    x = np.linspace(-100.0 if dtype == np.float32 else -700.0, 80.0, 200_001).astype(dtype)
+@lazy_njit()
+def _exp_float32_loop(x, y):
+    for i in range(x.shape[0]):
+        y[i] = exp_float32(x[i])
+
+
+@lazy_njit()
+def _exp_for_loop(x, y):
+    for i in range(x.shape[0]):
+        y[i] = exp_for(x, x[i])
+
+
+EXP_LOOPS = [(_exp_loop, np.float32, 2e-7), (_exp_loop, np.float64, 3e-14),
+             (_exp_float32_loop, np.float32, 2e-7), (_exp_for_loop, np.float32, 2e-7),
+             (_exp_for_loop, np.float64, 3e-14)]
+
+
+@pytest.mark.parametrize("loop, dtype, rtol", EXP_LOOPS)
+def test_exp_versions_match_numpy(loop, dtype, rtol):
+    x = np.linspace(-100.0 if dtype == np.float32 else -700.0, 88.0 if dtype == np.float32 else 700.0,
+                    200_001).astype(dtype)
     y = np.empty_like(x)
-    _exp_loop(x, y)
+    loop(x, y)
     want = np.exp(x.astype(np.float64))
     normal_range = want > 2 * np.finfo(dtype).tiny
     np.testing.assert_allclose(y[normal_range], want[normal_range], rtol=rtol)
     assert y.dtype == dtype
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_exp_vectorisable_edges(dtype):
-    x = np.array([0.0, -0.0, -np.inf, -750.0, -1e30, np.nan], dtype)
+@pytest.mark.parametrize("loop, dtype", [(loop, dtype) for loop, dtype, _ in EXP_LOOPS])
+def test_exp_versions_edges(loop, dtype):
+    x = np.array([0.0, -0.0, -np.inf, -750.0, -1e30, np.nan, -90.0], dtype)
     y = np.empty_like(x)
-    _exp_loop(x, y)
+    loop(x, y)
     assert y[0] == 1.0 and y[1] == 1.0
     assert y[2] == 0.0 and y[3] == 0.0 and y[4] == 0.0
     assert np.isnan(y[5])
+    if loop is _exp_float32_loop or (loop is _exp_for_loop and dtype == np.float32):
+        assert y[6] == 0.0                                  # float32's version stops at the normal floats
+    else:
+        assert 0.0 < y[6] < 1e-38                           # the other goes on (subnormal in float32)
+
+
+def test_exp_for_picks_the_version_of_the_arrays_dtype():
+    x32 = np.linspace(-20.0, 0.0, 10_001).astype(np.float32)
+    picked, by_32, by_generic = (np.empty_like(x32) for _ in range(3))
+    _exp_for_loop(x32, picked)
+    _exp_float32_loop(x32, by_32)
+    _exp_loop(x32, by_generic)
+    np.testing.assert_array_equal(picked, by_32)
+    assert not np.array_equal(by_32, by_generic)            # the two versions round differently
+    x64 = x32.astype(np.float64)
+    picked64, by_generic64 = np.empty_like(x64), np.empty_like(x64)
+    _exp_for_loop(x64, picked64)
+    _exp_loop(x64, by_generic64)
+    np.testing.assert_array_equal(picked64, by_generic64)
 
 
 # ---- AdamW ------------------------------------------------------------------------------
