@@ -173,11 +173,11 @@ def adamw_step_cuda(params, grads, m, v, step, lr, beta1, beta2, eps, weight_dec
 
 
 # ---- dispatch ----------------------------------------------------------------------
-def _flat_buffers(*buffers):
+def _flat_buffers(*arrays):
     """The fused versions take C-contiguous 1-D float32/float64 buffers of one dtype (in place)."""
-    dtype = buffers[0].dtype
-    return (dtype in (np.float32, np.float64) and buffers[0].size > 0
-            and all(b.dtype == dtype and b.ndim == 1 and b.flags.c_contiguous for b in buffers))
+    dtype = arrays[0].dtype
+    return (dtype in (np.float32, np.float64) and arrays[0].size > 0
+            and all(b.dtype == dtype and b.ndim == 1 and b.flags.c_contiguous for b in arrays))
 
 
 def grad_norm(grads):

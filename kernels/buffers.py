@@ -13,11 +13,11 @@ No arithmetic to speak of: each is pure memory traffic, one or two reads and one
 element. NumPy runs them (``fill(0)``, ``+=``, ``*=``) on one core, and on this machine one
 core cannot keep the memory system busy. At config d (37.8M parameters: 151 MB per float32
 buffer, and with the parameters and Adam's two moments beside it, more than the 260 MiB L3
-holds) two cores move the same bytes 2-4x faster. Nothing is cached.
+holds) two cores move the same bytes 2-4x faster. No state: each call is one pass.
 
 Versions: 0 the NumPy reference (CuPy arrays too); 1 Numba, the elements cut into one
-contiguous block per core (``prange``). Buffers under ``SERIAL_BELOW`` elements run on one
-thread, where starting a parallel region would cost more than it saves.
+contiguous block per core (``prange``). Arrays under ``SERIAL_BELOW`` elements stay with
+NumPy: on one core its loop is as fast, and a compiled call would only add its overhead.
 Run ``python -m scratchlm.kernels.buffers`` to check and time them.
 """
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dispatch import lazy_njit, prange, use_numba
+from .dispatch import SERIAL_BELOW, lazy_njit, prange, use_numba
 
 
 # ---- version 0: the NumPy reference ------------------------------------------------
@@ -92,9 +92,10 @@ def add_v1(a, b):
 
 # ---- dispatch ----------------------------------------------------------------------
 def _compiled_ok(*arrays):
-    """Version 1 takes C-contiguous float32/float64 arrays of one shape and one dtype."""
+    """Version 1 takes C-contiguous float32/float64 arrays of one shape and one dtype, big
+    enough for two cores to pay."""
     first = arrays[0]
-    return (use_numba(*arrays) and first.dtype in (np.float32, np.float64) and first.size > 0
+    return (use_numba(*arrays) and first.dtype in (np.float32, np.float64) and first.size >= SERIAL_BELOW
             and all(a.dtype == first.dtype and a.shape == first.shape and a.flags.c_contiguous
                     for a in arrays))
 
@@ -105,7 +106,8 @@ def zero(g):
 
 
 def accumulate(total, x):
-    """total += x, in place (x of another dtype or layout, or broadcast, takes NumPy's path)."""
+    """total += x, in place (x of another dtype or layout, or broadcast, takes NumPy's path).
+    x may be total itself, but must not partly overlap it (NumPy's ``+=`` would copy first)."""
     (accumulate_v1 if _compiled_ok(total, x) else accumulate_reference)(total, x)
 
 

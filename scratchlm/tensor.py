@@ -28,12 +28,18 @@ def _o():
     return _ops
 
 
+_buffers = None
+
+
 def _kernels():
     """kernels/buffers.py (adding gradients on both cores), imported on first use: importing
     scratchlm loads no kernels."""
-    from .kernels import buffers
+    global _buffers
+    if _buffers is None:
+        from .kernels import buffers
 
-    return buffers
+        _buffers = buffers
+    return _buffers
 
 
 class Tensor:
@@ -128,7 +134,9 @@ class Tensor:
                     parent_node, index = parent
                     slots = pending.setdefault(id(parent_node), [None] * parent_node.num_outputs)
                     old = slots[index]
-                    slots[index] = g if old is None else _kernels().add(old, g)    # old + g
+                    # old + g into a new array, never in place: a backward may hand one array
+                    # to two inputs (Add's), so old may be g, or another slot's gradient
+                    slots[index] = g if old is None else _kernels().add(old, g)
             node.ctx = None  # free what forward saved; a graph is walked once
 
     # ---- operators (the ops live in scratchlm.ops) ------------------------------

@@ -119,15 +119,15 @@ def _exp_for_loop(x, y):
         y[i] = exp_for(x, x[i])
 
 
-EXP_LOOPS = [(_exp_loop, np.float32, 2e-7), (_exp_loop, np.float64, 3e-14),
-             (_exp_float32_loop, np.float32, 2e-7), (_exp_for_loop, np.float32, 2e-7),
-             (_exp_for_loop, np.float64, 3e-14)]
+EXP_LOOPS = [  # (loop, dtype, rtol, the top of the range it is exact on)
+    (_exp_loop, np.float32, 2e-7, 88.0), (_exp_loop, np.float64, 3e-14, 700.0),
+    (_exp_float32_loop, np.float32, 2e-7, 88.7228), (_exp_for_loop, np.float32, 2e-7, 88.7228),
+    (_exp_for_loop, np.float64, 3e-14, 700.0)]
 
 
-@pytest.mark.parametrize("loop, dtype, rtol", EXP_LOOPS)
-def test_exp_versions_match_numpy(loop, dtype, rtol):
-    x = np.linspace(-100.0 if dtype == np.float32 else -700.0, 88.0 if dtype == np.float32 else 700.0,
-                    200_001).astype(dtype)
+@pytest.mark.parametrize("loop, dtype, rtol, top", EXP_LOOPS)
+def test_exp_versions_match_numpy(loop, dtype, rtol, top):
+    x = np.linspace(-100.0 if dtype == np.float32 else -700.0, top, 200_001).astype(dtype)
     y = np.empty_like(x)
     loop(x, y)
     want = np.exp(x.astype(np.float64))
@@ -136,7 +136,7 @@ def test_exp_versions_match_numpy(loop, dtype, rtol):
     assert y.dtype == dtype
 
 
-@pytest.mark.parametrize("loop, dtype", [(loop, dtype) for loop, dtype, _ in EXP_LOOPS])
+@pytest.mark.parametrize("loop, dtype", [(loop, dtype) for loop, dtype, _, _ in EXP_LOOPS])
 def test_exp_versions_edges(loop, dtype):
     x = np.array([0.0, -0.0, -np.inf, -750.0, -1e30, np.nan, -90.0], dtype)
     y = np.empty_like(x)
@@ -148,6 +148,15 @@ def test_exp_versions_edges(loop, dtype):
         assert y[6] == 0.0                                  # float32's version stops at the normal floats
     else:
         assert 0.0 < y[6] < 1e-38                           # the other goes on (subnormal in float32)
+
+
+@pytest.mark.parametrize("loop", [_exp_float32_loop, _exp_for_loop])
+def test_exp_float32_overflows_to_inf_and_no_earlier(loop):
+    x = np.array([88.0, 88.5, 88.7228, 88.7229, 89.5, 100.0, 1e30, np.inf], np.float32)
+    y = np.empty_like(x)
+    loop(x, y)
+    np.testing.assert_allclose(y[:3], np.exp(x[:3].astype(np.float64)), rtol=2e-7)   # 2^128 is no float32
+    assert np.all(y[3:] == np.inf)                          # beyond 3.4e38
 
 
 def test_exp_for_picks_the_version_of_the_arrays_dtype():

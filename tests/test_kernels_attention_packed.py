@@ -87,6 +87,24 @@ def test_compiled_version_is_causal(rng, version, T):
     assert not np.allclose(out2[:, -1], out[:, -1])
 
 
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_a_bad_future_key_never_reaches_earlier_rows(rng, version, bad):
+    """Version 4 computes the masked scores of a block and drops them: an inf or NaN in the
+    last position's key must change nothing in the outputs and log-denominators of the rows
+    before it. (Only the forward pass: backward's products multiply the zero weights by that
+    key, and 0 * inf is NaN in BLAS as anywhere.)"""
+    forward, _ = version
+    H, D, T = 2, 4, 40                                                 # blocks of 32: a ragged last one
+    qkv, _ = _inputs(rng, (1, T, H, D), np.float32)
+    out, lse = forward(qkv, H)
+    bad_qkv = qkv.copy()
+    bad_qkv[:, -1, H * D:2 * H * D] = bad                              # the last position's keys
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad_out, bad_lse = forward(bad_qkv, H)
+    np.testing.assert_array_equal(bad_out[:, :-1], out[:, :-1])
+    np.testing.assert_array_equal(bad_lse[:, :, :-1], lse[:, :, :-1])
+
+
 def test_compiled_version_nan_in_gives_nan_out_not_an_exception(version):
     qkv = np.ones((1, 6, 3 * 4), np.float32)
     qkv[0, 3, 1] = np.nan                                              # one query goes bad

@@ -1,4 +1,4 @@
-"""kernels/buffers.py: zero, accumulate and scale on both cores equal NumPy's, and the engine uses them."""
+"""kernels/buffers.py: zero, accumulate, scale and add on both cores equal NumPy's, and the engine uses them."""
 
 from __future__ import annotations
 
@@ -35,15 +35,23 @@ def test_v1_works_on_views_of_a_flat_buffer(rng):
     np.testing.assert_array_equal(flat, want)               # only the view's elements moved
 
 
-def test_dispatchers_pick_v1_for_contiguous_float_arrays(monkeypatch, rng, kernel_mode):
+def test_dispatchers_pick_v1_for_big_contiguous_float_arrays(monkeypatch, rng, kernel_mode):
     calls = []
-    for name in ("zero_v1", "accumulate_v1", "scale_v1"):
+    for name in ("zero_v1", "accumulate_v1", "scale_v1", "add_v1"):
         monkeypatch.setattr(buffers, name, lambda *a, name=name: calls.append(name))
     g = rng.standard_normal((300, 200)).astype(np.float32)
     buffers.zero(g)
     buffers.accumulate(g, g.copy())
     buffers.scale(g, 0.5)
-    assert calls == ([] if kernel_mode == "reference" else ["zero_v1", "accumulate_v1", "scale_v1"])
+    buffers.add(g, g)
+    assert calls == ([] if kernel_mode == "reference" else ["zero_v1", "accumulate_v1", "scale_v1", "add_v1"])
+    calls.clear()
+    small = g[:100].copy()                                   # 20,000 elements: NumPy on one core
+    buffers.zero(small)
+    buffers.accumulate(small, small.copy())
+    buffers.scale(small, 0.5)
+    assert buffers.add(small, small).shape == small.shape
+    assert calls == []
 
 
 @pytest.mark.parametrize("make_x", [
@@ -72,6 +80,10 @@ def test_zero_and_scale_fall_back_for_strided_buffers(rng):
 
 def test_optimizer_and_autograd_use_the_passes(monkeypatch, rng, kernel_mode):
     """zero_grad zeroes the whole flat buffer and a second backward adds into each view."""
+    calls = []
+    for name in ("zero_v1", "accumulate_v1"):
+        real = getattr(buffers, name)
+        monkeypatch.setattr(buffers, name, lambda *a, real=real, name=name: calls.append(name) or real(*a))
     w = Tensor(rng.standard_normal((300, 200)).astype(np.float32), requires_grad=True)
     b = Tensor(rng.standard_normal(200).astype(np.float32), requires_grad=True)
     opt = AdamW([w, b])
@@ -85,6 +97,24 @@ def test_optimizer_and_autograd_use_the_passes(monkeypatch, rng, kernel_mode):
     assert not opt.flat_grads.any()
     assert np.shares_memory(w.grad, opt.flat_grads)         # still views, still zero
     assert not w.grad.any() and not b.grad.any()
+    # w's 60,000 gradients are added on both cores (two uses per backward); b's 200 stay with NumPy
+    assert calls == ([] if kernel_mode == "reference" else ["accumulate_v1"] * 4 + ["zero_v1"])
+
+
+@pytest.mark.parametrize("norm_scale", [0.5, 3.0])
+def test_clip_grad_norm_scales_the_gradients_to_the_limit(rng, kernel_mode, norm_scale):
+    w = Tensor(rng.standard_normal(70_000).astype(np.float64), requires_grad=True)
+    opt = AdamW([w])
+    g = rng.standard_normal(70_000)
+    opt.flat_grads[:] = g * (norm_scale / np.linalg.norm(g))          # a gradient of norm norm_scale
+    before = opt.flat_grads.copy()
+    norm = opt.clip_grad_norm(1.0)
+    assert norm == pytest.approx(norm_scale, rel=1e-12)
+    if norm_scale > 1.0:
+        np.testing.assert_allclose(opt.flat_grads, before / (norm_scale + 1e-6), rtol=1e-14)
+        assert np.linalg.norm(w.grad) == pytest.approx(1.0, rel=1e-6)
+    else:
+        np.testing.assert_array_equal(opt.flat_grads, before)          # under the limit: untouched
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
