@@ -132,6 +132,46 @@ def _on_one_thread(kernel, args):
         numba.set_num_threads(previous)
 
 
+def sources_digest(paths) -> str:
+    """A short hash of the bytes of these files, in the order given."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as source:
+            digest.update(source.read())
+    return digest.hexdigest()[:16]
+
+
+def keyed_cache_dir(user_dir: str | None, digest: str) -> str:
+    """Where compiled kernels are cached: ``kernels-<digest>`` inside the user's
+    ``NUMBA_CACHE_DIR``, or inside ``$XDG_CACHE_HOME/scratchlm/numba`` (~/.cache/...)."""
+    root = user_dir or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                                    "scratchlm", "numba")
+    name = f"kernels-{digest}"
+    return root if os.path.basename(os.path.normpath(root)) == name else os.path.join(root, name)
+
+
+_cache_keyed = False
+
+
+def _key_the_cache_by_every_kernel_source(numba) -> None:
+    """Numba keys a cached kernel by its own source file alone. But kernels inline helpers
+    from other files (attention_packed.py's softmax inlines vector_exp.py's exp): edit
+    vector_exp.py, and attention_packed.py's cached code would go on running the old exp.
+    So compiled kernels live in a folder named by a hash of all of kernels/*.py, and any
+    edit to any of them starts from an empty cache (a first compile, ~20 s, once)."""
+    global _cache_keyed
+    if _cache_keyed:
+        return
+    _cache_keyed = True
+    import glob
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest = sources_digest(sorted(glob.glob(os.path.join(here, "*.py"))))
+    numba.config.CACHE_DIR = keyed_cache_dir(numba.config.CACHE_DIR, digest)
+
+
 def _numba_compile(py_func, options):
     """``numba.njit`` over a copy of ``py_func`` whose globals see Numba's prange and kernels."""
     import types
@@ -144,6 +184,7 @@ def _numba_compile(py_func, options):
         os.environ.setdefault("GOMP_SPINCOUNT", "300000")
     import numba
 
+    _key_the_cache_by_every_kernel_source(numba)
     names = py_func.__code__.co_names
     rebound = dict(py_func.__globals__)
     for name in names:

@@ -26,3 +26,29 @@ def test_dispatch_reference_mode_and_auto_mode(monkeypatch, module, name, fast_n
         assert calls == [1]
     finally:
         dispatch.set_mode(previous)
+
+
+def test_the_compile_cache_is_keyed_by_every_kernel_source(tmp_path):
+    """An edit to any kernel file (a helper another kernel inlines) moves the cache folder."""
+    files = [tmp_path / name for name in ("vector_exp.py", "attention_packed.py")]
+    for f in files:
+        f.write_text("x = 1\n")
+    before = dispatch.sources_digest(files)
+    files[0].write_text("x = 2\n")                                    # only the inlined helper
+    after = dispatch.sources_digest(files)
+    assert before != after and len(after) == 16
+    home = dispatch.keyed_cache_dir(None, after)
+    assert home.endswith(f"scratchlm/numba/kernels-{after}")
+    mine = dispatch.keyed_cache_dir(str(tmp_path), after)             # a user's NUMBA_CACHE_DIR
+    assert mine == str(tmp_path / f"kernels-{after}")
+    assert dispatch.keyed_cache_dir(mine, after) == mine              # a child process: no nesting
+
+
+def test_compiled_kernels_are_cached_under_the_keyed_folder(compiled_kernels):
+    import numba
+    import numpy as np
+
+    from scratchlm.kernels import buffers
+
+    buffers.zero_v1(np.ones(10, np.float32))                          # compiles (or loads) one kernel
+    assert "kernels-" in numba.config.CACHE_DIR
