@@ -146,8 +146,12 @@ def sources_digest(paths) -> str:
 def keyed_cache_dir(user_dir: str | None, digest: str) -> str:
     """Where compiled kernels are cached: ``kernels-<digest>`` inside the user's
     ``NUMBA_CACHE_DIR``, or inside ``$XDG_CACHE_HOME/scratchlm/numba`` (~/.cache/...)."""
-    root = user_dir or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                                    "scratchlm", "numba")
+    home_cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    if home_cache.startswith("~"):                       # no home directory to be found
+        import tempfile
+
+        home_cache = tempfile.gettempdir()
+    root = user_dir or os.path.join(home_cache, "scratchlm", "numba")
     name = f"kernels-{digest}"
     return root if os.path.basename(os.path.normpath(root)) == name else os.path.join(root, name)
 

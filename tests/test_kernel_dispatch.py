@@ -44,6 +44,13 @@ def test_the_compile_cache_is_keyed_by_every_kernel_source(tmp_path):
     assert dispatch.keyed_cache_dir(mine, after) == mine              # a child process: no nesting
 
 
+def test_the_compile_cache_needs_no_home_directory(monkeypatch, tmp_path):
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(dispatch.os.path, "expanduser", lambda path: path)     # as with no HOME
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
+    assert dispatch.keyed_cache_dir(None, "abc") == str(tmp_path / "scratchlm" / "numba" / "kernels-abc")
+
+
 def test_compiled_kernels_are_cached_under_the_keyed_folder(compiled_kernels):
     import numba
     import numpy as np
