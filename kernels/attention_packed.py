@@ -50,7 +50,7 @@ from .attention import (FAST_SUMS, NUMPY_ERRORS, ROWS, _add_tile_t_times, _exp_m
 from . import blas
 from .blas import gemm
 from .dispatch import lazy_njit, prange, use_numba
-from .vector_exp import exp_for, exp_vectorisable
+from .vector_exp import exp_for
 
 
 def unpack_heads(qkv, heads):
@@ -140,11 +140,10 @@ def _head_forward_v3(qkv, b, h, out, lse):
         _tile_times_bt(q_tile, k, s_tile, keys, D)       # (4, keys) scaled scores
         for r in range(rows):
             visible = i0 + r + 1                         # keys row i0 + r sees
-            row_max, total = _exp_minus_max(s_tile[r], visible)
+            row_max, total = _exp_minus_max(s_tile[r], visible, keys)   # 0 past the causal mask
             floor = tiny * total                         # p < tiny  <=>  exp(s - max) < tiny total
-            for j in range(visible):
+            for j in range(keys):
                 s_tile[r, j] = s_tile[r, j] if s_tile[r, j] >= floor else real(0.0)
-            s_tile[r, visible:keys] = real(0.0)          # the causal mask
             inv_total[r] = real(1.0) / total
             lse[b, h, i0 + r] = row_max + math.log(total)
         _tile_times_bt(s_tile, v_t, out_tile, D, keys)   # (4, D) = exp(s - max) v
@@ -193,7 +192,7 @@ def _head_backward_v3(dout, qkv, out, lse, b, h, dqkv):
             visible = i0 + r + 1 if r < rows else 0
             row_lse = lse[b, h, i0 + r] if r < rows else real(0.0)
             for j in range(visible):                     # p = exp(s - lse), recomputed
-                pj = exp_vectorisable(p_tile[r, j] * scale - row_lse)
+                pj = exp_for(p_tile, p_tile[r, j] * scale - row_lse)
                 p_tile[r, j] = pj if pj >= p_floor else real(0.0)
             p_tile[r, visible:keys] = real(0.0)          # the causal mask
         _tile_times_bt(g_tile, v, ds_tile, keys, D)      # (4, keys) dp = dout v^T
@@ -270,45 +269,17 @@ def packed_backward_v3(dout, qkv, out, lse, heads):
 # 10 of 16 blocks). One (T, T) scratch per head holds the scores, then the weights;
 # backward has a second one for dp, then ds.
 # Its element-wise passes run over whole block rows: query row i of block [i0, i1) walks
-# keys 0 .. i1 - 1 and masks the future ones (j > i) with a select, instead of walking its
-# own i + 1 keys. Up to BLOCK - 1 elements per row are wasted, but every row of a block has
-# the same length, a multiple of 16 lanes wherever T is (all but a ragged last block), so
-# LLVM's vector loop does not stop for a tail, and the separate pass that zeroed the masked
-# keys is gone. What a future key holds (even inf or NaN) is computed and then dropped. With ``exp_for``'s
-# float32 exp (vector_exp.py), measured against the per-row walk, float32, 40 alternating
+# keys 0 .. i1 - 1 and masks the future ones (j > i) with a select (``_exp_minus_max``'s
+# width, attention.py), instead of walking its own i + 1 keys. Up to BLOCK - 1 elements per
+# row are wasted, but every row of a block has the same length, a multiple of 16 lanes
+# wherever T is (all but a ragged last block), so LLVM's vector loop does not stop for a
+# tail, and the separate pass that zeroed the masked keys is gone. What a future key holds
+# (even inf or NaN) is computed and then dropped. With ``exp_for``'s float32 exp
+# (vector_exp.py), measured against the per-row walk, float32, 40 alternating
 # calls each, lower quartiles: config c forward 9.23 -> 7.93 ms, backward 15.1 -> 13.6 ms
 # (a slow minute of the machine); d 2.30 -> 2.02 and 4.04 -> 3.88; b 0.54 -> 0.44 and
 # 0.75 -> 0.65.
 BLOCK = 32
-
-
-@lazy_njit(fastmath=FAST_SUMS, inline="always")
-def _masked_exp_minus_max(row, visible, width):
-    """row[:width] <- exp(row - max(row[:visible])) for j < visible and 0 from there on;
-    returns (the max, the new row's sum). Eight running maxima, as ``_row_max``."""
-    real = row.dtype.type
-    low = real(-np.inf)                                  # a masked key never wins the max
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = row[0]       # visible >= 1: row[0] always is
-    w8 = width - width % 8
-    for j in range(0, w8, 8):
-        m0 = max(m0, row[j] if j < visible else low)
-        m1 = max(m1, row[j + 1] if j + 1 < visible else low)
-        m2 = max(m2, row[j + 2] if j + 2 < visible else low)
-        m3 = max(m3, row[j + 3] if j + 3 < visible else low)
-        m4 = max(m4, row[j + 4] if j + 4 < visible else low)
-        m5 = max(m5, row[j + 5] if j + 5 < visible else low)
-        m6 = max(m6, row[j + 6] if j + 6 < visible else low)
-        m7 = max(m7, row[j + 7] if j + 7 < visible else low)
-    for j in range(w8, width):
-        m0 = max(m0, row[j] if j < visible else low)
-    row_max = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
-    total = real(0.0)
-    for j in range(width):
-        e = exp_for(row, row[j] - row_max)               # the masked ones too, then dropped:
-        e = e if j < visible else real(0.0)              # a select, not a branch
-        row[j] = e
-        total += e
-    return row_max, total
 
 
 @lazy_njit(fastmath=FAST_SUMS, error_model=NUMPY_ERRORS)
@@ -326,7 +297,7 @@ def _head_forward_v4(qkv, b, h, out, lse):
         i1 = min(i0 + BLOCK, T)                          # rows [i0, i1) see keys [0, i1)
         gemm(scale, q[i0:i1], False, k[:i1], True, 0.0, s[i0:i1, :i1])   # scaled scores
         for i in range(i0, i1):
-            row_max, total = _masked_exp_minus_max(s[i], i + 1, i1)   # 0 for the future keys
+            row_max, total = _exp_minus_max(s[i], i + 1, i1)   # 0 for the future keys
             floor = tiny * total                         # p < tiny  <=>  exp(s - max) < tiny total
             for j in range(i1):
                 s[i, j] = s[i, j] if s[i, j] >= floor else real(0.0)

@@ -99,7 +99,7 @@ def _attend_head(h, q, k, v, keys, values, slot, n, scale, scores, out):
         for d in range(D):
             s += q[h, d] * keys[h, j, d]
         scores[j] = s * scale
-    _, total = _exp_minus_max(scores, n)                # scores[:n] <- exp(s - max)
+    _, total = _exp_minus_max(scores, n, n)             # scores[:n] <- exp(s - max)
     inverse = q.dtype.type(1.0) / total
     for d in range(D):
         out[h, d] = 0.0
