@@ -28,20 +28,6 @@ def _o():
     return _ops
 
 
-_buffers = None
-
-
-def _kernels():
-    """kernels/buffers.py (adding gradients on both cores), imported on first use: importing
-    scratchlm loads no kernels."""
-    global _buffers
-    if _buffers is None:
-        from .kernels import buffers
-
-        _buffers = buffers
-    return _buffers
-
-
 class Tensor:
     __slots__ = ("data", "grad", "requires_grad", "_node", "_index", "__weakref__")
 
@@ -98,12 +84,16 @@ class Tensor:
             xp = backend.get_array_module(g)
             self.grad = xp.array(g, dtype=self.data.dtype, copy=True)
         else:
-            _kernels().accumulate(self.grad, g)          # self.grad += g, on both cores
+            from .kernels import buffers                 # here: importing scratchlm loads no kernels
+
+            buffers.accumulate(self.grad, g)             # self.grad += g, on both cores
 
     def backward(self, grad=None) -> None:
         """Back-propagate from this tensor (a scalar loss unless ``grad`` is given)."""
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad")
+        from .kernels import buffers             # the gradients' sums (on first use)
+
         xp = backend.get_array_module(self.data)
         if grad is None:
             grad = xp.ones_like(self.data)
@@ -136,7 +126,7 @@ class Tensor:
                     old = slots[index]
                     # old + g into a new array, never in place: a backward may hand one array
                     # to two inputs (Add's), so old may be g, or another slot's gradient
-                    slots[index] = g if old is None else _kernels().add(old, g)
+                    slots[index] = g if old is None else buffers.add(old, g)
             node.ctx = None  # free what forward saved; a graph is walked once
 
     # ---- operators (the ops live in scratchlm.ops) ------------------------------
