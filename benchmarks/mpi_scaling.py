@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 from configs import CONFIGS, VOCAB_SIZE
 
-from scratchlm import distributed
-from scratchlm.report import Reporter
-from scratchlm.train import Trainer
-from scratchlm.train_setup import TrainSettings, prepare
+from scratchlm.training import distributed
+from scratchlm.training.progress import Reporter
+from scratchlm.training.loop import Trainer
+from scratchlm.training.job import TrainSettings, prepare
 
 ALPHABET = (string.ascii_letters + string.digits + ".,;:!?' \n-()")[:VOCAB_SIZE]
 

@@ -28,9 +28,9 @@ from configs import CONFIGS  # noqa: E402
 from machine_load import OthersMeter  # noqa: E402
 
 from scratchlm import optim  # noqa: E402
-from scratchlm.function import Function  # noqa: E402
+from scratchlm.autograd.function import Function  # noqa: E402
 from scratchlm.kernels import gelu as gelu_kernels  # noqa: E402
-from scratchlm.ops import elementwise, shape, transformer  # noqa: E402
+from scratchlm.autograd.ops import elementwise, shape, transformer  # noqa: E402
 
 # group -> the functions whose time (minus the time of other groups' functions they call) it gets
 GROUPS = {

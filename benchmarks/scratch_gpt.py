@@ -87,9 +87,9 @@ def greedy_decode(model: GPT, prompt_ids, new_tokens: int) -> list[int]:
 
 
 def product_decode(model: GPT, prompt_ids, new_tokens: int) -> list[int]:
-    """Greedy decoding with the product's own decoder (``scratchlm.decode.Decoder``)."""
-    from scratchlm.decode import Decoder
-    from scratchlm.generate import SamplingSettings, generate_tokens
+    """Greedy decoding with the product's own decoder (``scratchlm.inference.decoder.Decoder``)."""
+    from scratchlm.inference.decoder import Decoder
+    from scratchlm.inference.sampling import SamplingSettings, generate_tokens
 
     settings = SamplingSettings(max_tokens=new_tokens, temperature=0.0)
     rng = np.random.default_rng(0)
@@ -97,7 +97,7 @@ def product_decode(model: GPT, prompt_ids, new_tokens: int) -> list[int]:
 
 
 def decode(model: GPT, prompt_ids, new_tokens: int) -> list[int]:
-    """The product's decoder (``scratchlm.decode``) when it exists, else ``greedy_decode``."""
-    if importlib.util.find_spec("scratchlm.decode") is None:
+    """The product's decoder (``scratchlm.inference.decoder``) when it exists, else ``greedy_decode``."""
+    if importlib.util.find_spec("scratchlm.inference.decoder") is None:
         return greedy_decode(model, prompt_ids, new_tokens)
     return product_decode(model, prompt_ids, new_tokens)

@@ -347,7 +347,7 @@ if __name__ == "__main__":
     # Version 2 is a whole model's step: check it against the decoder's other path, one call
     # per step, run on the references; then time that path (on version 1) against version 2,
     # on a config-c model n positions into its window.
-    from scratchlm.decode import Decoder
+    from scratchlm.inference.decoder import Decoder
     from scratchlm.model import GPT, GPTConfig
 
     model = GPT(GPTConfig(vocab_size=65, d_model=C, n_heads=H, n_layers=6, max_seq_len=cap))

@@ -1,6 +1,6 @@
 """scratchlm: train, sample and evaluate character-level GPT models with an engine written from scratch.
 
-The autograd (``scratchlm.tensor``, ``scratchlm.function``, ``scratchlm.ops``), the layers
+The autograd (``scratchlm.autograd.tensor``, ``scratchlm.autograd.function``, ``scratchlm.autograd.ops``), the layers
 (``scratchlm.nn``), the model (``scratchlm.model``) and the optimizer (``scratchlm.optim``)
 run on NumPy or CuPy arrays; the hot loops live in ``scratchlm.kernels``. Importing this
 package is cheap: it loads NumPy and the autograd, never Numba or CuPy.
@@ -17,11 +17,11 @@ import os
 # A user's own setting wins; if NumPy was imported before scratchlm this comes too late.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-from ._allocator import keep_freed_memory  # noqa: E402
+from scratchlm._allocator import keep_freed_memory  # noqa: E402
 
 keep_freed_memory()
 
-from .function import no_grad  # noqa: E402
-from .tensor import Tensor  # noqa: E402
+from scratchlm.autograd.function import no_grad  # noqa: E402
+from scratchlm.autograd.tensor import Tensor  # noqa: E402
 
 __all__ = ["Tensor", "no_grad", "__version__"]

@@ -18,13 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from scratchlm.errors import DeviceError
+
 DEVICES = ("cpu", "cuda", "auto")
 FLOAT_DTYPES = ("float32", "float64")
 DEFAULT_DTYPE = np.float32
-
-
-class DeviceError(RuntimeError):
-    """A device was asked for that this machine cannot provide."""
 
 
 _cupy_module: Any = None

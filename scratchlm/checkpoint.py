@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend
-from .errors import CheckpointError
-from .model import GPT, GPTConfig
-from .tokenizer import tokenizer_from_dict
+from scratchlm import backend
+from scratchlm.errors import CheckpointError
+from scratchlm.model import GPT, GPTConfig
+from scratchlm.data.tokenizer import tokenizer_from_dict
 
 FORMAT = "scratchlm-checkpoint"
 FORMAT_VERSION = "1"

@@ -1,8 +1,10 @@
-"""Typed errors the library raises for problems a user can fix.
+"""Every error a user can fix, and the two ways a training run ends early.
 
-``cli.py`` turns every ``UserError`` into one line on stderr and exit code 2; the
-library itself never prints or exits.
+``scratchlm.cli`` turns every ``UserError`` into one line on stderr and exit code 2; the
+library itself never prints or exits. Each error says what is wrong and how to fix it.
 """
+
+from __future__ import annotations
 
 
 class UserError(Exception):
@@ -23,3 +25,27 @@ class TokenizerError(UserError):
 
 class OptionError(UserError):
     """A command-line option or config value is out of range."""
+
+
+class ConfigError(UserError, ValueError):
+    """A model configuration that cannot be built; the message says how to fix it."""
+
+
+class DeviceError(UserError, RuntimeError):
+    """A device was asked for that this machine cannot provide."""
+
+
+class MPIUnavailable(UserError):
+    """Started by an MPI launcher, but mpi4py or the MPI library cannot be loaded."""
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite; the last good checkpoints are kept."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: the run stopped at a step boundary and saved a resumable checkpoint."""
+
+    def __init__(self, checkpoint, step: int):
+        super().__init__(f"training interrupted at step {step}")
+        self.checkpoint, self.step = checkpoint, step

@@ -12,16 +12,13 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from . import ops
-from .backend import get_array_module, resolve_dtype
-from .nn import Block, Dropout, Embedding, Linear, Module, make_norm
+from scratchlm.autograd import ops
+from scratchlm.backend import get_array_module, resolve_dtype
+from scratchlm.errors import ConfigError
+from scratchlm.nn import Block, Dropout, Embedding, Linear, Module, make_norm
 
 NORMS = ("layernorm", "rmsnorm")
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
-
-
-class ConfigError(ValueError):
-    """A model configuration that cannot be built; the message says how to fix it."""
 
 
 @dataclass

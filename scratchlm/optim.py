@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 
-from . import backend
-from .kernels import adamw as adamw_kernels
-from .kernels import buffers
+from scratchlm import backend
+from scratchlm.kernels import adamw as adamw_kernels
+from scratchlm.kernels import buffers
 
 SCHEDULES = ("cosine", "constant")
 

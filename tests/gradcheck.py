@@ -27,8 +27,8 @@ from collections.abc import Callable
 import numpy as np
 
 from scratchlm.backend import to_numpy
-from scratchlm.function import no_grad
-from scratchlm.tensor import Tensor
+from scratchlm.autograd.function import no_grad
+from scratchlm.autograd.tensor import Tensor
 
 STEP = 1e-6
 TOLERANCE = 1e-6

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-from scratchlm import cli
-from scratchlm.train import Trainer
+from scratchlm.cli import main as cli
+from scratchlm.training.loop import Trainer
 
 FAILING_RANK, FAILING_STEP = 1, 3
 

@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from scratchlm import ops
-from scratchlm.function import Function, is_grad_enabled, no_grad
+from scratchlm.autograd import ops
+from scratchlm.autograd.function import Function, is_grad_enabled, no_grad
 from scratchlm.model import ConfigError, GPTConfig
-from scratchlm.tensor import Tensor
+from scratchlm.autograd.tensor import Tensor
 
 
 def leaf(values, dtype=np.float64):

@@ -7,10 +7,12 @@ import os
 import pytest
 from train_helpers import TINY, run_console, small_text
 
-from scratchlm import backend, cli
+from scratchlm import backend
+
+from scratchlm.cli import main as cli
 from scratchlm.checkpoint import save_checkpoint
 from scratchlm.model import GPT, GPTConfig
-from scratchlm.tokenizer import ByteTokenizer
+from scratchlm.data.tokenizer import ByteTokenizer
 
 NUMERIC = {  # option -> bad values (zero is fine where 0 means "off")
     "--model-dim": ["0", "-64", "abc", "6.5"], "--num-heads": ["0", "-2", "two"], "--num-layers": ["0", "-1", "x"],
@@ -103,12 +105,12 @@ def test_output_path_that_is_a_file(tmp_path, data, capsys):
 
 
 def test_output_path_not_writable(tmp_path, data, capsys, monkeypatch):
-    import scratchlm.train_setup
+    import scratchlm.training.job
 
     locked = tmp_path / "locked"
     locked.mkdir()
     if os.geteuid() == 0:                    # root may write anywhere: pretend the folder is read-only
-        monkeypatch.setattr(scratchlm.train_setup.os, "access", lambda path, mode: False)
+        monkeypatch.setattr(scratchlm.training.job.os, "access", lambda path, mode: False)
     locked.chmod(0o500)
     try:
         fails(["train", data, "--output-dir", locked / "run"], capsys, "is not writable", "permission denied")
@@ -183,7 +185,7 @@ def test_bad_input_through_the_console_script_has_no_traceback(tmp_path):
     ],
 )
 def test_usage_errors_are_one_line(argv, expected, capsys):
-    from scratchlm.cli import main
+    from scratchlm.cli.main import main
 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -192,7 +194,7 @@ def test_usage_errors_are_one_line(argv, expected, capsys):
 
 @pytest.mark.parametrize("command, option", [("train", "--epochs"), ("generate", "--top-p"), ("evaluate", "--stride")])
 def test_command_help_lists_its_options_and_the_common_ones(command, option, capsys):
-    from scratchlm.cli import main
+    from scratchlm.cli.main import main
 
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out

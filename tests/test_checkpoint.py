@@ -14,7 +14,7 @@ from scratchlm.checkpoint import load_checkpoint, save_checkpoint
 from scratchlm.errors import CheckpointError
 from scratchlm.model import GPT, GPTConfig
 from scratchlm.optim import AdamW
-from scratchlm.tokenizer import ByteTokenizer, CharTokenizer
+from scratchlm.data.tokenizer import ByteTokenizer, CharTokenizer
 
 CONFIG = GPTConfig(vocab_size=11, d_model=16, n_heads=2, n_layers=2, max_seq_len=8, dropout=0.1)
 
@@ -93,7 +93,7 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
 
 
 def test_saved_files_get_normal_permissions(tmp_path):
-    from scratchlm.cli_options import write_text_atomically
+    from scratchlm.cli.options import write_text_atomically
 
     model, _ = trained_model()
     path = save_checkpoint(tmp_path / "c.pt", model, ByteTokenizer())

@@ -17,7 +17,9 @@ import yaml
 from train_helpers import (CONSOLE, REPO, SAMPLE, TINY, assert_same_arrays, checkpoint_arrays, parse, run_console,
                            small_text, train_in_process)
 
-from scratchlm import backend, report
+from scratchlm import backend
+
+from scratchlm.training import progress
 from scratchlm.errors import OptionError
 
 RUN_FILES = {"checkpoint_epoch_1.pt", "checkpoint_epoch_2.pt", "final_model.pt", "training_log.txt", "config.yaml",
@@ -90,7 +92,7 @@ def test_terminal_output_has_bars_panels_and_eta(tmp_path):
     from rich.console import Console
 
     buffer = io.StringIO()
-    reporter = report.ConsoleReporter(Console(file=buffer, force_terminal=True, width=120))
+    reporter = progress.ConsoleReporter(Console(file=buffer, force_terminal=True, width=120))
     train_in_process(["train", small_text(tmp_path, 1500), "--output-dir", tmp_path / "o", *TINY, "--epochs", "2"],
                      reporter)
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buffer.getvalue())     # drop colours and cursor moves
@@ -103,14 +105,14 @@ def test_terminal_output_has_bars_panels_and_eta(tmp_path):
 def test_piped_output_prints_plain_progress_lines(tmp_path, monkeypatch):
     from rich.console import Console
 
-    monkeypatch.setattr(report, "PLAIN_EVERY_S", 0.0)
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
     buffer = io.StringIO()
-    reporter = report.ConsoleReporter(Console(file=buffer, force_terminal=False, width=100))
+    reporter = progress.ConsoleReporter(Console(file=buffer, force_terminal=False, width=100))
     train_in_process(["train", small_text(tmp_path, 1500), "--output-dir", tmp_path / "o", *TINY, "--epochs", "1"],
                      reporter)
     lines = buffer.getvalue().splitlines()
-    progress = [line for line in lines if line.startswith("  step ")]
-    assert progress and "| Loss:" in progress[-1] and "tok/s" in progress[-1] and "ETA:" in progress[-1]
+    steps = [line for line in lines if line.startswith("  step ")]
+    assert steps and "| Loss:" in steps[-1] and "tok/s" in steps[-1] and "ETA:" in steps[-1]
     assert "\x1b[" not in buffer.getvalue()
 
 
@@ -161,7 +163,7 @@ def test_max_steps_stops_mid_epoch_with_a_checkpoint(tmp_path):
 
 
 def test_patience_stops_when_val_loss_stops_improving(tmp_path, monkeypatch):
-    import scratchlm.train as train_module
+    import scratchlm.training.loop as train_module
 
     values = iter([3.0, 2.0, 2.5, 2.6, 2.7, 2.8])
     monkeypatch.setattr(train_module, "validation_loss", lambda *args: next(values))
@@ -172,15 +174,15 @@ def test_patience_stops_when_val_loss_stops_improving(tmp_path, monkeypatch):
 
 
 def test_grad_accum_gives_the_full_batch_gradient(tmp_path):
-    from scratchlm.data import epoch_batches
-    from scratchlm.train import Trainer
-    from scratchlm.train_setup import prepare
+    from scratchlm.data.text import epoch_batches
+    from scratchlm.training.loop import Trainer
+    from scratchlm.training.job import prepare
 
     data, grads, losses = small_text(tmp_path, 3000), [], []
     for accum in ("1", "3"):
         settings, _ = parse(["train", data, "--output-dir", tmp_path / accum, *TINY, "--dropout", "0",
                              "--gradient-clip", "0", "--grad-accum", accum])
-        trainer = Trainer(prepare(settings), report.Reporter())
+        trainer = Trainer(prepare(settings), progress.Reporter())
         inputs, targets = epoch_batches(trainer.train_ids, trainer.job.window, trainer.data_rng, trainer.xp)
         trainer._step(inputs[:8], targets[:8])                   # 8 rows: micro-batches of 3, 2, 3
         grads.append(backend.to_numpy(trainer.job.optimizer.flat_grads).copy())   # (on a GPU, --device auto)

@@ -61,7 +61,7 @@ def test_cuda_source_compiles_with_nvcc(tmp_path, module, name, dtype):
 
 
 def test_importing_the_kernels_does_not_import_cupy():
-    code = ("import sys, scratchlm.model, scratchlm.ops, scratchlm.optim, scratchlm.kernels.attention, "
+    code = ("import sys, scratchlm.model, scratchlm.autograd.ops, scratchlm.optim, scratchlm.kernels.attention, "
             "scratchlm.kernels.adamw; print('cupy' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
@@ -307,9 +307,9 @@ def test_the_gpu_trains_like_the_cpu_in_float64(runs):
 @pytest.mark.parametrize("trained_on", ["cpu", "cuda"])
 def test_checkpoints_generate_and_evaluate_on_either_device(runs, trained_on):
     from scratchlm.checkpoint import load_checkpoint
-    from scratchlm.decode import Decoder
-    from scratchlm.evaluate import evaluate_text
-    from scratchlm.generate import SamplingSettings, generate_text
+    from scratchlm.inference.decoder import Decoder
+    from scratchlm.inference.scoring import evaluate_text
+    from scratchlm.inference.sampling import SamplingSettings, generate_text
 
     checkpoint = load_checkpoint(runs[trained_on])
     text = small_text(runs[trained_on].parent, 400, "eval.txt").read_text(encoding="utf-8")

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from train_helpers import REPO, TINY, parse, small_text, train_in_process
 
-from scratchlm import distributed
+from scratchlm.training import distributed
 from scratchlm.errors import OptionError
-from scratchlm.train import validation_loss
-from scratchlm.train_setup import check_processes, prepare
+from scratchlm.training.loop import validation_loss
+from scratchlm.training.job import check_processes, prepare
 
 MPI_VARIABLES = (*distributed.SIZE_VARIABLES, *distributed.RANK_VARIABLES)
 
@@ -52,7 +52,7 @@ def test_an_mpi_launch_is_read_from_the_environment(no_launcher, monkeypatch, va
 def test_without_a_launcher_training_never_imports_mpi4py(tmp_path):
     data = small_text(tmp_path, 1500)
     env = {k: v for k, v in os.environ.items() if k not in MPI_VARIABLES}
-    code = ("import sys; from scratchlm.cli import main; "
+    code = ("import sys; from scratchlm.cli.main import main; "
             f"code = main(['train', {str(data)!r}, '--output-dir', {str(tmp_path / 'out')!r}, "
             f"{', '.join(map(repr, TINY))}, '--max-steps', '2', '--quiet']); "
             "print(code, 'mpi4py' in sys.modules)")
@@ -156,7 +156,8 @@ class Ranks:
     (["0:1", "0:1"], "host", "HostStaged"),
 ])
 def test_ranks_sharing_a_gpu_add_up_on_the_host(monkeypatch, gpus, way, expected):
-    from scratchlm import backend, distributed_gpu
+    from scratchlm import backend
+    from scratchlm.training import distributed_gpu
     from scratchlm.errors import UserError
 
     monkeypatch.setenv("SCRATCHLM_GPU_ALLREDUCE", way)

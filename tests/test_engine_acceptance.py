@@ -10,7 +10,7 @@ import numpy as np
 
 from scratchlm.model import GPT, GPTConfig
 from scratchlm.optim import AdamW
-from scratchlm.tokenizer import CharTokenizer
+from scratchlm.data.tokenizer import CharTokenizer
 
 SHAKESPEARE = Path(__file__).resolve().parents[1] / "data" / "raw" / "shakespeare" / "shakespeare100k.txt"
 
@@ -40,13 +40,13 @@ def _modules_after(code: str) -> str:
 
 
 def test_importing_scratchlm_loads_neither_numba_nor_cupy():
-    out = _modules_after("import sys, scratchlm, scratchlm.model, scratchlm.optim, scratchlm.cli; "
+    out = _modules_after("import sys, scratchlm, scratchlm.model, scratchlm.optim, scratchlm.cli.main; "
                          "print('numba' in sys.modules, 'cupy' in sys.modules)")
     assert out.split() == ["False", "False"]
 
 
 def test_help_compiles_nothing():
-    out = _modules_after("import sys, contextlib, io\nfrom scratchlm.cli import main\n"
+    out = _modules_after("import sys, contextlib, io\nfrom scratchlm.cli.main import main\n"
                          "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
                          "    main(['--help'])\n"
                          "print('numba' in sys.modules, 'cupy' in sys.modules)")

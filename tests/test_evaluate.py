@@ -11,7 +11,7 @@ from tiny_models import checkpoint_file, run_cli, sample_text, tiny_model
 
 from scratchlm import no_grad
 from scratchlm.errors import OptionError, TokenizerError
-from scratchlm.evaluate import evaluate_text, plan_windows
+from scratchlm.inference.scoring import evaluate_text, plan_windows
 
 TEXT = sample_text()[:300]
 

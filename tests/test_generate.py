@@ -9,9 +9,9 @@ import pytest
 from tiny_models import SCRATCHLM, checkpoint_file, run_cli, tiny_model
 
 from scratchlm import no_grad
-from scratchlm.decode import Decoder
-from scratchlm.generate import SamplingSettings, TextStream, _release, generate_text, sample_token
-from scratchlm.tokenizer import ByteTokenizer
+from scratchlm.inference.decoder import Decoder
+from scratchlm.inference.sampling import SamplingSettings, TextStream, _release, generate_text, sample_token
+from scratchlm.data.tokenizer import ByteTokenizer
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
 

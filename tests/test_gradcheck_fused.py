@@ -1,4 +1,4 @@
-"""Finite-difference checks (float64) of the fused transformer ops in ops/transformer.py.
+"""Finite-difference checks (float64) of the fused transformer ops in scratchlm/autograd/ops/transformer.py.
 
 Every test takes the ``kernel_mode`` fixture, so it runs once on the NumPy reference
 kernels and once on the fastest ones (Numba where it is available). The fused transformer
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from gradcheck import assert_gradients_match
 
-from scratchlm import ops
+from scratchlm.autograd import ops
 from scratchlm.kernels import dropout as dropout_kernels
 from scratchlm.model import rope_tables
-from scratchlm.tensor import Tensor
+from scratchlm.autograd.tensor import Tensor
 
 
 def normal(shape, seed=0, scale=1.0):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from gradcheck import TOLERANCE, numerical_gradient, relative_error
 
-from scratchlm.function import no_grad
+from scratchlm.autograd.function import no_grad
 from scratchlm.kernels import dispatch
 from scratchlm.model import GPT, GPTConfig
 

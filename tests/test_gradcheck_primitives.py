@@ -1,4 +1,4 @@
-"""Finite-difference checks (float64) of every primitive op in ops/elementwise.py and ops/shape.py."""
+"""Finite-difference checks (float64) of every primitive op in scratchlm/autograd/ops/elementwise.py and shape.py."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from gradcheck import assert_gradients_match, gradient_errors
 
-from scratchlm import ops
-from scratchlm.function import Function
-from scratchlm.tensor import Tensor
+from scratchlm.autograd import ops
+from scratchlm.autograd.function import Function
+from scratchlm.autograd.tensor import Tensor
 
 
 def normal(shape, seed=0):

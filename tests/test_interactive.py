@@ -14,9 +14,9 @@ import time
 import pytest
 from tiny_models import SCRATCHLM, checkpoint_file, run_cli, tiny_model
 
-from scratchlm.decode import Decoder
-from scratchlm.generate import SamplingSettings
-from scratchlm.interactive import InteractiveSession
+from scratchlm.inference.decoder import Decoder
+from scratchlm.inference.sampling import SamplingSettings
+from scratchlm.inference.interactive import InteractiveSession
 
 
 def lines_then_eof(lines):

@@ -7,7 +7,7 @@ import pytest
 
 from scratchlm.kernels import buffers, dispatch
 from scratchlm.optim import AdamW
-from scratchlm.tensor import Tensor
+from scratchlm.autograd.tensor import Tensor
 
 SIZES = [1, 1000, dispatch.SERIAL_BELOW + 3, 300_001]      # one thread, then the cores (odd splits)
 

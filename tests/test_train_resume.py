@@ -14,8 +14,8 @@ import yaml
 from train_helpers import (CONSOLE, REPO, TINY, assert_same_arrays, checkpoint_arrays, run_console, small_text,
                            train_in_process)
 
-from scratchlm.report import Reporter
-from scratchlm.train import TrainingDiverged, TrainingInterrupted
+from scratchlm.training.progress import Reporter
+from scratchlm.errors import TrainingDiverged, TrainingInterrupted
 
 
 def val_losses(out) -> list[float]:

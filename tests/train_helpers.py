@@ -26,8 +26,8 @@ def parse(argv):
     """(TrainSettings, checkpoint) exactly as the command line would build them."""
     from docopt import docopt
 
-    from scratchlm import cli
-    from scratchlm.cli_train import settings_from_args
+    from scratchlm.cli import main as cli
+    from scratchlm.cli.train import settings_from_args
 
     argv = cli._clean_argv(list(map(str, argv)))
     return settings_from_args(docopt(cli.__doc__, argv=argv), argv)
@@ -35,7 +35,7 @@ def parse(argv):
 
 def train_in_process(argv, reporter=None):
     """Run ``scratchlm train`` as a library call; returns the summary."""
-    from scratchlm.train import train
+    from scratchlm.training.loop import train
 
     settings, checkpoint = parse(argv)
     return train(settings, reporter, checkpoint)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
-from ..backend import get_array_module
-from ..tensor import Tensor
-from .layers import MLP, Dropout, LayerNorm, Linear, RMSNorm
-from .module import Module
+from scratchlm.autograd import ops
+from scratchlm.backend import get_array_module
+from scratchlm.autograd.tensor import Tensor
+from scratchlm.nn.layers import MLP, Dropout, LayerNorm, Linear, RMSNorm
+from scratchlm.nn.module import Module
 
 
 class KVCache:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
-from ..backend import resolve_dtype
-from .module import Module, Parameter
+from scratchlm.autograd import ops
+from scratchlm.backend import resolve_dtype
+from scratchlm.nn.module import Module, Parameter
 
 
 def normal(rng: np.random.Generator, shape, std: float, dtype) -> np.ndarray:

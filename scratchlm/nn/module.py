@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .. import backend
-from ..tensor import Tensor
+from scratchlm import backend
+from scratchlm.autograd.tensor import Tensor
 
 
 class Parameter(Tensor):

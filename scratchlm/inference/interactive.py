@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import UserError
-from .generate import SamplingSettings, generate_text, prompt_ids
+from scratchlm.errors import UserError
+from scratchlm.inference.sampling import SamplingSettings, generate_text, prompt_ids
 
 PROMPT = "> "
 HELP = """Type text and press Enter: the model continues it. Commands:

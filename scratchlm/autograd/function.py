@@ -84,7 +84,7 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params):
-        from .tensor import Tensor
+        from scratchlm.autograd.tensor import Tensor
 
         arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
         ctx = Context()

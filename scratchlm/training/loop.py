@@ -30,30 +30,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import artifacts, distributed
-from .backend import array_module_for
-from .checkpoint import load_checkpoint, save_checkpoint
-from .data import epoch_batches, eval_windows, micro_batch_bounds
-from .function import no_grad
-from .optim import lr_at
-from .report import Reporter
-from .train_setup import (MIN_LR_RATIO, TrainJob, TrainSettings, check_processes, check_resumable, create_output_dir,
-                          prepare)
+from scratchlm.errors import TrainingDiverged, TrainingInterrupted
+from scratchlm.training import distributed, outputs
+from scratchlm.backend import array_module_for
+from scratchlm.checkpoint import load_checkpoint, save_checkpoint
+from scratchlm.data.text import epoch_batches, eval_windows, micro_batch_bounds
+from scratchlm.autograd.function import no_grad
+from scratchlm.optim import lr_at
+from scratchlm.training.progress import Reporter
+from scratchlm.training.job import (MIN_LR_RATIO, TrainJob, TrainSettings, check_processes, check_resumable, create_output_dir, prepare)
 
-__all__ = ["train", "TrainSettings", "TrainingInterrupted", "TrainingDiverged"]
+__all__ = ["train", "TrainSettings"]
 CURVE_POINTS_PER_EPOCH = 20
-
-
-class TrainingInterrupted(Exception):
-    """Ctrl-C: the run stopped at a step boundary and saved a resumable checkpoint."""
-
-    def __init__(self, checkpoint: Path | None, step: int):
-        super().__init__(f"training interrupted at step {step}")
-        self.checkpoint, self.step = checkpoint, step
-
-
-class TrainingDiverged(Exception):
-    """The loss became NaN or infinite; the last good checkpoints are kept."""
 
 
 def train(settings: TrainSettings, reporter: Reporter | None = None, checkpoint=None) -> dict:
@@ -148,8 +136,8 @@ class Trainer:
     def run(self) -> dict:
         job, s, state = self.job, self.s, self.state
         if self.writes:
-            artifacts.write_config(job)
-        self.reporter.start(artifacts.run_facts(job), job.resumed_from, state.step)
+            outputs.write_config(job)
+        self.reporter.start(outputs.run_facts(job), job.resumed_from, state.step)
         stop = None
         # Under mpirun, Ctrl-C reaches mpirun, which ends every rank: no step-boundary stop there.
         with StopRequest(active=self.group.size == 1) as self.stop_request, \
@@ -159,7 +147,7 @@ class Trainer:
         if stop is None:
             stop = "done" if state.epochs_done >= s.epochs else "max-steps"
         self._clock()
-        summary = artifacts.summary(job, stop)
+        summary = outputs.summary(job, stop)
         self._write_reports(summary)
         self.reporter.finish(summary, [r["val_loss"] for r in state.history])
         return summary
@@ -191,7 +179,7 @@ class Trainer:
         state.epoch_loss_sum, state.epoch_loss_steps, state.epoch_time_s = 0.0, 0, 0.0
         path = self._save(job.output_dir / f"checkpoint_epoch_{epoch}.pt", best=record["best"])
         if self.writes:
-            artifacts.prune_checkpoints(job.output_dir, epoch, s.keep_checkpoints)
+            outputs.prune_checkpoints(job.output_dir, epoch, s.keep_checkpoints)
         self.reporter.epoch_end(record, path)
         if s.patience and state.bad_evals >= s.patience:
             return "early-stop"
@@ -271,7 +259,7 @@ class Trainer:
         else:
             state.bad_evals += 1
         self._clock()
-        record = artifacts.eval_record(job, epoch, end_of_epoch, val, best, self._lr(max(state.step - 1, 0)),
+        record = outputs.eval_record(job, epoch, end_of_epoch, val, best, self._lr(max(state.step - 1, 0)),
                                        self._tokens_per_s(), time.perf_counter() - started)
         state.history.append(record)
         if best and not end_of_epoch:
@@ -289,7 +277,7 @@ class Trainer:
         train_state = {"settings": job.settings.hyperparameters(), "data": job.data_info, "state": vars(state)}
         save_checkpoint(path, job.model, job.tokenizer, job.optimizer, train_state)
         if best:
-            artifacts.link_or_copy(path, job.output_dir / "final_model.pt")
+            outputs.link_or_copy(path, job.output_dir / "final_model.pt")
         return path
 
     def _stop_mid_epoch(self, epoch: int, started: float, reason: str, evaluated: bool = False) -> str:
@@ -309,7 +297,7 @@ class Trainer:
 
     def _write_reports(self, final: dict | None = None) -> None:
         if self.writes:
-            artifacts.write_reports(self.job, final)
+            outputs.write_reports(self.job, final)
 
     # ---- schedule, clock and speed -------------------------------------------------------------
     def _lr(self, step: int) -> float:

@@ -2,7 +2,7 @@
 
 Where a setting comes from, highest first: an option given on the command line, the
 ``--config`` file, the recorded settings of the checkpoint being resumed, the default in
-the usage string (``cli.py``, the only place defaults are written). docopt fills in the
+the usage string (``cli/main.py``, the only place defaults are written). docopt fills in the
 defaults itself, so "given on the command line" is found by parsing argv a second time
 against the usage string with its defaults removed. Every bad value becomes an
 ``OptionError`` naming the option (or the config key) and what would be valid.
@@ -17,13 +17,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from .backend import FLOAT_DTYPES
-from .checkpoint import load_checkpoint
-from .errors import OptionError
-from .model import NORMS, POS_ENCODINGS
-from .optim import SCHEDULES
-from .tokenizer import KINDS
-from .train_setup import FIXED_ON_RESUME, SETTING_KEYS, TrainSettings, check_resumable
+from scratchlm.backend import FLOAT_DTYPES
+from scratchlm.checkpoint import load_checkpoint
+from scratchlm.errors import OptionError
+from scratchlm.model import NORMS, POS_ENCODINGS
+from scratchlm.optim import SCHEDULES
+from scratchlm.data.tokenizer import KINDS
+from scratchlm.training.job import FIXED_ON_RESUME, SETTING_KEYS, TrainSettings, check_resumable
 
 RECORD_ONLY_KEYS = ("data", "run", "resumed_from")  # in config.yaml, but not settings --config can change
 
@@ -120,7 +120,7 @@ def given_options(argv) -> set[str]:
     """The long options that ``argv`` really names (not docopt's filled-in defaults)."""
     from docopt import docopt
 
-    from .cli import __doc__ as usage
+    from scratchlm.cli.main import __doc__ as usage
 
     bare = re.sub(r"\s*\[default:[^\]]*\]", "", usage)
     parsed = docopt(bare, argv=list(argv), default_help=False)
@@ -204,9 +204,10 @@ def resume_command(settings: TrainSettings, checkpoint, quiet: bool) -> str:
 
 def run_train_command(args, argv=None) -> int:
     """Train as the command line asked; returns the exit code (130 after Ctrl-C, 1 on a NaN loss)."""
-    from .distributed import launched_by_mpi
-    from .report import make_reporter
-    from .train import TrainingDiverged, TrainingInterrupted, train
+    from scratchlm.training.distributed import launched_by_mpi
+    from scratchlm.training.progress import make_reporter
+    from scratchlm.errors import TrainingDiverged, TrainingInterrupted
+    from scratchlm.training.loop import train
 
     try:
         settings, checkpoint = settings_from_args(args, argv)

@@ -28,14 +28,14 @@ from collections import deque
 
 import numpy as np
 
-from . import backend
-from .function import no_grad
-from .kernels import decode as decode_kernels
-from .kernels.decode import add_norm, attend, gelu_row
-from .kernels.dispatch import use_numba
-from .model import rope_tables, sinusoidal_table
-from .nn.attention import new_caches
-from .ops.transformer import _rotate
+from scratchlm import backend
+from scratchlm.autograd.function import no_grad
+from scratchlm.kernels import decode as decode_kernels
+from scratchlm.kernels.decode import add_norm, attend, gelu_row
+from scratchlm.kernels.dispatch import use_numba
+from scratchlm.model import rope_tables, sinusoidal_table
+from scratchlm.nn.attention import new_caches
+from scratchlm.autograd.ops.transformer import _rotate
 
 
 def _raw(param):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import TokenizerError
+from scratchlm.errors import TokenizerError
 
 KINDS = ("char", "byte")
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend
-from .data import read_text, split_tokens, windows_per_epoch
-from .errors import CheckpointError, DataError, OptionError
-from .model import GPT, GPTConfig
-from .optim import AdamW
-from .tokenizer import build_tokenizer
+from scratchlm import backend
+from scratchlm.data.text import read_text, split_tokens, windows_per_epoch
+from scratchlm.errors import CheckpointError, DataError, OptionError
+from scratchlm.model import GPT, GPTConfig
+from scratchlm.optim import AdamW
+from scratchlm.data.tokenizer import build_tokenizer
 
 ADAM_BETAS = (0.9, 0.99)       # beta2 0.99 suits small character models
 ADAM_EPS = 1e-8

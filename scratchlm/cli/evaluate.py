@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import sys
 
-from . import backend
-from .cli_options import int_option, output_file_option, write_text_atomically
+from scratchlm import backend
+from scratchlm.cli.options import int_option, output_file_option, write_text_atomically
 
 
 def evaluation_panel(result):
@@ -36,9 +36,9 @@ def evaluation_panel(result):
 def run_evaluate_command(args: dict) -> int:
     from rich.console import Console
 
-    from .checkpoint import load_checkpoint
-    from .data import read_text
-    from .evaluate import evaluate_text
+    from scratchlm.checkpoint import load_checkpoint
+    from scratchlm.data.text import read_text
+    from scratchlm.inference.scoring import evaluate_text
 
     stride = None if args.get("--stride") is None else int_option(args, "--stride", minimum=1)
     batch_size = int_option(args, "--batch-size", minimum=1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from .artifacts import format_duration, sparkline
+from scratchlm.training.outputs import format_duration, sparkline
 
 PLAIN_EVERY_S = 5.0
 STOP_REASONS = {

@@ -27,8 +27,8 @@ import os
 
 import numpy as np
 
-from . import backend
-from .errors import UserError
+from scratchlm import backend
+from scratchlm.errors import UserError
 
 WAYS = ("auto", "nccl", "mpi", "host")
 NCCL_ID_SLOTS = 512                          # NCCL's unique id is 128 bytes; room to spare

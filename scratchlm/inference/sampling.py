@@ -1,7 +1,7 @@
 """Text generation: sampling settings, sampling one token, and streaming a continuation.
 
 ``generate_text`` continues a prompt with a ``Decoder`` (the KV-cache decoder of
-``decode.py``) and yields the new text piece by piece as it is produced, so a
+``decoder.py``) and yields the new text piece by piece as it is produced, so a
 caller can print each piece at once. Sampling happens on the host with NumPy:
 the logits of one position are a few dozen numbers, and a host draw from one
 seeded ``numpy.random.Generator`` makes "same seed, same text" hold on every device.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from .errors import OptionError
+from scratchlm.errors import OptionError
 
 # Tried in order when the prompt is empty: a text has to start from some token.
 START_CHARACTERS = ("\n", " ")

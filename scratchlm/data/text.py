@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from scratchlm.errors import DataError
 
 
 def read_text(path) -> str:

@@ -18,8 +18,8 @@ from scratchlm.kernels import gelu as gelu_kernels
 from scratchlm.kernels import layernorm as layernorm_kernels
 from scratchlm.kernels import rmsnorm as rmsnorm_kernels
 
-from ..backend import get_array_module
-from ..function import Function, is_grad_enabled
+from scratchlm.backend import get_array_module
+from scratchlm.autograd.function import Function, is_grad_enabled
 
 
 class Linear(Function):

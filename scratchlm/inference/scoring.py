@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import backend
-from .errors import DataError, OptionError
-from .function import no_grad
+from scratchlm import backend
+from scratchlm.errors import DataError, OptionError
+from scratchlm.autograd.function import no_grad
 
 
 def perplexity(loss: float) -> float:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from itertools import accumulate
 
-from ..backend import get_array_module
-from ..function import Function
-from .elementwise import unbroadcast
+from scratchlm.backend import get_array_module
+from scratchlm.autograd.function import Function
+from scratchlm.autograd.ops.elementwise import unbroadcast
 
 
 def _axes(axis, ndim):
@@ -196,7 +196,7 @@ def transpose(a, dim0=-2, dim1=-1):
 
 
 def getitem(a, index):
-    from ..tensor import Tensor
+    from scratchlm.autograd.tensor import Tensor
 
     if isinstance(index, Tensor):
         index = index.data

@@ -31,8 +31,8 @@ import time
 
 import numpy as np
 
-from . import backend
-from .errors import UserError
+from scratchlm import backend
+from scratchlm.errors import MPIUnavailable
 
 # Set by the MPI launchers in each process they start: Open MPI, MPICH / Intel MPI (Hydra), PMIx, MVAPICH.
 SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -41,10 +41,6 @@ LOCAL_SIZE_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_CO
 LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK")
 INSTALL_HINT = ("pip install -e '.[mpi]' (or pip install mpi4py) and an MPI library such as Open MPI "
                 "(apt-get install openmpi-bin)")
-
-
-class MPIUnavailable(UserError):
-    """Started by an MPI launcher, but mpi4py or the MPI library cannot be loaded."""
 
 
 def _env_int(names) -> int | None:
@@ -154,7 +150,7 @@ class MPIGroup(SingleProcess):
 
     def _device(self):
         if self._device_comm is None:
-            from .distributed_gpu import make_device_communicator
+            from scratchlm.training.distributed_gpu import make_device_communicator
 
             self._device_comm = make_device_communicator(self)
         return self._device_comm

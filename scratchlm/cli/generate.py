@@ -1,7 +1,7 @@
 """The ``generate`` command: docopt arguments -> checked settings -> text streamed to stdout.
 
 Every option is checked before the checkpoint is read, so a typo costs nothing;
-problems raise ``UserError`` subclasses that ``cli.py`` prints as one line (exit 2).
+problems raise ``UserError`` subclasses that ``cli/main.py`` prints as one line (exit 2).
 The text is written as it is produced (prompt first, then each piece, flushed), and
 ``--output-file`` is written once, atomically, when all samples are done.
 """
@@ -13,15 +13,15 @@ import sys
 
 import numpy as np
 
-from . import backend
-from .cli_options import float_option, int_option, output_file_option, write_text_atomically
-from .errors import OptionError
+from scratchlm import backend
+from scratchlm.cli.options import float_option, int_option, output_file_option, write_text_atomically
+from scratchlm.errors import OptionError
 
 EXIT_INTERRUPTED = 130
 
 
 def sampling_settings(args: dict):
-    from .generate import SamplingSettings
+    from scratchlm.inference.sampling import SamplingSettings
 
     stop = args.get("--stop")
     if stop is not None and stop == "":
@@ -44,9 +44,9 @@ def model_summary(model, tokenizer, device: str) -> str:
 
 
 def run_generate_command(args: dict) -> int:
-    from .checkpoint import load_checkpoint
-    from .decode import Decoder
-    from .generate import generate_text, prompt_ids
+    from scratchlm.checkpoint import load_checkpoint
+    from scratchlm.inference.decoder import Decoder
+    from scratchlm.inference.sampling import generate_text, prompt_ids
 
     settings = sampling_settings(args)
     num_samples = int_option(args, "--num-samples", minimum=1)
@@ -103,7 +103,7 @@ def _stream_sample(pieces, prompt: str, index: int, count: int) -> str:
 
 
 def _run_interactive(decoder, tokenizer, settings, summary: str, output) -> int:
-    from .interactive import InteractiveSession, read_line_with_editing
+    from scratchlm.inference.interactive import InteractiveSession, read_line_with_editing
 
     transcript: list[str] = []
 

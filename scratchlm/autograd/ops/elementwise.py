@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from scratchlm.kernels import buffers
 
-from ..backend import get_array_module
-from ..function import Function
+from scratchlm.backend import get_array_module
+from scratchlm.autograd.function import Function
 
 
 def unbroadcast(grad, shape):

@@ -1,7 +1,7 @@
 """Turning docopt's strings into checked values, and writing result files safely.
 
 Every check raises ``OptionError`` with a message that names the option, so
-``cli.py`` can print it as one line and exit with code 2.
+``cli/main.py`` can print it as one line and exit with code 2.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import OptionError
+from scratchlm.errors import OptionError
 
 
 def int_option(args: dict, name: str, minimum: int | None = None, meaning: str = "") -> int:
@@ -62,7 +62,7 @@ def output_file_option(args: dict, name: str) -> Path | None:
 def write_text_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (``checkpoint.write_atomically``); a failure is an
     OptionError naming the file."""
-    from .checkpoint import write_atomically
+    from scratchlm.checkpoint import write_atomically
 
     try:
         write_atomically(path, text.encode("utf-8"))

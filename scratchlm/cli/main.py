@@ -81,7 +81,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import __version__
+from scratchlm import __version__
 
 
 def _clean_argv(argv):
@@ -104,15 +104,15 @@ def main(argv=None) -> int:
     debug = bool(args.get("--debug")) or os.environ.get("SCRATCHLM_DEBUG") == "1"
     try:
         if args["train"]:
-            from .cli_train import run_train_command
+            from scratchlm.cli.train import run_train_command
 
             return _end_all_ranks_on_error(run_train_command(args, argv))
         if args["generate"]:
-            from .cli_generate import run_generate_command
+            from scratchlm.cli.generate import run_generate_command
 
             return run_generate_command(args)
         if args["evaluate"]:
-            from .cli_evaluate import run_evaluate_command
+            from scratchlm.cli.evaluate import run_evaluate_command
 
             return run_evaluate_command(args)
     except KeyboardInterrupt:
@@ -158,7 +158,7 @@ def explain_usage_error(argv, message: str) -> str:
 
 def _end_all_ranks_on_error(code: int) -> int:
     """Under mpirun, a rank that fails ends the whole job (the others would wait for it forever)."""
-    from .distributed import active
+    from scratchlm.training.distributed import active
 
     group = active()
     if code and group is not None and group.size > 1:
@@ -168,15 +168,13 @@ def _end_all_ranks_on_error(code: int) -> int:
 
 def report_error(exc: BaseException, debug: bool) -> int:
     """One clear line on stderr (a traceback only with --debug); exit code 2 for fixable input."""
-    from .backend import DeviceError
-    from .errors import UserError
-    from .model import ConfigError
+    from scratchlm.errors import UserError
 
     if debug:
         import traceback
 
         traceback.print_exception(exc)
-    fixable = isinstance(exc, (UserError, ConfigError, DeviceError))
+    fixable = isinstance(exc, UserError)
     if fixable:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .checkpoint import write_atomically
-from .evaluate import perplexity
+from scratchlm import __version__
+from scratchlm.checkpoint import write_atomically
+from scratchlm.inference.scoring import perplexity
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -84,7 +84,7 @@ def bits_per_char(job, loss: float) -> float:
 # ---- records -------------------------------------------------------------------------------
 def run_facts(job) -> dict:
     """What the configuration panel shows ("panel") and what config.yaml records ("run")."""
-    from .train_setup import ADAM_BETAS, ADAM_EPS, MIN_LR_RATIO
+    from scratchlm.training.job import ADAM_BETAS, ADAM_EPS, MIN_LR_RATIO
 
     s, cfg, info = job.settings, job.model.config, job.data_info
     params = job.model.num_parameters()

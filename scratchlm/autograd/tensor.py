@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
-from .function import Node
+from scratchlm import backend
+from scratchlm.autograd.function import Node
 
 _ops = None
 
@@ -22,7 +22,7 @@ def _o():
     """The ops package, imported on first use (it imports this module)."""
     global _ops
     if _ops is None:
-        from . import ops
+        from scratchlm.autograd import ops
 
         _ops = ops
     return _ops
@@ -84,7 +84,7 @@ class Tensor:
             xp = backend.get_array_module(g)
             self.grad = xp.array(g, dtype=self.data.dtype, copy=True)
         else:
-            from .kernels import buffers                 # here: importing scratchlm loads no kernels
+            from scratchlm.kernels import buffers                 # here: importing scratchlm loads no kernels
 
             buffers.accumulate(self.grad, g)             # self.grad += g, on both cores
 
@@ -92,7 +92,7 @@ class Tensor:
         """Back-propagate from this tensor (a scalar loss unless ``grad`` is given)."""
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad")
-        from .kernels import buffers             # the gradients' sums (on first use)
+        from scratchlm.kernels import buffers             # the gradients' sums (on first use)
 
         xp = backend.get_array_module(self.data)
         if grad is None:
@@ -129,7 +129,7 @@ class Tensor:
                     slots[index] = g if old is None else buffers.add(old, g)
             node.ctx = None  # free what forward saved; a graph is walked once
 
-    # ---- operators (the ops live in scratchlm.ops) ------------------------------
+    # ---- operators (the ops live in scratchlm.autograd.ops) ------------------------------
     def __add__(self, other):
         return _o().add(self, other)
 

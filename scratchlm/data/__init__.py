@@ -1,0 +1,1 @@
+"""Text in, token ids out: reading text files (``text.py``) and the tokenizers (``tokenizer.py``)."""
