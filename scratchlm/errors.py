@@ -1,7 +1,9 @@
 """Typed errors the library raises for problems a user can fix.
 
 ``cli.py`` turns every ``UserError`` into one line on stderr and exit code 2; the
-library itself never prints or exits.
+library itself never prints or exits. ``ParameterOwnershipError`` is not a
+``UserError``: it reports calling code that misuses the Python API (a bug in that
+code, not bad input), so it stays a traceback.
 """
 
 
@@ -23,3 +25,7 @@ class TokenizerError(UserError):
 
 class OptionError(UserError):
     """A command-line option or config value is out of range."""
+
+
+class ParameterOwnershipError(RuntimeError):
+    """A parameter's data or grad was rebound away from the optimizer's flat buffers that own it."""
