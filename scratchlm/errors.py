@@ -1,7 +1,9 @@
-"""Every error a user can fix, and the two ways a training run ends early.
+"""Every error a user can fix, the two ways a training run ends early, and API misuse.
 
 ``scratchlm.cli`` turns every ``UserError`` into one line on stderr and exit code 2; the
 library itself never prints or exits. Each error says what is wrong and how to fix it.
+``ParameterOwnershipError`` is not a ``UserError``: it reports calling code that misuses
+the Python API (a bug in that code, not bad input), so it stays a traceback.
 """
 
 from __future__ import annotations
@@ -49,3 +51,7 @@ class TrainingInterrupted(Exception):
     def __init__(self, checkpoint, step: int):
         super().__init__(f"training interrupted at step {step}")
         self.checkpoint, self.step = checkpoint, step
+
+
+class ParameterOwnershipError(RuntimeError):
+    """A parameter's data or grad was rebound away from the optimizer's flat buffers that own it."""

@@ -6,17 +6,27 @@ gradient buffer. Backward accumulates into those views in place, so zeroing the
 gradients, the global norm, clipping and the update are each a single pass over
 one array (see ``kernels/adamw.py``). The matrices, which get weight decay, come
 first in the buffer; norms, biases and other 1-D parameters come after and do not.
+
+The optimizer then owns those parameters (``Parameter.owner``): ``Module.zero_grad``
+zeroes their gradients in place and ``Module.to`` moves the flat buffers with them.
+Anything else that rebinds a ``p.data`` or ``p.grad`` makes the next ``step`` raise
+``ParameterOwnershipError`` rather than update arrays the model no longer uses.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 
 from scratchlm import backend
+from scratchlm.errors import ParameterOwnershipError
 from scratchlm.kernels import adamw as adamw_kernels
 from scratchlm.kernels import buffers
+from scratchlm.nn.module import Parameter
 
 SCHEDULES = ("cosine", "constant")
+_REBOUND_HARM = {"data": "a step would update an array the model no longer computes with",
+                 "grad": "a step would read a gradient buffer that backward no longer fills"}
 
 
 class AdamW:
@@ -43,11 +53,48 @@ class AdamW:
         self.v = xp.zeros(total, dtype=dtype)                      # (P,)
         offset = 0
         for p in self.params:
+            self.flat_params[offset : offset + p.size] = p.data.reshape(-1)
+            offset += p.size
+        self._view_parameters()
+
+    def _view_parameters(self) -> None:
+        """Make each parameter's data and grad views into the flat buffers, and mark it as owned."""
+        self._views = []                         # (data, grad) per parameter: what step checks by identity
+        offset = 0
+        for p in self.params:
             n = p.size
-            self.flat_params[offset : offset + n] = p.data.reshape(-1)
             p.data = self.flat_params[offset : offset + n].reshape(p.shape)
             p.grad = self.flat_grads[offset : offset + n].reshape(p.shape)
+            self._views.append((p.data, p.grad))
+            if isinstance(p, Parameter):         # a plain Tensor can be optimized too, but has no owner slot
+                p._owner = weakref.ref(self)
             offset += n
+
+    def check_parameters(self) -> None:
+        """Raise ParameterOwnershipError unless every p.data and p.grad is still its view into the flat buffers.
+
+        Two identity checks per parameter, so it is cheap enough for every step.
+        """
+        for i, (p, (data, grad)) in enumerate(zip(self.params, self._views)):
+            if p.data is not data or p.grad is not grad:
+                attr, now = ("data", p.data) if p.data is not data else ("grad", p.grad)
+                raise ParameterOwnershipError(
+                    f"AdamW's parameter {i} of {len(self.params)} (shape {tuple(data.shape)}) has a new .{attr} "
+                    f"({'None' if now is None else 'another array'}) instead of its view into the optimizer's flat "
+                    f"buffer: {_REBOUND_HARM[attr]}. Change values in place (p.data[...] = x, "
+                    "model.load_state_dict), zero gradients with optimizer.zero_grad() or model.zero_grad() and "
+                    "move with model.to(device); after any other rebinding, or after building another optimizer "
+                    "over the same parameters (which takes them over), build this one again")
+
+    def to(self, device: str) -> "AdamW":
+        """Move the flat buffers (weights, gradients, moments) to ``device`` and view the parameters into them."""
+        self.check_parameters()
+        self.flat_params = backend.to_device(self.flat_params, device)
+        self.flat_grads = backend.to_device(self.flat_grads, device)
+        self.m = backend.to_device(self.m, device)
+        self.v = backend.to_device(self.v, device)
+        self._view_parameters()
+        return self
 
     def zero_grad(self) -> None:
         buffers.zero(self.flat_grads)
@@ -61,6 +108,7 @@ class AdamW:
         return adamw_kernels.clip_grad_norm(self.flat_grads, max_norm)
 
     def step(self, lr: float | None = None) -> None:
+        self.check_parameters()                  # never update buffers the model has stopped using
         if lr is not None:
             self.lr = lr
         self.step_count += 1

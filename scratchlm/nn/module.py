@@ -12,15 +12,22 @@ from collections.abc import Iterator
 
 from scratchlm import backend
 from scratchlm.autograd.tensor import Tensor
+from scratchlm.errors import ParameterOwnershipError
 
 
 class Parameter(Tensor):
     """A Tensor that is a trainable weight (requires_grad is always on)."""
 
-    __slots__ = ()
+    __slots__ = ("_owner",)
 
     def __init__(self, data):
         super().__init__(data, requires_grad=True)
+        self._owner = None          # set by AdamW: a weak reference, so a dropped optimizer frees its buffers
+
+    @property
+    def owner(self):
+        """The optimizer whose flat buffers hold this parameter's data and grad, or None."""
+        return None if self._owner is None else self._owner()
 
 
 class Module:
@@ -72,8 +79,16 @@ class Module:
         return self.train(False)
 
     def zero_grad(self) -> None:
+        """Drop every gradient; one an optimizer owns is zeroed in place instead, and kept.
+
+        An owned gradient is a view into the optimizer's flat buffer: setting it to None
+        would make backward write a fresh array that the optimizer never reads.
+        """
         for p in self.parameters():
-            p.grad = None
+            if p.owner is not None and p.grad is not None:
+                p.grad[...] = 0
+            else:
+                p.grad = None
 
     # ---- weights in and out -----------------------------------------------------
     def state_dict(self) -> dict:
@@ -98,11 +113,29 @@ class Module:
             p.data[...] = xp.asarray(value, dtype=p.data.dtype) if xp is not backend.np else backend.to_numpy(value)
 
     def to(self, device: str) -> "Module":
-        """Move every parameter (and registered buffer) to ``device``."""
+        """Move every parameter (and registered buffer) to ``device``.
+
+        Parameters an optimizer owns are moved by it: it moves its flat buffers (weights,
+        gradients, moments) and views its parameters into them again. It must own no
+        parameter outside this module, since one buffer cannot be split over two devices.
+        """
+        params = self.parameters()
+        optimizers = list({id(o): o for p in params if (o := p.owner) is not None}.values())
+        mine = {id(p) for p in params}
+        for opt in optimizers:
+            opt.check_parameters()                    # refuse before anything moves, not half way
+            if any(id(p) not in mine for p in opt.params):
+                raise ParameterOwnershipError(
+                    f"{type(self).__name__}.to({device!r}): the optimizer that owns these parameters also owns "
+                    "parameters outside this module, and its one flat buffer moves as a whole: call .to() on the "
+                    "whole model the optimizer was built over (or build the optimizer after .to())")
+        for opt in optimizers:
+            opt.to(device)
         for m in self.modules():
             for name, value in list(vars(m).items()):
                 if isinstance(value, Parameter):
-                    value.data = backend.to_device(value.data, device)
+                    if value.owner is None:               # an owned one was moved with its optimizer
+                        value.data = backend.to_device(value.data, device)
                 elif name in getattr(m, "_buffers", ()) and value is not None:   # None: no such buffer
                     setattr(m, name, backend.to_device(value, device))
         return self
