@@ -74,6 +74,12 @@ class GPTConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+def perplexity(loss: float) -> float:
+    """exp(mean cross-entropy): the model is as unsure as a uniform pick among this many
+    tokens. Capped at exp(700) so a diverged loss gives a huge number, not an OverflowError."""
+    return math.exp(min(loss, 700.0))
+
+
 def sinusoidal_table(positions, dim: int, dtype, xp=np):
     """(T, dim): sin on even features, cos on odd, wavelengths 2pi .. 10000*2pi."""
     pos = xp.asarray(positions, dtype=np.float64)[:, None]                     # (T, 1)

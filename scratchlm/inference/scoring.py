@@ -23,12 +23,7 @@ import numpy as np
 from scratchlm import backend
 from scratchlm.errors import DataError, OptionError
 from scratchlm.autograd.function import no_grad
-
-
-def perplexity(loss: float) -> float:
-    """exp(mean cross-entropy): the model is as unsure as a uniform pick among this many
-    tokens. Capped at exp(700) so a diverged loss gives a huge number, not an OverflowError."""
-    return math.exp(min(loss, 700.0))
+from scratchlm.model import perplexity
 
 
 @dataclass

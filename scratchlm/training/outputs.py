@@ -27,7 +27,7 @@ import numpy as np
 
 from scratchlm import __version__
 from scratchlm.checkpoint import write_atomically
-from scratchlm.inference.scoring import perplexity
+from scratchlm.model import perplexity
 
 SPARK = "▁▂▃▄▅▆▇█"
 
