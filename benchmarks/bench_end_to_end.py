@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import scratch_gpt
-from configs import CONFIGS, CPU_CONFIGS, GENERATE_CONTEXT, GENERATE_CONFIGS, GENERATE_TOKENS, VOCAB_SIZE
+from configs import CONFIGS, CPU_CONFIGS, GENERATE_CONFIGS, GENERATE_CONTEXT, GENERATE_TOKENS, VOCAB_SIZE
 
 TRAIN_ROUNDS = {"a": 20, "b": 20, "c": 5, "d": 3}
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 import scratchlm  # noqa: F401  before any suite imports NumPy: it sets OpenBLAS's thread timeout
 
 HERE = Path(__file__).resolve().parent

@@ -28,9 +28,9 @@ import numpy as np
 from configs import CONFIGS, VOCAB_SIZE
 
 from scratchlm.training import distributed
-from scratchlm.training.progress import Reporter
-from scratchlm.training.loop import Trainer
 from scratchlm.training.job import TrainSettings, prepare
+from scratchlm.training.loop import Trainer
+from scratchlm.training.progress import Reporter
 
 ALPHABET = (string.ascii_letters + string.digits + ".,;:!?' \n-()")[:VOCAB_SIZE]
 

@@ -23,14 +23,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import scratch_gpt  # noqa: E402
-from configs import CONFIGS  # noqa: E402
-from machine_load import OthersMeter  # noqa: E402
+import scratch_gpt
+from configs import CONFIGS
+from machine_load import OthersMeter
 
-from scratchlm import optim  # noqa: E402
-from scratchlm.autograd.function import Function  # noqa: E402
-from scratchlm.kernels import gelu as gelu_kernels  # noqa: E402
-from scratchlm.autograd.ops import elementwise, shape, transformer  # noqa: E402
+from scratchlm import optim
+from scratchlm.autograd.function import Function
+from scratchlm.autograd.ops import elementwise, shape, transformer
+from scratchlm.kernels import gelu as gelu_kernels
 
 # group -> the functions whose time (minus the time of other groups' functions they call) it gets
 GROUPS = {

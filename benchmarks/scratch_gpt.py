@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 
-import scratchlm  # noqa: F401  first: it configures OpenBLAS's threads before NumPy loads them
 import numpy as np
+from configs import BETAS, CLIP_NORM, EPS, LEARNING_RATE, VOCAB_SIZE, WEIGHT_DECAY, BenchConfig
 
+import scratchlm  # noqa: F401  first: it configures OpenBLAS's threads before NumPy loads them
 from scratchlm import backend, no_grad
 from scratchlm.model import GPT, GPTConfig
 from scratchlm.nn import new_caches
 from scratchlm.optim import AdamW
-
-from configs import BETAS, CLIP_NORM, EPS, LEARNING_RATE, VOCAB_SIZE, WEIGHT_DECAY, BenchConfig
 
 
 class Trainer:

@@ -16,9 +16,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from configs import BETAS, CLIP_NORM, EPS, LEARNING_RATE, VOCAB_SIZE, WEIGHT_DECAY, BenchConfig
+from torch import nn
 
 
 class KVCache:

@@ -114,3 +114,11 @@ def row_threads(width: int) -> int:
 def stride_blocks(n: int, cap: int = MAX_BLOCKS) -> int:
     """Blocks of STRIDE_THREADS for a grid-stride loop over ``n`` elements (at least 1)."""
     return max(1, min(-(-n // STRIDE_THREADS), cap))
+
+
+PART_BLOCKS = 512        # row blocks of the norms' backward: enough to fill a large GPU
+
+
+def cuda_rows_ok(x) -> bool:
+    """The CUDA norms take float32/float64 (N, C) arrays with at least one element."""
+    return x.dtype in (np.float32, np.float64) and x.ndim == 2 and x.size > 0

@@ -28,7 +28,8 @@ import numpy as np
 
 from . import buffers
 from ._cuda import STRIDE_THREADS, cupy_module, launch, stride_blocks
-from .dispatch import lazy_njit, prange, use_cuda, use_numba
+from .dispatch import use_cuda, use_numba
+from .numba_tools import REORDER_SUMS, lazy_njit, prange
 
 
 # ---- version 0: the NumPy reference ------------------------------------------------
@@ -83,7 +84,7 @@ def _adamw_kernel(params, grads, m, v, beta1, one_minus_beta1, beta2, one_minus_
         params[i] = p - step_size * m_i / (np.sqrt(v_i / bias2) + eps)
 
 
-@lazy_njit(parallel=True, fastmath={"reassoc"})
+@lazy_njit(parallel=True, fastmath=REORDER_SUMS)
 def _sum_of_squares_kernel(grads):
     total = 0.0                                          # float64: 4.8M float32 squares
     for i in prange(grads.shape[0]):                     # a parallel reduction: each core

@@ -49,28 +49,10 @@ import math
 import numpy as np
 
 from ._cuda import cupy_module, launch, row_threads
-from .dispatch import lazy_njit, prange, use_cuda, use_numba
-from .vector_exp import exp_for
-
-
-def flush_threshold(dtype):
-    """tiny / eps: attention weights below it are set to exactly 0 (see FLUSH above)."""
-    info = np.finfo(dtype)
-    return info.tiny / info.eps
-
-
-@lazy_njit(inline="always")
-def weight_floor(a):
-    """``flush_threshold`` of a's dtype, as a number of that dtype, inside compiled code."""
-    info = np.finfo(a.dtype)
-    return a.dtype.type(info.tiny / info.eps)
-
-
-def causal_mask(xp, tq, tk):
-    """(Tq, Tk) boolean, True where key j lies in query i's future."""
-    query_pos = xp.arange(tq)[:, None] + (tk - tq)
-    key_pos = xp.arange(tk)[None, :]
-    return key_pos > query_pos
+from .dispatch import use_cuda, use_numba
+from .numba_tools import NUMPY_ERRORS, REORDER_SUMS_AND_FUSE, lazy_njit, prange
+from .row_tiles import ROWS, add_tile_t_times, tile_times_bt
+from .softmax_rows import causal_mask, exp_minus_max, flush_threshold, weight_floor
 
 
 # ---- version 0: the NumPy reference ------------------------------------------------
@@ -102,12 +84,8 @@ def attention_backward_reference(dout, q, k, v, p):
     return dq, dk, dv
 
 
-# The compiled versions below let LLVM reorder sums (``reassoc``: split a dot product into
-# SIMD lanes) and fuse multiply-adds (``contract``); they assume nothing about inf or NaN.
-# ``error_model="numpy"`` makes 1 / 0 an inf, as in NumPy, instead of Numba's default
-# ZeroDivisionError: a NaN in the scores (a diverged run) must come out as a NaN loss.
-FAST_SUMS = {"reassoc", "contract"}
-NUMPY_ERRORS = "numpy"
+# The compiled versions below let LLVM reorder sums and fuse multiply-adds, and keep NumPy's
+# 1 / 0 = inf (see numba_tools.py).
 
 
 # ---- version 1: Numba, one head per prange step, one query row at a time -------------
@@ -116,7 +94,7 @@ NUMPY_ERRORS = "numpy"
 # are spread over both cores. Still slow-ish: each row of k and v is loaded once per
 # query, and math.exp is a scalar libm call (no SVML here), so the exp loop cannot use SIMD.
 # Config c, float32, measured: forward 12 ms, backward 12 ms (reference: 23 and 21 ms).
-@lazy_njit(parallel=True, fastmath=FAST_SUMS, error_model=NUMPY_ERRORS)
+@lazy_njit(parallel=True, fastmath=REORDER_SUMS_AND_FUSE, error_model=NUMPY_ERRORS)
 def _forward_kernel_v1(q, k, v, out, p):
     heads, Tq, D = q.shape
     Tk = k.shape[1]
@@ -147,7 +125,7 @@ def _forward_kernel_v1(q, k, v, out, p):
                     out[h, i, d] += row[j] * v[h, j, d]
 
 
-@lazy_njit(parallel=True, fastmath=FAST_SUMS)
+@lazy_njit(parallel=True, fastmath=REORDER_SUMS_AND_FUSE)
 def _backward_kernel_v1(dout, q, k, v, p, dq, dk, dv):
     heads, Tq, D = q.shape
     Tk = k.shape[1]
@@ -217,75 +195,7 @@ def attention_backward_v1(dout, q, k, v, p):
 # pool around per-head 2-D NumPy matmuls: 10-12 ms for q k^T alone (256 Python calls);
 # around two half-batch NumPy matmuls: slower than one call (OpenBLAS's own threads and
 # the pool's collide). The np.dot that Numba offers needs SciPy, not a dependency here.
-ROWS = 4
-
-
-@lazy_njit(fastmath=FAST_SUMS, inline="always")
-def _tile_times_bt(a, b, out, ncols, depth):
-    """out[r, j] = sum_{c < depth} a[r, c] b[j, c] for the ROWS rows r of a and j < ncols."""
-    zero = out.dtype.type(0.0)
-    for j in range(ncols):
-        s0, s1, s2, s3 = zero, zero, zero, zero          # four sums live in registers
-        for c in range(depth):
-            b_jc = b[j, c]                               # loaded once, used four times
-            s0 += a[0, c] * b_jc
-            s1 += a[1, c] * b_jc
-            s2 += a[2, c] * b_jc
-            s3 += a[3, c] * b_jc
-        out[0, j], out[1, j], out[2, j], out[3, j] = s0, s1, s2, s3
-
-
-@lazy_njit(fastmath=FAST_SUMS)
-def _add_tile_t_times(a, b, out, nrows, scale):
-    """out[j, :] += scale sum_r a[r, j] b[r, :] for j < nrows (out += scale a^T b, ROWS rows)."""
-    for j in range(nrows):
-        a0, a1, a2, a3 = a[0, j] * scale, a[1, j] * scale, a[2, j] * scale, a[3, j] * scale
-        for d in range(out.shape[1]):
-            out[j, d] += a0 * b[0, d] + a1 * b[1, d] + a2 * b[2, d] + a3 * b[3, d]
-
-
-@lazy_njit(inline="always")
-def _row_max(row, visible, width):
-    """max(row[:visible]), 1 <= visible <= width, read over row[:width] with the keys from
-    ``visible`` on masked out by a select, so that every row of a block can run the same
-    loop (attention_packed.py's version 4). Eight running maxima: one is a chain of
-    dependent compares that LLVM may not vectorise (reordering a max is only allowed when
-    NaNs are ruled out); eight independent ones it packs into one vector compare per eight
-    numbers, which made a softmax row ~1.5x faster at T = 128."""
-    low = row.dtype.type(-np.inf)                        # a masked key never wins
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = row[0]       # visible >= 1: row[0] always counts
-    w8 = width - width % 8
-    for j in range(0, w8, 8):
-        m0 = max(m0, row[j] if j < visible else low)
-        m1 = max(m1, row[j + 1] if j + 1 < visible else low)
-        m2 = max(m2, row[j + 2] if j + 2 < visible else low)
-        m3 = max(m3, row[j + 3] if j + 3 < visible else low)
-        m4 = max(m4, row[j + 4] if j + 4 < visible else low)
-        m5 = max(m5, row[j + 5] if j + 5 < visible else low)
-        m6 = max(m6, row[j + 6] if j + 6 < visible else low)
-        m7 = max(m7, row[j + 7] if j + 7 < visible else low)
-    for j in range(w8, width):
-        m0 = max(m0, row[j] if j < visible else low)
-    return max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
-
-
-@lazy_njit(fastmath=FAST_SUMS, inline="always")
-def _exp_minus_max(row, visible, width):
-    """row[:width] <- exp(row - max(row[:visible])) for j < visible and 0 from there on (the
-    causal mask); returns (the max, the new row's sum): a softmax row, not yet divided by its
-    sum (and the sum is never 0: the max gives 1). The masked keys are exponentiated too and
-    then dropped by a select, not a branch, so the loop vectorises whatever they hold."""
-    row_max = _row_max(row, visible, width)
-    total = row.dtype.type(0.0)
-    for j in range(width):
-        e = exp_for(row, row[j] - row_max)
-        e = e if j < visible else row.dtype.type(0.0)
-        row[j] = e
-        total += e
-    return row_max, total
-
-
-@lazy_njit(fastmath=FAST_SUMS, error_model=NUMPY_ERRORS)
+@lazy_njit(fastmath=REORDER_SUMS_AND_FUSE, error_model=NUMPY_ERRORS)
 def _head_forward_v2(q, k, v, out, p):
     """One head: q (Tq, D), k and v (Tk, D) -> out (Tq, D) and p (Tq, Tk), ROWS rows at a time."""
     Tq, D = q.shape
@@ -304,10 +214,10 @@ def _head_forward_v2(q, k, v, out, p):
         for r in range(rows):
             for d in range(D):
                 q_tile[r, d] = q[i0 + r, d] * scale
-        _tile_times_bt(q_tile, k, s_tile, keys, D)       # (4, keys) scaled scores
+        tile_times_bt(q_tile, k, s_tile, keys, D)       # (4, keys) scaled scores
         for r in range(rows):
             visible = keys - rows + r + 1                # keys row i0 + r sees
-            _, total = _exp_minus_max(s_tile[r], visible, keys)   # 0 past the causal mask
+            _, total = exp_minus_max(s_tile[r], visible, keys)   # 0 past the causal mask
             inv_total[r] = real(1.0) / total
             for j in range(keys):                        # weights below tiny / eps
                 pj = s_tile[r, j] * inv_total[r]         # float become exact zeros (see FLUSH)
@@ -315,13 +225,13 @@ def _head_forward_v2(q, k, v, out, p):
                 p[i0 + r, j] = pj if keep else real(0.0)
                 s_tile[r, j] = s_tile[r, j] if keep else real(0.0)
             p[i0 + r, keys:] = real(0.0)
-        _tile_times_bt(s_tile, v_t, out_tile, D, keys)   # (4, D) = exp(s - max) v
+        tile_times_bt(s_tile, v_t, out_tile, D, keys)   # (4, D) = exp(s - max) v
         for r in range(rows):
             for d in range(D):
                 out[i0 + r, d] = out_tile[r, d] * inv_total[r]
 
 
-@lazy_njit(fastmath=FAST_SUMS)
+@lazy_njit(fastmath=REORDER_SUMS_AND_FUSE)
 def _head_backward_v2(dout, q, k, v, p, dq, dk, dv):
     """One head: dout (Tq, D) -> dq (Tq, D), dk and dv (Tk, D), ROWS query rows at a time."""
     Tq, D = q.shape
@@ -347,7 +257,7 @@ def _head_backward_v2(dout, q, k, v, p, dq, dk, dv):
                 q_tile[r, d] = q[i0 + r, d] if live else real(0.0)
             for j in range(keys):
                 p_tile[r, j] = p[i0 + r, j] if live else real(0.0)
-        _tile_times_bt(g_tile, v, ds_tile, keys, D)      # (4, keys) dp = dout v^T
+        tile_times_bt(g_tile, v, ds_tile, keys, D)      # (4, keys) dp = dout v^T
         for r in range(ROWS):
             dp_dot_p = real(0.0)
             for j in range(keys):
@@ -355,12 +265,12 @@ def _head_backward_v2(dout, q, k, v, p, dq, dk, dv):
             for j in range(keys):                        # FLUSH subnormal ds to zero
                 ds = p_tile[r, j] * (ds_tile[r, j] - dp_dot_p)
                 ds_tile[r, j] = ds if abs(ds) >= tiny else real(0.0)
-        _tile_times_bt(ds_tile, k_t, dq_tile, D, keys)   # (4, D) ds k
+        tile_times_bt(ds_tile, k_t, dq_tile, D, keys)   # (4, D) ds k
         for r in range(rows):
             for d in range(D):
                 dq[i0 + r, d] = dq_tile[r, d] * scale
-        _add_tile_t_times(p_tile, g_tile, dv, keys, real(1.0))    # dv += p^T dout
-        _add_tile_t_times(ds_tile, q_tile, dk, keys, scale)       # dk += ds^T q / sqrt(D)
+        add_tile_t_times(p_tile, g_tile, dv, keys, real(1.0))    # dv += p^T dout
+        add_tile_t_times(ds_tile, q_tile, dk, keys, scale)       # dk += ds^T q / sqrt(D)
 
 
 @lazy_njit(parallel=True)

@@ -45,11 +45,12 @@ import math
 
 import numpy as np
 
-from .attention import (FAST_SUMS, NUMPY_ERRORS, ROWS, _add_tile_t_times, _exp_minus_max, _tile_times_bt,
-                        causal_mask, flush_threshold, weight_floor)
 from . import blas
 from .blas import gemm
-from .dispatch import lazy_njit, prange, use_numba
+from .dispatch import use_numba
+from .numba_tools import NUMPY_ERRORS, REORDER_SUMS_AND_FUSE, lazy_njit, prange
+from .row_tiles import ROWS, add_tile_t_times, tile_times_bt
+from .softmax_rows import causal_mask, exp_minus_max, flush_threshold, weight_floor
 from .vector_exp import exp_for
 
 
@@ -114,7 +115,7 @@ def packed_backward_reference(dout, qkv, out, lse, heads):
 # Better than attention.py's version 2: no NumPy copies in or out (each head gathers its
 # own k and v, 2 x T x D numbers, inside the parallel loop, where they stay in cache), and
 # no p written or read: forward stores T numbers per head instead of T^2 / 2.
-@lazy_njit(fastmath=FAST_SUMS, error_model=NUMPY_ERRORS)
+@lazy_njit(fastmath=REORDER_SUMS_AND_FUSE, error_model=NUMPY_ERRORS)
 def _head_forward_v3(qkv, b, h, out, lse):
     """Head h of batch row b: qkv (B, T, 3, H, D) -> out[b, :, h] (T, D), lse[b, h] (T,)."""
     T, D = qkv.shape[1], qkv.shape[4]
@@ -137,22 +138,22 @@ def _head_forward_v3(qkv, b, h, out, lse):
         for r in range(ROWS):                            # rows past the end stay zero
             for d in range(D):
                 q_tile[r, d] = qkv[b, i0 + r, 0, h, d] * scale if r < rows else real(0.0)
-        _tile_times_bt(q_tile, k, s_tile, keys, D)       # (4, keys) scaled scores
+        tile_times_bt(q_tile, k, s_tile, keys, D)       # (4, keys) scaled scores
         for r in range(rows):
             visible = i0 + r + 1                         # keys row i0 + r sees
-            row_max, total = _exp_minus_max(s_tile[r], visible, keys)   # 0 past the causal mask
+            row_max, total = exp_minus_max(s_tile[r], visible, keys)   # 0 past the causal mask
             floor = tiny * total                         # p < tiny  <=>  exp(s - max) < tiny total
             for j in range(keys):
                 s_tile[r, j] = s_tile[r, j] if s_tile[r, j] >= floor else real(0.0)
             inv_total[r] = real(1.0) / total
             lse[b, h, i0 + r] = row_max + math.log(total)
-        _tile_times_bt(s_tile, v_t, out_tile, D, keys)   # (4, D) = exp(s - max) v
+        tile_times_bt(s_tile, v_t, out_tile, D, keys)   # (4, D) = exp(s - max) v
         for r in range(rows):
             for d in range(D):
                 out[b, i0 + r, h, d] = out_tile[r, d] * inv_total[r]
 
 
-@lazy_njit(fastmath=FAST_SUMS)
+@lazy_njit(fastmath=REORDER_SUMS_AND_FUSE)
 def _head_backward_v3(dout, qkv, out, lse, b, h, dqkv):
     """Head h of batch row b: dout (B, T, H, D) -> dqkv[b, :, :, h] (T, 3, D)."""
     T, D = qkv.shape[1], qkv.shape[4]
@@ -187,7 +188,7 @@ def _head_backward_v3(dout, qkv, out, lse, b, h, dqkv):
                 g_tile[r, d] = dout[b, i0 + r, h, d] if live else real(0.0)
                 acc += g_tile[r, d] * (out[b, i0 + r, h, d] if live else real(0.0))
             delta[r] = acc
-        _tile_times_bt(q_tile, k, p_tile, keys, D)       # (4, keys) unscaled scores
+        tile_times_bt(q_tile, k, p_tile, keys, D)       # (4, keys) unscaled scores
         for r in range(ROWS):
             visible = i0 + r + 1 if r < rows else 0
             row_lse = lse[b, h, i0 + r] if r < rows else real(0.0)
@@ -195,17 +196,17 @@ def _head_backward_v3(dout, qkv, out, lse, b, h, dqkv):
                 pj = exp_for(p_tile, p_tile[r, j] * scale - row_lse)
                 p_tile[r, j] = pj if pj >= p_floor else real(0.0)
             p_tile[r, visible:keys] = real(0.0)          # the causal mask
-        _tile_times_bt(g_tile, v, ds_tile, keys, D)      # (4, keys) dp = dout v^T
+        tile_times_bt(g_tile, v, ds_tile, keys, D)      # (4, keys) dp = dout v^T
         for r in range(ROWS):
             for j in range(keys):                        # ds = p (dp - delta), FLUSH
                 ds = p_tile[r, j] * (ds_tile[r, j] - delta[r])
                 ds_tile[r, j] = ds if abs(ds) >= ds_floor else real(0.0)
-        _tile_times_bt(ds_tile, k_t, dq_tile, D, keys)   # (4, D) ds k
+        tile_times_bt(ds_tile, k_t, dq_tile, D, keys)   # (4, D) ds k
         for r in range(rows):
             for d in range(D):
                 dqkv[b, i0 + r, 0, h, d] = dq_tile[r, d] * scale
-        _add_tile_t_times(p_tile, g_tile, dv, keys, real(1.0))   # dv += p^T dout
-        _add_tile_t_times(ds_tile, q_tile, dk, keys, scale)      # dk += ds^T q / sqrt(D)
+        add_tile_t_times(p_tile, g_tile, dv, keys, real(1.0))   # dv += p^T dout
+        add_tile_t_times(ds_tile, q_tile, dk, keys, scale)      # dk += ds^T q / sqrt(D)
     for t in range(T):
         for d in range(D):
             dqkv[b, t, 1, h, d] = dk[t, d]
@@ -269,7 +270,7 @@ def packed_backward_v3(dout, qkv, out, lse, heads):
 # 10 of 16 blocks). One (T, T) scratch per head holds the scores, then the weights;
 # backward has a second one for dp, then ds.
 # Its element-wise passes run over whole block rows: query row i of block [i0, i1) walks
-# keys 0 .. i1 - 1 and masks the future ones (j > i) with a select (``_exp_minus_max``'s
+# keys 0 .. i1 - 1 and masks the future ones (j > i) with a select (``exp_minus_max``'s
 # width, attention.py), instead of walking its own i + 1 keys. Up to BLOCK - 1 elements per
 # row are wasted, but every row of a block has the same length, a multiple of 16 lanes
 # wherever T is (all but a ragged last block), so LLVM's vector loop does not stop for a
@@ -282,7 +283,7 @@ def packed_backward_v3(dout, qkv, out, lse, heads):
 BLOCK = 32
 
 
-@lazy_njit(fastmath=FAST_SUMS, error_model=NUMPY_ERRORS)
+@lazy_njit(fastmath=REORDER_SUMS_AND_FUSE, error_model=NUMPY_ERRORS)
 def _head_forward_v4(qkv, b, h, out, lse):
     """Head h of batch row b: qkv (B, T, 3, H, D) -> out[b, :, h] (T, D), lse[b, h] (T,)."""
     T, D = qkv.shape[1], qkv.shape[4]
@@ -297,7 +298,7 @@ def _head_forward_v4(qkv, b, h, out, lse):
         i1 = min(i0 + BLOCK, T)                          # rows [i0, i1) see keys [0, i1)
         gemm(scale, q[i0:i1], False, k[:i1], True, 0.0, s[i0:i1, :i1])   # scaled scores
         for i in range(i0, i1):
-            row_max, total = _exp_minus_max(s[i], i + 1, i1)   # 0 for the future keys
+            row_max, total = exp_minus_max(s[i], i + 1, i1)   # 0 for the future keys
             floor = tiny * total                         # p < tiny  <=>  exp(s - max) < tiny total
             for j in range(i1):
                 s[i, j] = s[i, j] if s[i, j] >= floor else real(0.0)
@@ -309,7 +310,7 @@ def _head_forward_v4(qkv, b, h, out, lse):
                 o[i, d] *= inv_total[i]
 
 
-@lazy_njit(fastmath=FAST_SUMS)
+@lazy_njit(fastmath=REORDER_SUMS_AND_FUSE)
 def _head_backward_v4(dout, qkv, out, lse, b, h, dqkv):
     """Head h of batch row b: dout (B, T, H, D) -> dqkv[b, :, :, h] (T, 3, D)."""
     T, D = qkv.shape[1], qkv.shape[4]

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dispatch import chunk_bounds, lazy_njit, prange, use_numba
-from .layernorm import row_chunks
+from .dispatch import use_numba
+from .numba_tools import REORDER_SUMS, chunk_bounds, lazy_njit, prange, row_chunks
 
 
 # ---- version 0: the NumPy reference ------------------------------------------------
@@ -45,7 +45,7 @@ def _add_bias_kernel(y, b):
             y[n, i] += b[i]
 
 
-@lazy_njit(parallel=True, fastmath={"reassoc"})
+@lazy_njit(parallel=True, fastmath=REORDER_SUMS)
 def _column_sums_kernel(dy, parts):
     # dy (N, out); parts (chunks, out) zeros: chunk k's rows are summed into parts[k]
     n_chunks = parts.shape[0]

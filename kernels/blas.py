@@ -41,7 +41,7 @@ import threading
 
 import numpy as np
 
-from .dispatch import chunk_bounds, lazy_njit, prange
+from .numba_tools import chunk_bounds, lazy_njit, prange
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112                 # CBLAS's enum values
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dispatch import SERIAL_BELOW, lazy_njit, prange, use_numba
+from .dispatch import use_numba
+from .numba_tools import SERIAL_BELOW, lazy_njit, prange
 
 
 # ---- version 0: the NumPy reference ------------------------------------------------

@@ -27,7 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._cuda import cupy_module, launch, row_threads
-from .dispatch import lazy_njit, prange, use_cuda, use_numba
+from .dispatch import use_cuda, use_numba
+from .numba_tools import lazy_njit, prange
 
 
 # ---- version 0: the NumPy reference ------------------------------------------------

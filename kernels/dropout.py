@@ -32,7 +32,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._cuda import STRIDE_THREADS, cupy_module, launch, stride_blocks
-from .dispatch import lazy_njit, prange, use_cuda, use_numba
+from .dispatch import use_cuda, use_numba
+from .numba_tools import lazy_njit, prange
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)     # splitmix64's increment
 MIX_1 = np.uint64(0xBF58476D1CE4E5B9)      # its finaliser's multipliers

@@ -26,7 +26,8 @@ import numpy as np
 
 from . import bias as bias_kernels
 from ._cuda import STRIDE_THREADS, cupy_module, launch, stride_blocks
-from .dispatch import chunk_bounds, lazy_njit, prange, use_cuda, use_numba
+from .dispatch import use_cuda, use_numba
+from .numba_tools import chunk_bounds, lazy_njit, prange
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 GELU_COEFF = 0.044715

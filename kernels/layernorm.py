@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._cuda import cupy_module, launch, row_threads
-from .dispatch import chunk_bounds, lazy_njit, prange, use_cuda, use_numba
+from ._cuda import PART_BLOCKS, cuda_rows_ok, cupy_module, launch, row_threads
+from .dispatch import use_cuda, use_numba
+from .numba_tools import REORDER_SUMS, chunk_bounds, lazy_njit, prange, row_chunks
 
 
 # ---- version 0: the NumPy reference (runs on NumPy and CuPy arrays) ------------------
@@ -60,10 +61,9 @@ def layernorm_backward_reference(dy, x, w, mean, rstd):
 # instead of 0.23 ms (1.48 vs 0.46 ms on one thread; measured, config c, float32). It
 # enables no assumption about inf or NaN (masks and overflow still behave) and no fused
 # multiply-add. Row statistics accumulate in float64.
-FAST_SUMS = {"reassoc"}
 
 
-@lazy_njit(parallel=True, fastmath=FAST_SUMS)
+@lazy_njit(parallel=True, fastmath=REORDER_SUMS)
 def _layernorm_forward_kernel(x, w, b, eps, y, mean, rstd):
     # x, y: (N, C); w, b: (C,); mean, rstd: (N,) written here
     N, C = x.shape
@@ -83,7 +83,7 @@ def _layernorm_forward_kernel(x, w, b, eps, y, mean, rstd):
             y[n, i] = (x[n, i] - m) * r * w[i] + b[i]
 
 
-@lazy_njit(parallel=True, fastmath=FAST_SUMS)
+@lazy_njit(parallel=True, fastmath=REORDER_SUMS)
 def _layernorm_backward_kernel(dy, x, w, mean, rstd, dx, dw_parts, db_parts):
     # dy, x, dx: (N, C); w: (C,); mean, rstd: (N,); dw_parts, db_parts: (chunks, C) zeros.
     # Rows are cut into contiguous chunks; chunk k adds its rows' dw and db into its own
@@ -126,11 +126,6 @@ def layernorm_backward_v1(dy, x, w, mean, rstd):
     db_parts = np.zeros_like(dw_parts)                          # (chunks, C) float64
     _layernorm_backward_kernel(dy, x, w, mean, rstd, dx, dw_parts, db_parts)
     return dx, dw_parts.sum(axis=0).astype(x.dtype), db_parts.sum(axis=0).astype(x.dtype)
-
-
-def row_chunks(n_rows):
-    """How many row chunks a backward cuts N rows into: enough to share out among cores."""
-    return max(1, min(n_rows, 64))
 
 
 # ---- CUDA version (CuPy arrays): one thread block per row ----------------------------
@@ -184,7 +179,6 @@ extern "C" __global__ void layernorm_backward(const real* dy, const real* x, con
     }
 }
 """
-PART_BLOCKS = 512        # row blocks of the backward: enough to fill a large GPU
 
 
 def layernorm_forward_cuda(x, w, b, eps=1e-5):
@@ -210,11 +204,6 @@ def layernorm_backward_cuda(dy, x, w, mean, rstd):
     launch(LAYERNORM_CUDA_SOURCE, "layernorm_backward", x.dtype, blocks, row_threads(C),
            (dy, x, w, mean, rstd, np.int32(N), np.int32(C), dx, dw_parts, db_parts))
     return dx, dw_parts.sum(axis=0), db_parts.sum(axis=0)
-
-
-def cuda_rows_ok(x) -> bool:
-    """The CUDA norms take float32/float64 (N, C) arrays with at least one element."""
-    return x.dtype in (np.float32, np.float64) and x.ndim == 2 and x.size > 0
 
 
 # ---- dispatch ----------------------------------------------------------------------

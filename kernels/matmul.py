@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dispatch import lazy_njit, prange
-
-FAST_SUMS = {"reassoc", "contract"}
+from .numba_tools import REORDER_SUMS_AND_FUSE, lazy_njit, prange
 
 
 # ---- version 0: the reference, NumPy's matmul (BLAS) ---------------------------------
@@ -48,7 +46,7 @@ def matmul_reference(a, b):
 
 
 # ---- version 1: the textbook triple loop -----------------------------------------------
-@lazy_njit(fastmath=FAST_SUMS)
+@lazy_njit(fastmath=REORDER_SUMS_AND_FUSE)
 def _matmul_kernel_v1(a, b, c):
     M, K = a.shape
     N = b.shape[1]
@@ -61,7 +59,7 @@ def _matmul_kernel_v1(a, b, c):
 
 
 # ---- version 2: i-k-j order, so the inner loop is contiguous; rows over the cores -------
-@lazy_njit(parallel=True, fastmath=FAST_SUMS)
+@lazy_njit(parallel=True, fastmath=REORDER_SUMS_AND_FUSE)
 def _matmul_kernel_v2(a, b, c):
     M, K = a.shape
     N = b.shape[1]
@@ -76,7 +74,7 @@ def _matmul_kernel_v2(a, b, c):
 # ---- version 3: k unrolled by 4, so each load and store of c carries four FMAs -----------
 # (Cutting j into cache-sized blocks as well, the next textbook step, made LLVM give up
 # vectorising the loop here: 6 GFLOP/s, measured. Rows of 768 floats fit in L1 anyway.)
-@lazy_njit(parallel=True, fastmath=FAST_SUMS)
+@lazy_njit(parallel=True, fastmath=REORDER_SUMS_AND_FUSE)
 def _matmul_kernel_v3(a, b, c):
     M, K = a.shape
     N = b.shape[1]

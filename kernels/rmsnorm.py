@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._cuda import cupy_module, launch, row_threads
-from .dispatch import chunk_bounds, lazy_njit, prange, use_cuda, use_numba
-from .layernorm import FAST_SUMS, PART_BLOCKS, cuda_rows_ok, row_chunks
+from ._cuda import PART_BLOCKS, cuda_rows_ok, cupy_module, launch, row_threads
+from .dispatch import use_cuda, use_numba
+from .numba_tools import REORDER_SUMS, chunk_bounds, lazy_njit, prange, row_chunks
 
 
 # ---- version 0: the NumPy reference ------------------------------------------------
@@ -47,8 +47,8 @@ def rmsnorm_backward_reference(dy, x, w, rstd):
 
 # ---- version 1: Numba, one row per loop step, rows spread over the cores ----------------
 # Faster than the reference for the reasons layernorm.py's version 1 gives: rows stay in
-# cache, no (N, C) temporaries, and FAST_SUMS lets the row sums use SIMD lanes.
-@lazy_njit(parallel=True, fastmath=FAST_SUMS)
+# cache, no (N, C) temporaries, and REORDER_SUMS lets the row sums use SIMD lanes.
+@lazy_njit(parallel=True, fastmath=REORDER_SUMS)
 def _rmsnorm_forward_kernel(x, w, eps, y, rstd):
     # x, y: (N, C); w: (C,); rstd: (N,) written here
     N, C = x.shape
@@ -62,7 +62,7 @@ def _rmsnorm_forward_kernel(x, w, eps, y, rstd):
             y[n, i] = x[n, i] * r * w[i]
 
 
-@lazy_njit(parallel=True, fastmath=FAST_SUMS)
+@lazy_njit(parallel=True, fastmath=REORDER_SUMS)
 def _rmsnorm_backward_kernel(dy, x, w, rstd, dx, dw_parts):
     # dy, x, dx: (N, C); w: (C,); rstd: (N,); dw_parts: (chunks, C) zeros.
     # Chunk k of the rows sums its dw into dw_parts[k] (race-free, as in layernorm.py).

@@ -45,7 +45,7 @@ import math
 
 import numpy as np
 
-from .dispatch import lazy_njit
+from .numba_tools import lazy_njit
 
 LOG2_E = 1.0 / math.log(2.0)
 LN2_HI = 0.693145751953125          # ln 2 rounded to 16 significant bits: n * LN2_HI is exact

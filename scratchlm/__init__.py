@@ -17,7 +17,7 @@ import os
 # A user's own setting wins; if NumPy was imported before scratchlm this comes too late.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-from scratchlm._allocator import keep_freed_memory  # noqa: E402
+from scratchlm._allocator import keep_freed_memory
 
 keep_freed_memory()
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from scratchlm import backend
+from scratchlm.data.tokenizer import tokenizer_from_dict
 from scratchlm.errors import CheckpointError
 from scratchlm.model import GPT, GPTConfig
-from scratchlm.data.tokenizer import tokenizer_from_dict
 
 FORMAT = "scratchlm-checkpoint"
 FORMAT_VERSION = "1"

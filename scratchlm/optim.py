@@ -86,7 +86,7 @@ class AdamW:
                     "move with model.to(device); after any other rebinding, or after building another optimizer "
                     "over the same parameters (which takes them over), build this one again")
 
-    def to(self, device: str) -> "AdamW":
+    def to(self, device: str) -> AdamW:
         """Move the flat buffers (weights, gradients, moments) to ``device`` and view the parameters into them."""
         self.check_parameters()
         self.flat_params = backend.to_device(self.flat_params, device)

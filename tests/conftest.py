@@ -16,7 +16,7 @@ if os.environ.get("PYTEST_XDIST_WORKER") and "NUMBA_CACHE_DIR" not in os.environ
     os.environ["NUMBA_CACHE_DIR"] = os.path.join(os.path.dirname(__file__), os.pardir, ".pytest_cache",
                                                  "numba", os.environ["PYTEST_XDIST_WORKER"])
 
-from scratchlm.kernels import dispatch  # noqa: E402
+from scratchlm.kernels import dispatch
 
 
 @pytest.fixture(params=["reference", "auto"])

@@ -26,9 +26,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from scratchlm.backend import to_numpy
 from scratchlm.autograd.function import no_grad
 from scratchlm.autograd.tensor import Tensor
+from scratchlm.backend import to_numpy
 
 STEP = 1e-6
 TOLERANCE = 1e-6

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
 from scratchlm.autograd import ops
 from scratchlm.autograd.function import Function, is_grad_enabled, no_grad
-from scratchlm.model import ConfigError, GPTConfig
 from scratchlm.autograd.tensor import Tensor
+from scratchlm.model import ConfigError, GPTConfig
 
 
 def leaf(values, dtype=np.float64):
@@ -20,7 +21,7 @@ def leaf(values, dtype=np.float64):
 class Probe(Function):
     """Identity whose backward records the dtype of the gradient flowing back into it."""
 
-    seen: list = []
+    seen: ClassVar[list] = []
 
     @staticmethod
     def forward(ctx, x):

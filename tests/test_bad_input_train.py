@@ -8,11 +8,10 @@ import pytest
 from train_helpers import TINY, run_console, small_text
 
 from scratchlm import backend
-
-from scratchlm.cli import main as cli
 from scratchlm.checkpoint import save_checkpoint
-from scratchlm.model import GPT, GPTConfig
+from scratchlm.cli import main as cli
 from scratchlm.data.tokenizer import ByteTokenizer
+from scratchlm.model import GPT, GPTConfig
 
 NUMERIC = {  # option -> bad values (zero is fine where 0 means "off")
     "--model-dim": ["0", "-64", "abc", "6.5"], "--num-heads": ["0", "-2", "two"], "--num-layers": ["0", "-1", "x"],

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from scratchlm.checkpoint import load_checkpoint, save_checkpoint
+from scratchlm.data.tokenizer import ByteTokenizer, CharTokenizer
 from scratchlm.errors import CheckpointError
 from scratchlm.model import GPT, GPTConfig
 from scratchlm.optim import AdamW
-from scratchlm.data.tokenizer import ByteTokenizer, CharTokenizer
 
 CONFIG = GPTConfig(vocab_size=11, d_model=16, n_heads=2, n_layers=2, max_seq_len=8, dropout=0.1)
 

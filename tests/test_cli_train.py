@@ -14,13 +14,22 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import yaml
-from train_helpers import (CONSOLE, REPO, SAMPLE, TINY, assert_same_arrays, checkpoint_arrays, parse, run_console,
-                           small_text, train_in_process)
+from train_helpers import (
+    CONSOLE,
+    REPO,
+    SAMPLE,
+    TINY,
+    assert_same_arrays,
+    checkpoint_arrays,
+    parse,
+    run_console,
+    small_text,
+    train_in_process,
+)
 
 from scratchlm import backend
-
-from scratchlm.training import progress
 from scratchlm.errors import OptionError
+from scratchlm.training import progress
 
 RUN_FILES = {"checkpoint_epoch_1.pt", "checkpoint_epoch_2.pt", "final_model.pt", "training_log.txt", "config.yaml",
              "metrics.jsonl", "loss_curve.svg"}
@@ -175,8 +184,8 @@ def test_patience_stops_when_val_loss_stops_improving(tmp_path, monkeypatch):
 
 def test_grad_accum_gives_the_full_batch_gradient(tmp_path):
     from scratchlm.data.text import epoch_batches
-    from scratchlm.training.loop import Trainer
     from scratchlm.training.job import prepare
+    from scratchlm.training.loop import Trainer
 
     data, grads, losses = small_text(tmp_path, 3000), [], []
     for accum in ("1", "3"):

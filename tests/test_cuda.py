@@ -24,8 +24,7 @@ from test_kernel_dispatch import DISPATCHERS
 from train_helpers import TINY, small_text, train_in_process
 
 from scratchlm import backend
-from scratchlm.kernels import (_cuda, adamw, attention, cross_entropy, dispatch, dropout, embedding, gelu, layernorm,
-                               rmsnorm)
+from scratchlm.kernels import _cuda, adamw, attention, cross_entropy, dispatch, dropout, embedding, gelu, layernorm, rmsnorm
 
 KERNEL_FILES = [adamw, attention, cross_entropy, dropout, embedding, gelu, layernorm, rmsnorm]
 SOURCES = [(m, name) for m in KERNEL_FILES for name in vars(m) if name.endswith("_CUDA_SOURCE")]
@@ -231,7 +230,7 @@ def test_dispatch_sends_cupy_arrays_to_cuda(cupy, monkeypatch, module, name, fas
     calls = []
     cuda_version = getattr(module, cuda_name)
     monkeypatch.setattr(module, cuda_name, lambda *a, **k: calls.append(1) or cuda_version(*a, **k))
-    on_gpu = lambda: [cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in make_args()]  # noqa: E731
+    on_gpu = lambda: [cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in make_args()]
     previous = dispatch.set_mode("reference")
     try:
         getattr(module, name)(*on_gpu())
@@ -308,8 +307,8 @@ def test_the_gpu_trains_like_the_cpu_in_float64(runs):
 def test_checkpoints_generate_and_evaluate_on_either_device(runs, trained_on):
     from scratchlm.checkpoint import load_checkpoint
     from scratchlm.inference.decoder import Decoder
-    from scratchlm.inference.scoring import evaluate_text
     from scratchlm.inference.sampling import SamplingSettings, generate_text
+    from scratchlm.inference.scoring import evaluate_text
 
     checkpoint = load_checkpoint(runs[trained_on])
     text = small_text(runs[trained_on].parent, 400, "eval.txt").read_text(encoding="utf-8")

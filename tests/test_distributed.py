@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from train_helpers import REPO, TINY, parse, small_text, train_in_process
 
-from scratchlm.training import distributed
 from scratchlm.errors import OptionError
-from scratchlm.training.loop import validation_loss
+from scratchlm.training import distributed
 from scratchlm.training.job import check_processes, prepare
+from scratchlm.training.loop import validation_loss
 
 MPI_VARIABLES = (*distributed.SIZE_VARIABLES, *distributed.RANK_VARIABLES)
 
@@ -157,8 +157,8 @@ class Ranks:
 ])
 def test_ranks_sharing_a_gpu_add_up_on_the_host(monkeypatch, gpus, way, expected):
     from scratchlm import backend
-    from scratchlm.training import distributed_gpu
     from scratchlm.errors import UserError
+    from scratchlm.training import distributed_gpu
 
     monkeypatch.setenv("SCRATCHLM_GPU_ALLREDUCE", way)
     monkeypatch.setattr(backend, "array_module_for", lambda device: FakeCupy(gpus[0]))

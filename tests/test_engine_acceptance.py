@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from scratchlm.data.tokenizer import CharTokenizer
 from scratchlm.model import GPT, GPTConfig
 from scratchlm.optim import AdamW
-from scratchlm.data.tokenizer import CharTokenizer
 
 SHAKESPEARE = Path(__file__).resolve().parents[1] / "data" / "raw" / "shakespeare" / "shakespeare100k.txt"
 

@@ -68,7 +68,7 @@ def test_non_overlapping_windows_equal_brute_force_and_stride_changes_the_contex
     loss, _ = brute_force(model, ids, lambda t: (t - 1) // 8 * 8)
     assert result.loss == pytest.approx(loss, rel=1e-10)
     overlapped = evaluate_text(model, tok, text, stride=2)  # windows end at 8, 10, ..., 32
-    window_end = lambda t: 8 if t <= 8 else 8 + -(-(t - 8) // 2) * 2  # noqa: E731
+    window_end = lambda t: 8 if t <= 8 else 8 + -(-(t - 8) // 2) * 2
     assert overlapped.loss == pytest.approx(brute_force(model, ids, lambda t: window_end(t) - 8)[0], rel=1e-10)
     assert overlapped.loss != pytest.approx(result.loss, rel=1e-6)
 

@@ -9,9 +9,9 @@ import pytest
 from tiny_models import SCRATCHLM, checkpoint_file, run_cli, tiny_model
 
 from scratchlm import no_grad
+from scratchlm.data.tokenizer import ByteTokenizer
 from scratchlm.inference.decoder import Decoder
 from scratchlm.inference.sampling import SamplingSettings, TextStream, _release, generate_text, sample_token
-from scratchlm.data.tokenizer import ByteTokenizer
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
 
@@ -69,7 +69,7 @@ def test_whole_token_step_matches_the_full_forward_on_any_thread_count(monkeypat
     numba = pytest.importorskip("numba")
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip(f"Numba has {numba.config.NUMBA_NUM_THREADS} thread(s) here")
-    from scratchlm.kernels import decode as decode_kernels
+    from scratchlm.kernels import token_step as token_step_kernels
 
     model, _ = tiny_model(text="abcdefghijk", d_model=128, n_heads=4, n_layers=2, max_seq_len=272,
                           seed=3, dtype=dtype, **variant)
@@ -77,7 +77,7 @@ def test_whole_token_step_matches_the_full_forward_on_any_thread_count(monkeypat
     for p in model.parameters():
         p.data += rng.normal(0.0, 0.05, p.shape).astype(p.data.dtype)
     tokens = list(rng.integers(0, model.config.vocab_size, 262))
-    assert 128 * 256 >= decode_kernels.SERIAL_BELOW > 128 * 128
+    assert 128 * 256 >= token_step_kernels.SERIAL_BELOW > 128 * 128
     calls = spy_on_whole_step(monkeypatch)
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
@@ -93,11 +93,11 @@ def test_whole_token_step_matches_the_full_forward_on_any_thread_count(monkeypat
 
 
 def spy_on_whole_step(monkeypatch):
-    """A list that gets a 1 for every call of kernels.decode.token_step_v2."""
-    from scratchlm.kernels import decode as decode_kernels
+    """A list that gets a 1 for every call of kernels.token_step.token_step_v2."""
+    from scratchlm.kernels import token_step as token_step_kernels
 
-    calls, real = [], decode_kernels.token_step_v2
-    monkeypatch.setattr(decode_kernels, "token_step_v2", lambda *args: calls.append(1) or real(*args))
+    calls, real = [], token_step_kernels.token_step_v2
+    monkeypatch.setattr(token_step_kernels, "token_step_v2", lambda *args: calls.append(1) or real(*args))
     return calls
 
 
@@ -124,9 +124,9 @@ def test_whole_token_step_equals_one_call_at_a_time_through_a_rolling_window(mon
 def test_whole_token_step_compiles_once_for_every_depth(compiled_kernels):
     # the blocks come stacked, so the kernel's Numba type does not depend on the layer count
     pytest.importorskip("numba")
-    from scratchlm.kernels import decode as decode_kernels
+    from scratchlm.kernels import token_step as token_step_kernels
 
-    kernel = decode_kernels._token_step_kernel.dispatcher()
+    kernel = token_step_kernels._token_step_kernel.dispatcher()
     before = len(kernel.signatures)
     for layers in (1, 2, 3):
         model, _ = tiny_model(text="abcdefghijk", n_layers=layers, max_seq_len=8, seed=layers)

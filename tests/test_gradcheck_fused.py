@@ -13,9 +13,9 @@ import pytest
 from gradcheck import assert_gradients_match
 
 from scratchlm.autograd import ops
+from scratchlm.autograd.tensor import Tensor
 from scratchlm.kernels import dropout as dropout_kernels
 from scratchlm.model import rope_tables
-from scratchlm.autograd.tensor import Tensor
 
 
 def normal(shape, seed=0, scale=1.0):

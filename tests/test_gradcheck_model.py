@@ -105,7 +105,7 @@ def test_loss_gradient_of_every_parameter(overrides):
 
 
 def test_parameter_lists_match_the_config():
-    names = lambda **kw: {n for n, _ in tiny_gpt(**kw).named_parameters()}  # noqa: E731
+    names = lambda **kw: {n for n, _ in tiny_gpt(**kw).named_parameters()}
     assert "lm_head.weight" in names(tie_weights=False)
     assert "lm_head.weight" not in names()
     assert "wpe.weight" not in names(pos_encoding="rope")

@@ -92,7 +92,7 @@ def test_binary_ops_with_python_scalars(fn):
 
 
 def test_binary_ops_named_functions():
-    fn = lambda a, b: ops.div(ops.mul(ops.sub(ops.add(a, b), b), a), b)  # noqa: E731
+    fn = lambda a, b: ops.div(ops.mul(ops.sub(ops.add(a, b), b), a), b)
     assert_gradients_match(fn, normal((3, 1)), away_from_zero((4,)))
 
 

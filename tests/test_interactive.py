@@ -15,8 +15,8 @@ import pytest
 from tiny_models import SCRATCHLM, checkpoint_file, run_cli, tiny_model
 
 from scratchlm.inference.decoder import Decoder
-from scratchlm.inference.sampling import SamplingSettings
 from scratchlm.inference.interactive import InteractiveSession
+from scratchlm.inference.sampling import SamplingSettings
 
 
 def lines_then_eof(lines):

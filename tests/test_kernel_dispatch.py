@@ -7,7 +7,7 @@ from test_kernels_attention_adamw import DISPATCHERS as ATTENTION_ADAMW
 from test_kernels_dropout import DISPATCHERS as DROPOUT
 from test_kernels_norms_gelu_embedding_ce import DISPATCHERS as NORMS_GELU_EMBEDDING_CE
 
-from scratchlm.kernels import dispatch
+from scratchlm.kernels import dispatch, numba_tools
 
 DISPATCHERS = ATTENTION_ADAMW + NORMS_GELU_EMBEDDING_CE + DROPOUT
 
@@ -33,22 +33,22 @@ def test_the_compile_cache_is_keyed_by_every_kernel_source(tmp_path):
     files = [tmp_path / name for name in ("vector_exp.py", "attention_packed.py")]
     for f in files:
         f.write_text("x = 1\n")
-    before = dispatch.sources_digest(files)
+    before = numba_tools.sources_digest(files)
     files[0].write_text("x = 2\n")                                    # only the inlined helper
-    after = dispatch.sources_digest(files)
+    after = numba_tools.sources_digest(files)
     assert before != after and len(after) == 16
-    home = dispatch.keyed_cache_dir(None, after)
+    home = numba_tools.keyed_cache_dir(None, after)
     assert home.endswith(f"scratchlm/numba/kernels-{after}")
-    mine = dispatch.keyed_cache_dir(str(tmp_path), after)             # a user's NUMBA_CACHE_DIR
+    mine = numba_tools.keyed_cache_dir(str(tmp_path), after)             # a user's NUMBA_CACHE_DIR
     assert mine == str(tmp_path / f"kernels-{after}")
-    assert dispatch.keyed_cache_dir(mine, after) == mine              # a child process: no nesting
+    assert numba_tools.keyed_cache_dir(mine, after) == mine              # a child process: no nesting
 
 
 def test_the_compile_cache_needs_no_home_directory(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    monkeypatch.setattr(dispatch.os.path, "expanduser", lambda path: path)     # as with no HOME
+    monkeypatch.setattr(numba_tools.os.path, "expanduser", lambda path: path)     # as with no HOME
     monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
-    assert dispatch.keyed_cache_dir(None, "abc") == str(tmp_path / "scratchlm" / "numba" / "kernels-abc")
+    assert numba_tools.keyed_cache_dir(None, "abc") == str(tmp_path / "scratchlm" / "numba" / "kernels-abc")
 
 
 def test_compiled_kernels_are_cached_under_the_keyed_folder(compiled_kernels):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scratchlm.kernels import adamw, attention, dispatch, matmul
+from scratchlm.kernels import adamw, attention, matmul
 from scratchlm.kernels._lesson import assert_close
-from scratchlm.kernels.dispatch import lazy_njit
+from scratchlm.kernels.numba_tools import lazy_njit
 from scratchlm.kernels.vector_exp import exp_float32, exp_for, exp_vectorisable
 
 DTYPES = [np.float32, np.float64]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from scratchlm.kernels import blas
-from scratchlm.kernels.blas import gemm
 from scratchlm.kernels._lesson import assert_close
-from scratchlm.kernels.dispatch import lazy_njit
+from scratchlm.kernels.blas import gemm
+from scratchlm.kernels.numba_tools import lazy_njit
 
 pytestmark = pytest.mark.skipif(not blas.available(), reason="NumPy's OpenBLAS was not found")
 

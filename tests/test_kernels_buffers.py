@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scratchlm.kernels import buffers, dispatch
-from scratchlm.optim import AdamW
 from scratchlm.autograd.tensor import Tensor
+from scratchlm.kernels import buffers, numba_tools
+from scratchlm.optim import AdamW
 
-SIZES = [1, 1000, dispatch.SERIAL_BELOW + 3, 300_001]      # one thread, then the cores (odd splits)
+SIZES = [1, 1000, numba_tools.SERIAL_BELOW + 3, 300_001]      # one thread, then the cores (odd splits)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

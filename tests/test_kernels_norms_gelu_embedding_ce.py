@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from scratchlm.kernels import cross_entropy, dispatch, embedding, gelu, layernorm, rmsnorm
+from scratchlm.kernels import cross_entropy, embedding, gelu, layernorm, rmsnorm
 from scratchlm.kernels._lesson import assert_close
 
 DTYPES = [np.float32, np.float64]

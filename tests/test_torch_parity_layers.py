@@ -13,9 +13,9 @@ import torch.nn.functional as F  # noqa: E402
 import torch_reference as ref  # noqa: E402
 
 from scratchlm.autograd import ops  # noqa: E402
+from scratchlm.autograd.tensor import Tensor  # noqa: E402
 from scratchlm.model import GPTConfig, rope_tables  # noqa: E402
 from scratchlm.nn import Block, CausalSelfAttention, Dropout, Embedding, LayerNorm, Linear, RMSNorm  # noqa: E402
-from scratchlm.autograd.tensor import Tensor  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("kernel_mode")
 DTYPES = [np.float32, np.float64]

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from scratchlm.training.outputs import format_duration, loss_curve_svg, sparkline
 from scratchlm.data.text import epoch_batches, eval_windows, micro_batch_bounds, windows_per_epoch
+from scratchlm.training.outputs import format_duration, loss_curve_svg, sparkline
 
 
 @pytest.mark.parametrize("n, window, expected", [(16, 17, 0), (17, 17, 1), (33, 17, 1), (34, 17, 1), (51, 17, 2),

@@ -11,11 +11,10 @@ import time
 
 import pytest
 import yaml
-from train_helpers import (CONSOLE, REPO, TINY, assert_same_arrays, checkpoint_arrays, run_console, small_text,
-                           train_in_process)
+from train_helpers import CONSOLE, REPO, TINY, assert_same_arrays, checkpoint_arrays, run_console, small_text, train_in_process
 
-from scratchlm.training.progress import Reporter
 from scratchlm.errors import TrainingDiverged, TrainingInterrupted
+from scratchlm.training.progress import Reporter
 
 
 def val_losses(out) -> list[float]:

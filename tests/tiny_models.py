@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from scratchlm.checkpoint import save_checkpoint
+from scratchlm.data.tokenizer import build_tokenizer
 from scratchlm.model import GPT, GPTConfig
 from scratchlm.optim import AdamW
-from scratchlm.data.tokenizer import build_tokenizer
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "sample_data.txt"
 SCRATCHLM = Path(sys.executable).parent / "scratchlm"

@@ -12,8 +12,6 @@ helpers the parity tests share: array conversion and a norm-based relative error
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn as nn

@@ -68,7 +68,7 @@ class Tensor:
     def item(self) -> float:
         return float(self.data.item() if hasattr(self.data, "item") else self.data)
 
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         """The same data, cut from the tape."""
         return Tensor(self.data)
 
@@ -84,7 +84,7 @@ class Tensor:
             xp = backend.get_array_module(g)
             self.grad = xp.array(g, dtype=self.data.dtype, copy=True)
         else:
-            from scratchlm.kernels import buffers                 # here: importing scratchlm loads no kernels
+            from scratchlm.kernels import buffers  # here: importing scratchlm loads no kernels
 
             buffers.accumulate(self.grad, g)             # self.grad += g, on both cores
 
@@ -92,7 +92,7 @@ class Tensor:
         """Back-propagate from this tensor (a scalar loss unless ``grad`` is given)."""
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad")
-        from scratchlm.kernels import buffers             # the gradients' sums (on first use)
+        from scratchlm.kernels import buffers  # the gradients' sums (on first use)
 
         xp = backend.get_array_module(self.data)
         if grad is None:

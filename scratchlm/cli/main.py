@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the one place errors become messages
+    except Exception as exc:
         return _end_all_ranks_on_error(report_error(exc, debug))
     return 0
 

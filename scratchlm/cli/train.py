@@ -19,10 +19,10 @@ from pathlib import Path
 
 from scratchlm.backend import FLOAT_DTYPES
 from scratchlm.checkpoint import load_checkpoint
+from scratchlm.data.tokenizer import KINDS
 from scratchlm.errors import OptionError
 from scratchlm.model import NORMS, POS_ENCODINGS
 from scratchlm.optim import SCHEDULES
-from scratchlm.data.tokenizer import KINDS
 from scratchlm.training.job import FIXED_ON_RESUME, SETTING_KEYS, TrainSettings, check_resumable
 
 RECORD_ONLY_KEYS = ("data", "run", "resumed_from")  # in config.yaml, but not settings --config can change
@@ -204,10 +204,10 @@ def resume_command(settings: TrainSettings, checkpoint, quiet: bool) -> str:
 
 def run_train_command(args, argv=None) -> int:
     """Train as the command line asked; returns the exit code (130 after Ctrl-C, 1 on a NaN loss)."""
-    from scratchlm.training.distributed import launched_by_mpi
-    from scratchlm.training.progress import make_reporter
     from scratchlm.errors import TrainingDiverged, TrainingInterrupted
+    from scratchlm.training.distributed import launched_by_mpi
     from scratchlm.training.loop import train
+    from scratchlm.training.progress import make_reporter
 
     try:
         settings, checkpoint = settings_from_args(args, argv)

@@ -8,9 +8,10 @@ therefore has two paths over the same per-layer ``KVCache`` buffers:
   ``GPT.forward(ids, caches=..., start_pos=...)`` under ``no_grad``;
 - **step** (one token) walks the model's raw weight arrays directly: one position
   through every block: no Tensors, no tape. On the CPU with compiled kernels the
-  whole step is one call (``kernels.decode.token_step_v2``, its products on every
-  core); otherwise (CuPy, reference mode, weights it cannot take) a few
-  matrix-vector products and small vector kernels per layer. Tests check both against a full forward pass in float64.
+  whole step is one call (``kernels.token_step.token_step_v2``, its products on every
+  core); otherwise (CuPy, reference mode, weights it cannot take)
+  ``token_step_per_op``: a few matrix-vector products and small vector kernels per
+  layer. Tests check both against a full forward pass in float64.
 
 Past the context length (``max_seq_len`` = T) the window slides:
 
@@ -23,19 +24,16 @@ Past the context length (``max_seq_len`` = T) the window slides:
 
 from __future__ import annotations
 
-import math
 from collections import deque
 
 import numpy as np
 
 from scratchlm import backend
 from scratchlm.autograd.function import no_grad
-from scratchlm.kernels import decode as decode_kernels
-from scratchlm.kernels.decode import add_norm, attend, gelu_row
+from scratchlm.kernels import token_step
 from scratchlm.kernels.dispatch import use_numba
 from scratchlm.model import rope_tables, sinusoidal_table
 from scratchlm.nn.attention import new_caches
-from scratchlm.autograd.ops.transformer import _rotate
 
 
 def _raw(param):
@@ -48,27 +46,32 @@ def _or_zeros(array, like):
 
 
 def _norm_arrays(norm):
-    """(weight, bias or zeros, eps) of a LayerNorm or RMSNorm module."""
+    """(weight, bias or zeros) of a LayerNorm or RMSNorm module."""
     weight = _raw(norm.weight)
-    return weight, _or_zeros(_raw(getattr(norm, "bias", None)), weight), norm.eps
+    return weight, _or_zeros(_raw(getattr(norm, "bias", None)), weight)
 
 
-class _BlockWeights:
-    """The raw arrays of one Block, fetched once per text so a step does no attribute walking.
+def _block_arrays(block) -> dict:
+    """One Block's raw arrays under ``kernels.token_step.StackedBlocks``' field names; a
+    missing bias is zeros."""
+    attn, mlp = block.attn, block.mlp
+    norm1_w, norm1_b = _norm_arrays(block.norm1)                                 # (C,), (C,)
+    norm2_w, norm2_b = _norm_arrays(block.norm2)
+    qkv, fc = _raw(attn.qkv.weight), _raw(mlp.fc.weight)                         # (3C, C), (F, C)
+    return dict(norm1_w=norm1_w, norm1_b=norm1_b, norm2_w=norm2_w, norm2_b=norm2_b, qkv=qkv, fc=fc,
+                attn_out=_raw(attn.proj.weight), mlp_out=_raw(mlp.proj.weight),  # (C, C), (C, F)
+                qkv_bias=_or_zeros(_raw(attn.qkv.bias), qkv[:, 0]),              # (3C,)
+                attn_out_bias=_or_zeros(_raw(attn.proj.bias), norm1_w),          # (C,)
+                fc_bias=_or_zeros(_raw(mlp.fc.bias), fc[:, 0]),                  # (F,)
+                mlp_out_bias=_or_zeros(_raw(mlp.proj.bias), norm1_w))            # (C,)
 
-    Named as ``kernels.decode.StackedBlocks``' fields; a missing bias is zeros.
-    """
 
-    def __init__(self, block):
-        attn, mlp = block.attn, block.mlp
-        self.norm1_w, self.norm1_b, self.norm1_eps = _norm_arrays(block.norm1)     # (C,), (C,), float
-        self.norm2_w, self.norm2_b, self.norm2_eps = _norm_arrays(block.norm2)
-        self.qkv, self.fc = _raw(attn.qkv.weight), _raw(mlp.fc.weight)            # (3C, C), (F, C)
-        self.attn_out, self.mlp_out = _raw(attn.proj.weight), _raw(mlp.proj.weight)  # (C, C), (C, F)
-        self.qkv_bias = _or_zeros(_raw(attn.qkv.bias), self.qkv[:, 0])            # (3C,)
-        self.attn_out_bias = _or_zeros(_raw(attn.proj.bias), self.norm1_w)        # (C,)
-        self.fc_bias = _or_zeros(_raw(mlp.fc.bias), self.fc[:, 0])                # (F,)
-        self.mlp_out_bias = _or_zeros(_raw(mlp.proj.bias), self.norm1_w)          # (C,)
+def _one_eps(model) -> float:
+    """The norms' epsilon: the token step takes one for the whole model (GPT builds them so)."""
+    epsilons = {model.norm_f.eps} | {norm.eps for b in model.blocks for norm in (b.norm1, b.norm2)}
+    if len(epsilons) > 1:
+        raise ValueError(f"the decoder needs one eps for every norm; this model has {sorted(epsilons)}")
+    return epsilons.pop()
 
 
 class Decoder:
@@ -95,13 +98,13 @@ class Decoder:
         model, cfg = self.model, self.config
         self.xp = backend.get_array_module(model.wte.weight.data)
         self.dtype = model.dtype
-        self.scale = self.dtype.type(1.0 / math.sqrt(self.head_dim))
         self.wte = model.wte.weight.data                                          # (V, C)
         self.wpe = model.wpe.weight.data if cfg.pos_encoding == "learned" else None  # (T, C)
         self.head = self.wte if cfg.tie_weights else model.lm_head.weight.data   # (V, C)
-        self.blocks = [_BlockWeights(b) for b in model.blocks]
-        self.norm_f = _norm_arrays(model.norm_f)
-        self.zeros = self.wte[0] * 0                                              # (C,)
+        self.eps = _one_eps(model)
+        self.norm_f = _norm_arrays(model.norm_f)                                  # (C,), (C,)
+        per_layer = [_block_arrays(b) for b in model.blocks]
+        self.blocks = {name: [arrays[name] for arrays in per_layer] for name in per_layer[0]}  # name -> L arrays
 
     # ---- state ----------------------------------------------------------------------
     def reset(self) -> None:
@@ -118,6 +121,7 @@ class Decoder:
         for cache in self.caches:
             cache.length = 0
         self.whole_step = self._whole_step_arrays()
+        self.per_op_blocks = self._per_op_blocks()
         self.position = 0      # absolute position of the next token
         self.oldest_slot = 0   # rolling cache: the slot the next token overwrites once full
         self.context.clear()
@@ -133,21 +137,20 @@ class Decoder:
             cache.k, cache.v = keys, values
         return caches
 
+    def _per_op_blocks(self):
+        """``StackedBlocks`` of per-layer lists over the model's own arrays and the cache views."""
+        return token_step.StackedBlocks(**self.blocks, keys=self.cache_keys[:, 0], values=self.cache_values[:, 0])
+
     def _whole_step_arrays(self):
-        """The ``StackedBlocks`` that ``kernels.decode.token_step_v2`` reads, or None where it
-        cannot run. The weights are copied (the model's arrays are separate), so a text is
+        """The ``StackedBlocks`` that ``kernels.token_step.token_step_v2`` reads, or None where
+        it cannot run. The weights are copied (the model's arrays are separate), so a text is
         decoded with the weights as they were at ``reset()``."""
-        blocks = self.blocks
         if not use_numba(self.wte):                                             # CuPy, reference mode
             return None
-        stacked = decode_kernels.StackedBlocks(
-            **{name: np.stack([getattr(block, name) for block in blocks])               # (L, ...) copies
-               for name in decode_kernels.StackedBlocks._fields if name not in ("keys", "values")},
+        stacked = token_step.StackedBlocks(
+            **{name: np.stack(arrays) for name, arrays in self.blocks.items()},  # (L, ...) copies
             keys=self.cache_keys[:, 0], values=self.cache_values[:, 0])          # (L, H, T, D) views
-        epsilons = {self.norm_f[2]} | {eps for block in blocks for eps in (block.norm1_eps, block.norm2_eps)}
-        if len(epsilons) > 1 or not decode_kernels.token_step_ready(*stacked, self.head, *self.norm_f[:2]):
-            return None
-        return stacked
+        return stacked if token_step.token_step_ready(*stacked, self.head, *self.norm_f) else None
 
     @property
     def cached(self) -> int:
@@ -196,8 +199,8 @@ class Decoder:
     def _step(self, token: int) -> np.ndarray:
         """One position through every block, on raw arrays; returns host logits (V,).
 
-        The residual stream x is updated in place by ``add_norm``, which also normalises it
-        for the next sub-layer: each block's outputs are added at the next norm.
+        The residual stream x is updated in place (see ``kernels.token_step``): each block's
+        outputs are added at the next norm.
         """
         xp, H, D, rms = self.xp, self.heads, self.head_dim, self.rmsnorm
         pos = self._next_position()
@@ -208,35 +211,18 @@ class Decoder:
         elif not self.rolling:
             x += sinusoidal_table([pos], x.shape[0], self.dtype, xp)[0]
         else:
-            rope = rope_tables([pos], D, self.dtype, xp)                          # 2 x (1, D/2)
+            cos, sin = rope_tables([pos], D, self.dtype, xp)                      # 2 x (1, D/2)
+            rope = (cos[0], sin[0])                                               # 2 x (D/2,)
         full = self.cached == self.window
         slot = self.oldest_slot if full else self.cached
         n = self.window if full else slot + 1                                     # positions attended
+        args = (rope, slot, n, H, self.eps, rms, self.head, *self.norm_f)
         if self.whole_step is not None and use_numba(x):
-            rotation = None if rope is None else (rope[0][0], rope[1][0])         # 2 x (D/2,)
-            logits = decode_kernels.token_step_v2(x, self.whole_step, rotation, slot, n, H,
-                                                  self.norm_f[2], rms, self.head, *self.norm_f[:2])
+            logits = token_step.token_step_v2(x, self.whole_step, *args)
         else:
-            logits = self._blocks_one_call_at_a_time(x, rope, slot, n)
+            logits = token_step.token_step_per_op(x, self.per_op_blocks, *args)
         for cache in self.caches:
             cache.length = n
         if full:
             self.oldest_slot = (self.oldest_slot + 1) % self.window
         return backend.to_numpy(logits).astype(np.float64)
-
-    def _blocks_one_call_at_a_time(self, x, rope, slot, n):
-        """The blocks and the head, one kernel or NumPy call per step: CuPy arrays, reference
-        mode, and weights version 2 cannot take (see ``_whole_step_arrays``)."""
-        H, D, rms = self.heads, self.head_dim, self.rmsnorm
-        delta, delta_bias = self.zeros, self.zeros                                # (C,) to add to x
-        for block, cache in zip(self.blocks, self.caches):
-            h = add_norm(x, delta, delta_bias, block.norm1_w, block.norm1_b, block.norm1_eps, rms)   # (C,)
-            q, k, v = (block.qkv @ h + block.qkv_bias).reshape(3, H, D)          # 3 x (H, D)
-            if rope is not None:
-                q, k = _rotate(q, *rope), _rotate(k, *rope)
-            y = attend(q, k, v, cache.k[0], cache.v[0], slot, n, self.scale)     # (H, D)
-            h = add_norm(x, block.attn_out @ y.reshape(-1), block.attn_out_bias,
-                         block.norm2_w, block.norm2_b, block.norm2_eps, rms)      # (C,)
-            f = gelu_row(block.fc @ h + block.fc_bias)                           # (F,)
-            delta, delta_bias = block.mlp_out @ f, block.mlp_out_bias            # (C,)
-        return self.head @ add_norm(x, delta, delta_bias, *self.norm_f, rms)      # (V,)

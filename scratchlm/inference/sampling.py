@@ -47,7 +47,7 @@ class SamplingSettings:
         if self.stop == "":
             raise OptionError("the stop string must not be empty")
 
-    def updated(self, name: str, text: str) -> "SamplingSettings":
+    def updated(self, name: str, text: str) -> SamplingSettings:
         """A copy with one setting parsed from text (``/set top_k=5``); OptionError if it is bad."""
         name = name.strip().lower().replace("-", "_")
         kinds = {f.name: f.type for f in fields(self) if f.name != "stop"}

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from scratchlm import backend
-from scratchlm.errors import DataError, OptionError
 from scratchlm.autograd.function import no_grad
+from scratchlm.errors import DataError, OptionError
 from scratchlm.model import perplexity
 
 

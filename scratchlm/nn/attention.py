@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from scratchlm.autograd import ops
-from scratchlm.backend import get_array_module
 from scratchlm.autograd.tensor import Tensor
+from scratchlm.backend import get_array_module
 from scratchlm.nn.layers import MLP, Dropout, LayerNorm, Linear, RMSNorm
 from scratchlm.nn.module import Module
 

@@ -40,7 +40,7 @@ class Module:
         return self.forward(*args, **kwargs)
 
     # ---- walking the tree ---------------------------------------------------------
-    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         for name, value in vars(self).items():
             if isinstance(value, Module):
                 yield name, value
@@ -49,7 +49,7 @@ class Module:
                     if isinstance(item, Module):
                         yield f"{name}.{i}", item
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
         yield self
         for _, child in self.named_children():
             yield from child.modules()
@@ -70,12 +70,12 @@ class Module:
         return sum(p.size for p in self.parameters())
 
     # ---- modes ------------------------------------------------------------------
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         for m in self.modules():
             m.training = mode
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         return self.train(False)
 
     def zero_grad(self) -> None:
@@ -112,7 +112,7 @@ class Module:
             xp = backend.get_array_module(p.data)
             p.data[...] = xp.asarray(value, dtype=p.data.dtype) if xp is not backend.np else backend.to_numpy(value)
 
-    def to(self, device: str) -> "Module":
+    def to(self, device: str) -> Module:
         """Move every parameter (and registered buffer) to ``device``.
 
         Parameters an optimizer owns are moved by it: it moves its flat buffers (weights,

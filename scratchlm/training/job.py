@@ -19,10 +19,10 @@ import numpy as np
 
 from scratchlm import backend
 from scratchlm.data.text import read_text, split_tokens, windows_per_epoch
+from scratchlm.data.tokenizer import build_tokenizer
 from scratchlm.errors import CheckpointError, DataError, OptionError
 from scratchlm.model import GPT, GPTConfig
 from scratchlm.optim import AdamW
-from scratchlm.data.tokenizer import build_tokenizer
 
 ADAM_BETAS = (0.9, 0.99)       # beta2 0.99 suits small character models
 ADAM_EPS = 1e-8
@@ -101,7 +101,7 @@ class RunState:
     curve: list = field(default_factory=list)     # [step, mean train loss] points (loss_curve.svg)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "RunState":
+    def from_dict(cls, values: dict) -> RunState:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 

@@ -30,15 +30,23 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchlm.errors import TrainingDiverged, TrainingInterrupted
-from scratchlm.training import distributed, outputs
+from scratchlm.autograd.function import no_grad
 from scratchlm.backend import array_module_for
 from scratchlm.checkpoint import load_checkpoint, save_checkpoint
 from scratchlm.data.text import epoch_batches, eval_windows, micro_batch_bounds
-from scratchlm.autograd.function import no_grad
+from scratchlm.errors import TrainingDiverged, TrainingInterrupted
 from scratchlm.optim import lr_at
+from scratchlm.training import distributed, outputs
+from scratchlm.training.job import (
+    MIN_LR_RATIO,
+    TrainJob,
+    TrainSettings,
+    check_processes,
+    check_resumable,
+    create_output_dir,
+    prepare,
+)
 from scratchlm.training.progress import Reporter
-from scratchlm.training.job import (MIN_LR_RATIO, TrainJob, TrainSettings, check_processes, check_resumable, create_output_dir, prepare)
 
 __all__ = ["train", "TrainSettings"]
 CURVE_POINTS_PER_EPOCH = 20
@@ -200,7 +208,7 @@ class Trainer:
             if share == 1.0:
                 loss.backward()
             else:
-                loss.backward(self.xp.full((), share, dtype=loss.dtype))      # grads add up in place (filled on the device: no copy)
+                loss.backward(self.xp.full((), share, dtype=loss.dtype))      # grads add up in place; filled on the device
             step_loss = step_loss + loss.data * share
         self.group.allreduce_sum_(opt.flat_grads)                             # (P,) the whole batch's gradient
         self.pending_loss = self.pending_loss + step_loss

@@ -4,9 +4,35 @@ Every op is a ``Function`` (forward beside backward) with a lower-case helper to
 call it on Tensors: ``ops.add(a, b)``, ``ops.layer_norm(x, w, b)``...
 """
 
-from scratchlm.autograd.ops.elementwise import add, div, exp, log, masked_fill, mul, neg, pow, sqrt, sub, tanh, unbroadcast, where
+from scratchlm.autograd.ops.elementwise import (
+    add,
+    div,
+    exp,
+    log,
+    masked_fill,
+    mul,
+    neg,
+    pow,
+    sqrt,
+    sub,
+    tanh,
+    unbroadcast,
+    where,
+)
 from scratchlm.autograd.ops.shape import concat, getitem, matmul, max, mean, permute, reshape, split, sum, transpose
-from scratchlm.autograd.ops.transformer import ( causal_attention, causal_self_attention, cross_entropy, dropout, embedding, feed_forward, gelu, layer_norm, linear, rms_norm, rope, )
+from scratchlm.autograd.ops.transformer import (
+    causal_attention,
+    causal_self_attention,
+    cross_entropy,
+    dropout,
+    embedding,
+    feed_forward,
+    gelu,
+    layer_norm,
+    linear,
+    rms_norm,
+    rope,
+)
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "tanh", "sqrt", "where", "masked_fill",

@@ -7,10 +7,9 @@ constants and get no gradient.
 
 from __future__ import annotations
 
-from scratchlm.kernels import buffers
-
-from scratchlm.backend import get_array_module
 from scratchlm.autograd.function import Function
+from scratchlm.backend import get_array_module
+from scratchlm.kernels import buffers
 
 
 def unbroadcast(grad, shape):
@@ -204,7 +203,7 @@ def neg(a):
     return Neg.apply(a)
 
 
-def pow(a, exponent):  # noqa: A001 - mirrors the operator's name
+def pow(a, exponent):
     return Pow.apply(a, exponent)
 
 

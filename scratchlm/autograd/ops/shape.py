@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from itertools import accumulate
 
-from scratchlm.backend import get_array_module
 from scratchlm.autograd.function import Function
 from scratchlm.autograd.ops.elementwise import unbroadcast
+from scratchlm.backend import get_array_module
 
 
 def _axes(axis, ndim):
@@ -169,7 +169,7 @@ class Split(Function):
         return get_array_module(grads[0]).concatenate(grads, axis=ctx.axis), None
 
 
-def sum(a, axis=None, keepdims=False):  # noqa: A001
+def sum(a, axis=None, keepdims=False):
     return Sum.apply(a, axis=axis, keepdims=keepdims)
 
 
@@ -177,7 +177,7 @@ def mean(a, axis=None, keepdims=False):
     return Mean.apply(a, axis=axis, keepdims=keepdims)
 
 
-def max(a, axis=None, keepdims=False):  # noqa: A001
+def max(a, axis=None, keepdims=False):
     return Max.apply(a, axis=axis, keepdims=keepdims)
 
 

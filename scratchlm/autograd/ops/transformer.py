@@ -7,6 +7,7 @@ small) and let each kernel be written, tested and optimised on its own.
 
 from __future__ import annotations
 
+from scratchlm.autograd.function import Function, is_grad_enabled
 from scratchlm.kernels import attention as attention_kernels
 from scratchlm.kernels import attention_packed as packed_attention_kernels
 from scratchlm.kernels import bias as bias_kernels
@@ -17,9 +18,7 @@ from scratchlm.kernels import embedding as embedding_kernels
 from scratchlm.kernels import gelu as gelu_kernels
 from scratchlm.kernels import layernorm as layernorm_kernels
 from scratchlm.kernels import rmsnorm as rmsnorm_kernels
-
-from scratchlm.backend import get_array_module
-from scratchlm.autograd.function import Function, is_grad_enabled
+from scratchlm.kernels.rope import rotate_reference
 
 
 class Linear(Function):
@@ -231,20 +230,12 @@ class Rope(Function):
     @staticmethod
     def forward(ctx, x, cos, sin):
         ctx.save(cos, sin)
-        return _rotate(x, cos, sin)
+        return rotate_reference(x, cos, sin)
 
     @staticmethod
     def backward(ctx, grad):
         cos, sin = ctx.saved
-        return _rotate(grad, cos, -sin), None, None
-
-
-def _rotate(x, cos, sin):
-    """x (..., T, D), cos/sin (T, D/2) -> x rotated pairwise (i, i + D/2)."""
-    xp = get_array_module(x)
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return xp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+        return rotate_reference(grad, cos, -sin), None, None
 
 
 def linear(x, weight, bias=None):

@@ -22,7 +22,9 @@ call per step (one core on purpose: each is microseconds of work, less than waki
 thread pool from Python); 2 the whole token step, every block and the head, in one
 compiled call whose big matrix-vector products and attention heads are spread over the
 cores (from compiled code a parallel region costs ~2 us). Run
-``python -m scratchlm.kernels.decode`` to check and time them.
+``python -m scratchlm.kernels.token_step`` to check and time them. Version 2's reference is
+``token_step_per_op``: the same steps one call each, on version 0 or 1 (what the decoder runs
+on CuPy arrays and in reference mode).
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .attention import _exp_minus_max
-from .dispatch import SERIAL_BELOW, chunk_bounds, lazy_njit, prange, use_numba
+from .dispatch import use_numba
 from .gelu import gelu_forward_reference, gelu_from_tanh, tanh_argument, tanh_rational
-from .layernorm import FAST_SUMS
+from .numba_tools import NUMPY_ERRORS, REORDER_SUMS, SERIAL_BELOW, chunk_bounds, lazy_njit, prange
+from .rope import rotate, rotate_in_place
+from .softmax_rows import exp_minus_max
 
 
 # ---- version 0: the NumPy reference ------------------------------------------------
@@ -68,9 +71,9 @@ def gelu_row_reference(f):
 
 # ---- version 1: Numba, one core, no temporaries ----------------------------------------
 # Faster than the reference because each is one call instead of 5-10 NumPy calls; the
-# sums use SIMD lanes (FAST_SUMS); exp and tanh are the vectorisable ones of
+# sums use SIMD lanes (REORDER_SUMS); exp and tanh are the vectorisable ones of
 # vector_exp.py and gelu.py (libm's scalar calls would cost more than the rest).
-@lazy_njit(fastmath=FAST_SUMS)
+@lazy_njit(fastmath=REORDER_SUMS)
 def _add_norm_kernel(x, delta, bias, w, b, eps, rms, out):
     C = x.shape[0]
     total = 0.0
@@ -87,7 +90,7 @@ def _add_norm_kernel(x, delta, bias, w, b, eps, rms, out):
         out[i] = (x[i] - m) * r * w[i] + b[i]
 
 
-@lazy_njit(fastmath=FAST_SUMS, error_model="numpy")
+@lazy_njit(fastmath=REORDER_SUMS, error_model=NUMPY_ERRORS)
 def _attend_head(h, q, k, v, keys, values, slot, n, scale, scores, out):
     """Head h of ``attend``; scores (n,) is this head's scratch row."""
     D = q.shape[1]
@@ -99,7 +102,7 @@ def _attend_head(h, q, k, v, keys, values, slot, n, scale, scores, out):
         for d in range(D):
             s += q[h, d] * keys[h, j, d]
         scores[j] = s * scale
-    _, total = _exp_minus_max(scores, n, n)             # scores[:n] <- exp(s - max)
+    _, total = exp_minus_max(scores, n, n)             # scores[:n] <- exp(s - max)
     inverse = q.dtype.type(1.0) / total
     for d in range(D):
         out[h, d] = 0.0
@@ -109,13 +112,13 @@ def _attend_head(h, q, k, v, keys, values, slot, n, scale, scores, out):
             out[h, d] += p * values[h, j, d]
 
 
-@lazy_njit(fastmath=FAST_SUMS, error_model="numpy")
+@lazy_njit(fastmath=REORDER_SUMS, error_model=NUMPY_ERRORS)
 def _attend_kernel(q, k, v, keys, values, slot, n, scale, scores, out):
     for h in range(q.shape[0]):
         _attend_head(h, q, k, v, keys, values, slot, n, scale, scores, out)
 
 
-@lazy_njit(error_model="numpy")
+@lazy_njit(error_model=NUMPY_ERRORS)
 def _gelu_row_kernel(f, out):
     for i in range(f.shape[0]):
         out[i] = gelu_from_tanh(f[i], tanh_rational(tanh_argument(f[i])))
@@ -171,7 +174,7 @@ class StackedBlocks(NamedTuple):
     values: np.ndarray          # (L, H, capacity, D)
 
 
-@lazy_njit(fastmath=FAST_SUMS, error_model="numpy")
+@lazy_njit(fastmath=REORDER_SUMS, error_model=NUMPY_ERRORS)
 def _rows_times_vector(w, x, bias, out, first, last, gelu, exact_tanh):
     """out[r] = w[r] . x + bias[r] for rows first..last-1; then GELU if ``gelu``.
 
@@ -191,14 +194,14 @@ def _rows_times_vector(w, x, bias, out, first, last, gelu, exact_tanh):
         out[r] = s
 
 
-@lazy_njit(parallel=True, fastmath=FAST_SUMS, error_model="numpy")
+@lazy_njit(parallel=True, fastmath=REORDER_SUMS, error_model=NUMPY_ERRORS)
 def _rows_times_vector_split(w, x, bias, out, parts, gelu, exact_tanh):
     for part in prange(parts):
         first, end = chunk_bounds(part, w.shape[0], parts)
         _rows_times_vector(w, x, bias, out, first, end, gelu, exact_tanh)
 
 
-@lazy_njit(fastmath=FAST_SUMS, error_model="numpy")
+@lazy_njit(fastmath=REORDER_SUMS, error_model=NUMPY_ERRORS)
 def _matvec(w, x, bias, threads, gelu, exact_tanh):
     """w (N, K) @ x (K,) + bias (N,), GELU'd if asked -> (N,); on every thread when big."""
     out = np.empty(w.shape[0], dtype=w.dtype)
@@ -209,25 +212,14 @@ def _matvec(w, x, bias, threads, gelu, exact_tanh):
     return out
 
 
-@lazy_njit(parallel=True, fastmath=FAST_SUMS, error_model="numpy")
+@lazy_njit(parallel=True, fastmath=REORDER_SUMS, error_model=NUMPY_ERRORS)
 def _attend_kernel_split(q, k, v, keys, values, slot, n, scale, scores, out):
     """``attend`` with the heads spread over the threads; scores (H, >= n), a row per head."""
     for h in prange(q.shape[0]):
         _attend_head(h, q, k, v, keys, values, slot, n, scale, scores[h], out)
 
 
-@lazy_njit()
-def _rotate_in_place(x, cos, sin):
-    """x (H, D) rotated pairwise (i, i + D/2) by cos, sin (D/2,): ``ops.transformer._rotate``."""
-    half = x.shape[1] // 2
-    for h in range(x.shape[0]):
-        for i in range(half):
-            first, second = x[h, i], x[h, i + half]
-            x[h, i] = first * cos[i] - second * sin[i]
-            x[h, i + half] = second * cos[i] + first * sin[i]
-
-
-@lazy_njit(fastmath=FAST_SUMS, error_model="numpy")
+@lazy_njit(fastmath=REORDER_SUMS, error_model=NUMPY_ERRORS)
 def _token_step_kernel(x, blocks, cos, sin, rope, slot, n, heads, scale, eps, rms, head, final_w, final_b,
                        threads, exact_tanh):
     """x (C,) through every block, the final norm and the head -> logits (V,); see token_step_v2.
@@ -247,8 +239,8 @@ def _token_step_kernel(x, blocks, cos, sin, rope, slot, n, heads, scale, eps, rm
         _add_norm_kernel(x, delta, zeros, blocks.norm1_w[l], blocks.norm1_b[l], eps, rms, h)
         qkv = _matvec(blocks.qkv[l], h, blocks.qkv_bias[l], threads, False, exact_tanh).reshape((3, heads, D))
         if rope:
-            _rotate_in_place(qkv[0], cos, sin)
-            _rotate_in_place(qkv[1], cos, sin)
+            rotate_in_place(qkv[0], cos, sin)
+            rotate_in_place(qkv[1], cos, sin)
         keys, values = blocks.keys[l], blocks.values[l]                                 # (H, capacity, D)
         if threads > 1 and n * C >= SERIAL_BELOW:            # the keys and values attention reads
             _attend_kernel_split(qkv[0], qkv[1], qkv[2], keys, values, slot, n, scale, scores, y)
@@ -315,18 +307,59 @@ def gelu_row(f):
     return gelu_row_reference(f)
 
 
-if __name__ == "__main__":
-    from ._lesson import check, report
+def token_step_per_op(x, blocks, rope, slot, n, heads, eps, rms, head, final_w, final_b):
+    """``token_step_v2``'s arguments and result, one kernel or matrix product per step.
 
+    Runs on NumPy and CuPy arrays; ``blocks`` may hold per-layer lists instead of stacked
+    arrays (block l's arrays are ``blocks.<field>[l]``). In reference mode it is version 2's
+    reference.
+    """
+    C = x.shape[0]
+    D = C // heads
+    scale = x.dtype.type(1.0 / math.sqrt(D))
+    zeros = x * 0                                                               # (C,)
+    delta, delta_bias = zeros, zeros                                            # (C,) to add to x at the next norm
+    for l in range(len(blocks.qkv)):
+        h = add_norm(x, delta, delta_bias, blocks.norm1_w[l], blocks.norm1_b[l], eps, rms)          # (C,)
+        q, k, v = (blocks.qkv[l] @ h + blocks.qkv_bias[l]).reshape(3, heads, D)                     # 3 x (H, D)
+        if rope is not None:
+            q, k = rotate(q, *rope), rotate(k, *rope)
+        y = attend(q, k, v, blocks.keys[l], blocks.values[l], slot, n, scale)                       # (H, D)
+        h = add_norm(x, blocks.attn_out[l] @ y.reshape(C), blocks.attn_out_bias[l],
+                     blocks.norm2_w[l], blocks.norm2_b[l], eps, rms)                                # (C,)
+        f = gelu_row(blocks.fc[l] @ h + blocks.fc_bias[l])                                          # (F,)
+        delta, delta_bias = blocks.mlp_out[l] @ f, blocks.mlp_out_bias[l]                           # (C,)
+    return head @ add_norm(x, delta, delta_bias, final_w, final_b, eps, rms)                        # (V,)
+
+
+def example_model(dtype, rng, layers=6, heads=8, head_dim=32, vocab=65, capacity=256):
+    """Random arrays of a config-c model (d256 h8 L6, 19 MB of float32 weights) with a KV cache:
+    ``(StackedBlocks, head, final_w, final_b)``."""
+    C = heads * head_dim
+    F = 4 * C
+
+    def normal(*shape, scale=0.02):
+        return (scale * rng.standard_normal(shape)).astype(dtype)
+
+    blocks = StackedBlocks(
+        qkv=normal(layers, 3 * C, C), attn_out=normal(layers, C, C), fc=normal(layers, F, C),
+        mlp_out=normal(layers, C, F), norm1_w=1 + normal(layers, C, scale=0.1), norm1_b=normal(layers, C),
+        qkv_bias=normal(layers, 3 * C), attn_out_bias=normal(layers, C), norm2_w=1 + normal(layers, C, scale=0.1),
+        norm2_b=normal(layers, C), fc_bias=normal(layers, F), mlp_out_bias=normal(layers, C),
+        keys=normal(layers, heads, capacity, head_dim, scale=1.0),
+        values=normal(layers, heads, capacity, head_dim, scale=1.0))
+    return blocks, normal(vocab, C), 1 + normal(C, scale=0.1), normal(C)
+
+
+def _check_and_time_small_steps(rng):
     H, D, cap, n = 8, 32, 256, 128                          # config c, half-way through a window
     C = H * D
-    rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
         x, delta, bias, w, b = (rng.standard_normal(C).astype(dtype) for _ in range(5))
         q, k, v = (rng.standard_normal((H, D)).astype(dtype) for _ in range(3))
         keys, values = (rng.standard_normal((H, cap, D)).astype(dtype) for _ in range(2))
         f = rng.standard_normal(4 * C).astype(dtype)
-        print(f"decode step H={H} D={D} n={n} {np.dtype(dtype).name}")
+        print(f"token step's small steps H={H} D={D} n={n} {np.dtype(dtype).name}")
         versions = [("reference", add_norm_reference, attend_reference, gelu_row_reference),
                     ("numba v1", add_norm_v1, attend_v1, gelu_row_v1 if dtype == np.float32 else None)]
         for name, add_norm_fn, attend_fn, gelu_fn in versions:
@@ -344,24 +377,33 @@ if __name__ == "__main__":
                 check(f"{name} gelu_row", gelu_fn(f), gelu_row_reference(f), dtype)
                 report(f"{name} gelu_row", gelu_fn, (f,), 2 * f.size * f.itemsize)
 
-    # Version 2 is a whole model's step: check it against the decoder's other path, one call
-    # per step, run on the references; then time that path (on version 1) against version 2,
-    # on a config-c model n positions into its window.
-    from scratchlm.inference.decoder import Decoder
-    from scratchlm.model import GPT, GPTConfig
 
-    model = GPT(GPTConfig(vocab_size=65, d_model=C, n_heads=H, n_layers=6, max_seq_len=cap))
-    decoder = Decoder(model)
-    decoder.feed(rng.integers(0, 65, n - 1))
-    x0 = decoder.wte[1] + decoder.wpe[n - 1]                 # token 1 at position n - 1
-    args = (None, n - 1, n, H, decoder.norm_f[2], decoder.rmsnorm, decoder.head, *decoder.norm_f[:2])
-    print(f"token step, config c (d{C} h{H} L6, 19 MB of weights), n={n}")
+def _check_and_time_whole_step(rng):
+    """Version 2 against ``token_step_per_op`` on the references, then timed against it on version 1."""
     from .dispatch import set_mode
 
-    previous = set_mode("reference")
-    want = decoder._blocks_one_call_at_a_time(x0.copy(), None, n - 1, n)
-    set_mode(previous)
-    check("numba v2 token_step", token_step_v2(x0.copy(), decoder.whole_step, *args), want, np.float32)
-    weights = sum(w.nbytes for w in decoder.whole_step[:4])                 # the four weight matrices
-    report("numba v1 (call per op)", lambda: decoder._blocks_one_call_at_a_time(x0.copy(), None, n - 1, n), (), weights)
-    report("numba v2 token_step", lambda: token_step_v2(x0.copy(), decoder.whole_step, *args), (), weights)
+    n = 128
+    for dtype in (np.float32, np.float64):
+        blocks, head, final_w, final_b = example_model(dtype, rng)
+        x0 = rng.standard_normal(head.shape[1]).astype(dtype)
+        cos, sin = (np.cos(np.arange(16.0)).astype(dtype), np.sin(np.arange(16.0)).astype(dtype))
+        print(f"whole token step, config c (d256 h8 L6), n={n} {np.dtype(dtype).name}")
+        for rope in (None, (cos, sin)):
+            args = (rope, n - 1, n, 8, 1e-5, False, head, final_w, final_b)
+            previous = set_mode("reference")
+            want = token_step_per_op(x0.copy(), blocks._replace(keys=blocks.keys.copy()), *args)
+            set_mode(previous)
+            got = token_step_v2(x0.copy(), blocks._replace(keys=blocks.keys.copy()), *args)
+            check(f"numba v2 token_step rope={rope is not None}", got, want, dtype)
+        args = (None, n - 1, n, 8, 1e-5, False, head, final_w, final_b)
+        weights = sum(w.nbytes for w in blocks[:4])                     # the four weight matrices
+        report("numba v1 (call per op)", lambda: token_step_per_op(x0.copy(), blocks, *args), (), weights)
+        report("numba v2 token_step", lambda: token_step_v2(x0.copy(), blocks, *args), (), weights)
+
+
+if __name__ == "__main__":
+    from ._lesson import check, report
+
+    generator = np.random.default_rng(0)
+    _check_and_time_small_steps(generator)
+    _check_and_time_whole_step(generator)
