@@ -23,7 +23,7 @@ in backward).
 
 FLUSH: weights below tiny / eps (``flush_threshold``: the smallest normal float over the
 machine epsilon, 1e-31 in float32) are set to exactly 0, and so is any ds below the smallest
-normal float. The reference forward, version 2 and attention_packed.py's version 3
+normal float. The reference forward, version 2 and attention_packed.py's versions
 do this; version 1 (a stop on the way, kept to read) does not, nor does the CUDA version
 (NVIDIA GPUs compute on subnormal floats at full speed).
 As a model trains its attention sharpens, exp(s - max) underflows into subnormal numbers,
@@ -49,7 +49,7 @@ import math
 import numpy as np
 
 from ._cuda import cupy_module, launch, row_threads
-from .dispatch import use_cuda, use_numba
+from .attention_route import split_heads_version
 from .numba_tools import NUMPY_ERRORS, REORDER_SUMS_AND_FUSE, lazy_njit, prange
 from .row_tiles import ROWS, add_tile_t_times, tile_times_bt
 from .softmax_rows import causal_mask, exp_minus_max, flush_threshold, weight_floor
@@ -368,17 +368,19 @@ def _compiled_ok(q, k, v, *grad_inputs):
 
 
 def attention_forward(q, k, v):
-    if use_cuda(q, k, v) and _compiled_ok(q, k, v):
+    version = split_heads_version(q, k, v) if _compiled_ok(q, k, v) else "reference"
+    if version == "cuda":
         return attention_forward_cuda(q, k, v)
-    if use_numba(q, k, v) and _compiled_ok(q, k, v):
+    if version == "numba v2":
         return attention_forward_v2(q, k, v)
     return attention_forward_reference(q, k, v)
 
 
 def attention_backward(dout, q, k, v, p):
-    if use_cuda(dout, q, k, v, p) and _compiled_ok(q, k, v, dout, p):
+    version = split_heads_version(dout, q, k, v, p) if _compiled_ok(q, k, v, dout, p) else "reference"
+    if version == "cuda":
         return attention_backward_cuda(dout, q, k, v, p)
-    if use_numba(dout, q, k, v, p) and _compiled_ok(q, k, v, dout, p):
+    if version == "numba v2":
         return attention_backward_v2(dout, q, k, v, p)
     return attention_backward_reference(dout, q, k, v, p)
 

@@ -1,6 +1,7 @@
 """Causal self-attention read straight from the packed qkv, keeping no attention weights.
 
-Read ``attention.py`` first: these are its versions 3 and 4; 4 is what training uses on the CPU.
+Read ``attention.py`` first: this file's versions 1 and 2 follow on from its version 2; version 2
+here is what training uses on the CPU.
 It computes the same thing, softmax(q k^T / sqrt(D) + causal mask) v, with Tq == Tk == T,
 but takes its inputs and gives its outputs in the layouts around it:
 
@@ -26,17 +27,17 @@ Backward then needs sum_j dp_ij p_ij for each row, which it gets without p:
     ds = p * (dp - delta);  dq = ds k / sqrt(D);  dk = ds^T q / sqrt(D);  dv = p^T dout
 
 The price is one more product (q k^T again) and one more exp per visible pair in backward:
-five products where version 2 does six passes over a stored p. This is the trick of
+five products where attention.py's version 2 does six passes over a stored p. This is the trick of
 FlashAttention (Dao et al., 2022), on a CPU: the weights are cheaper to recompute than to
 write to memory and read back.
 
 FLUSH (see attention.py): weights below tiny / eps and ds below tiny become exact zeros,
 in forward and in the recomputed weights alike, so no subnormal floats reach the products.
 
-Versions: 0 the NumPy reference (works on CuPy arrays too); 3 Numba, one head per prange
-step, four query rows per tile (the tile helpers of attention.py's version 2); 4 the same
-plan with every product a BLAS gemm call made from inside the prange loop (``blas.py``),
-the default wherever NumPy's OpenBLAS is found (version 3 elsewhere).
+Versions: 0 the NumPy reference (works on CuPy arrays too); 1 Numba, one head per prange
+step, four query rows per tile (row_tiles.py); 2 the same plan with every product a BLAS
+gemm call made from inside the prange loop (``blas.py``), the default wherever NumPy's
+OpenBLAS is found (version 1 elsewhere). Which runs is ``attention_route``'s decision.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ import math
 import numpy as np
 
 from . import blas
+from .attention_route import packed_version
 from .blas import gemm
-from .dispatch import use_numba
 from .numba_tools import NUMPY_ERRORS, REORDER_SUMS_AND_FUSE, lazy_njit, prange
 from .row_tiles import ROWS, add_tile_t_times, tile_times_bt
 from .softmax_rows import causal_mask, exp_minus_max, flush_threshold, weight_floor
@@ -111,12 +112,12 @@ def packed_backward_reference(dout, qkv, out, lse, heads):
     return pack_heads(xp, dq, dk, dv)
 
 
-# ---- version 3: Numba, heads read in place, weights recomputed ------------------------
+# ---- version 1: Numba, heads read in place, weights recomputed ------------------------
 # Better than attention.py's version 2: no NumPy copies in or out (each head gathers its
 # own k and v, 2 x T x D numbers, inside the parallel loop, where they stay in cache), and
 # no p written or read: forward stores T numbers per head instead of T^2 / 2.
 @lazy_njit(fastmath=REORDER_SUMS_AND_FUSE, error_model=NUMPY_ERRORS)
-def _head_forward_v3(qkv, b, h, out, lse):
+def _head_forward_v1(qkv, b, h, out, lse):
     """Head h of batch row b: qkv (B, T, 3, H, D) -> out[b, :, h] (T, D), lse[b, h] (T,)."""
     T, D = qkv.shape[1], qkv.shape[4]
     real = qkv.dtype.type
@@ -154,7 +155,7 @@ def _head_forward_v3(qkv, b, h, out, lse):
 
 
 @lazy_njit(fastmath=REORDER_SUMS_AND_FUSE)
-def _head_backward_v3(dout, qkv, out, lse, b, h, dqkv):
+def _head_backward_v1(dout, qkv, out, lse, b, h, dqkv):
     """Head h of batch row b: dout (B, T, H, D) -> dqkv[b, :, :, h] (T, 3, D)."""
     T, D = qkv.shape[1], qkv.shape[4]
     real = qkv.dtype.type
@@ -214,17 +215,17 @@ def _head_backward_v3(dout, qkv, out, lse, b, h, dqkv):
 
 
 @lazy_njit(parallel=True)
-def _forward_kernel_v3(qkv, out, lse):
+def _forward_kernel_v1(qkv, out, lse):
     heads = qkv.shape[3]
     for bh in prange(qkv.shape[0] * heads):
-        _head_forward_v3(qkv, bh // heads, bh % heads, out, lse)
+        _head_forward_v1(qkv, bh // heads, bh % heads, out, lse)
 
 
 @lazy_njit(parallel=True)
-def _backward_kernel_v3(dout, qkv, out, lse, dqkv):
+def _backward_kernel_v1(dout, qkv, out, lse, dqkv):
     heads = qkv.shape[3]
     for bh in prange(qkv.shape[0] * heads):
-        _head_backward_v3(dout, qkv, out, lse, bh // heads, bh % heads, dqkv)
+        _head_backward_v1(dout, qkv, out, lse, bh // heads, bh % heads, dqkv)
 
 
 def _as_heads(x, heads, parts):
@@ -252,19 +253,19 @@ def _run_backward(kernel, dout, qkv, out, lse, heads):
     return dqkv.reshape(qkv.shape)
 
 
-def packed_forward_v3(qkv, heads):
-    return _run_forward(_forward_kernel_v3, qkv, heads)
+def packed_forward_v1(qkv, heads):
+    return _run_forward(_forward_kernel_v1, qkv, heads)
 
 
-def packed_backward_v3(dout, qkv, out, lse, heads):
-    return _run_backward(_backward_kernel_v3, dout, qkv, out, lse, heads)
+def packed_backward_v1(dout, qkv, out, lse, heads):
+    return _run_backward(_backward_kernel_v1, dout, qkv, out, lse, heads)
 
 
-# ---- version 4: version 3's plan, every product a BLAS call ------------------------------
-# Better than version 3: its hand-written tile products run at ~25-40 GFLOP/s, BLAS's gemm
+# ---- version 2: version 1's plan, every product a BLAS call ------------------------------
+# Better than version 1: its hand-written tile products run at ~25-40 GFLOP/s, BLAS's gemm
 # (called from inside the prange loop, one thread each, see blas.py) at ~150 on two cores.
 # The products read q, k, v and dout and write dq, dk and dv in place: BLAS takes the 3C (or
-# C) distance between rows as the leading dimension, so not even version 3's small gathers
+# C) distance between rows as the leading dimension, so not even version 1's small gathers
 # are left. Causality is kept by blocks: query rows [i0, i1) only meet keys [0, i1), so the
 # masked upper triangle is computed only inside the diagonal blocks (BLOCK = 32 at T = 128:
 # 10 of 16 blocks). One (T, T) scratch per head holds the scores, then the weights;
@@ -284,7 +285,7 @@ BLOCK = 32
 
 
 @lazy_njit(fastmath=REORDER_SUMS_AND_FUSE, error_model=NUMPY_ERRORS)
-def _head_forward_v4(qkv, b, h, out, lse):
+def _head_forward_v2(qkv, b, h, out, lse):
     """Head h of batch row b: qkv (B, T, 3, H, D) -> out[b, :, h] (T, D), lse[b, h] (T,)."""
     T, D = qkv.shape[1], qkv.shape[4]
     real = qkv.dtype.type
@@ -311,7 +312,7 @@ def _head_forward_v4(qkv, b, h, out, lse):
 
 
 @lazy_njit(fastmath=REORDER_SUMS_AND_FUSE)
-def _head_backward_v4(dout, qkv, out, lse, b, h, dqkv):
+def _head_backward_v2(dout, qkv, out, lse, b, h, dqkv):
     """Head h of batch row b: dout (B, T, H, D) -> dqkv[b, :, :, h] (T, 3, D)."""
     T, D = qkv.shape[1], qkv.shape[4]
     real = qkv.dtype.type
@@ -346,31 +347,31 @@ def _head_backward_v4(dout, qkv, out, lse, b, h, dqkv):
         gemm(1.0, p[j0:, j0:j1], True, g[j0:], False, 0.0, dv[j0:j1])      # dv = p^T dout
 
 
-# The head loops of versions 3 and 4 look alike but stay two kernels: each compiles only its
-# own version's head function (version 4's needs NumPy's OpenBLAS, version 3's nothing), and
+# The head loops of versions 1 and 2 look alike but stay two kernels: each compiles only its
+# own version's head function (version 2's needs NumPy's OpenBLAS, version 1's nothing), and
 # one loop taking the head function as an argument would not be cached (README.md, pitfalls).
 @lazy_njit(parallel=True)
-def _forward_kernel_v4(qkv, out, lse):
+def _forward_kernel_v2(qkv, out, lse):
     heads = qkv.shape[3]
     for bh in prange(qkv.shape[0] * heads):
-        _head_forward_v4(qkv, bh // heads, bh % heads, out, lse)
+        _head_forward_v2(qkv, bh // heads, bh % heads, out, lse)
 
 
 @lazy_njit(parallel=True)
-def _backward_kernel_v4(dout, qkv, out, lse, dqkv):
+def _backward_kernel_v2(dout, qkv, out, lse, dqkv):
     heads = qkv.shape[3]
     for bh in prange(qkv.shape[0] * heads):
-        _head_backward_v4(dout, qkv, out, lse, bh // heads, bh % heads, dqkv)
+        _head_backward_v2(dout, qkv, out, lse, bh // heads, bh % heads, dqkv)
 
 
-def packed_forward_v4(qkv, heads):
+def packed_forward_v2(qkv, heads):
     with blas.one_thread_each():
-        return _run_forward(_forward_kernel_v4, qkv, heads)
+        return _run_forward(_forward_kernel_v2, qkv, heads)
 
 
-def packed_backward_v4(dout, qkv, out, lse, heads):
+def packed_backward_v2(dout, qkv, out, lse, heads):
     with blas.one_thread_each():
-        return _run_backward(_backward_kernel_v4, dout, qkv, out, lse, heads)
+        return _run_backward(_backward_kernel_v2, dout, qkv, out, lse, heads)
 
 
 # ---- dispatch ----------------------------------------------------------------------
@@ -381,16 +382,21 @@ def _compiled_ok(qkv, heads, *arrays):
 
 
 def packed_forward(qkv, heads):
-    if use_numba(qkv) and _compiled_ok(qkv, heads):
-        return packed_forward_v4(qkv, heads) if blas.available() else packed_forward_v3(qkv, heads)
+    version = packed_version(qkv) if _compiled_ok(qkv, heads) else "reference"
+    if version == "numba v2":
+        return packed_forward_v2(qkv, heads)
+    if version == "numba v1":
+        return packed_forward_v1(qkv, heads)
     return packed_forward_reference(qkv, heads)
 
 
 def packed_backward(dout, qkv, out, lse, heads):
-    if use_numba(dout, qkv, out, lse) and _compiled_ok(qkv, heads, dout, out, lse):
-        if blas.available():
-            return packed_backward_v4(dout, qkv, out, lse, heads)
-        return packed_backward_v3(dout, qkv, out, lse, heads)
+    ok = _compiled_ok(qkv, heads, dout, out, lse)
+    version = packed_version(dout, qkv, out, lse) if ok else "reference"
+    if version == "numba v2":
+        return packed_backward_v2(dout, qkv, out, lse, heads)
+    if version == "numba v1":
+        return packed_backward_v1(dout, qkv, out, lse, heads)
     return packed_backward_reference(dout, qkv, out, lse, heads)
 
 
@@ -407,8 +413,8 @@ if __name__ == "__main__":
         print(f"packed attention B={B} H={H} T={T} D={D} {np.dtype(dtype).name}"
               "  (GFLOP/s count 2 D flops per visible pair per product)")
         for name, forward, backward in [("reference", packed_forward_reference, packed_backward_reference),
-                                        ("numba v3", packed_forward_v3, packed_backward_v3),
-                                        ("numba v4 (BLAS)", packed_forward_v4, packed_backward_v4)]:
+                                        ("numba v1", packed_forward_v1, packed_backward_v1),
+                                        ("numba v2 (BLAS)", packed_forward_v2, packed_backward_v2)]:
             check(f"{name} forward", forward(qkv, H), (out, lse), dtype)
             check(f"{name} backward", backward(dout, qkv, out, lse, H), dqkv, dtype)
             for label, fn, args, products in [("forward", forward, (qkv, H), 2),

@@ -19,7 +19,7 @@ stream of draws, and that buys three things:
 - On a GPU only the key travels, as a kernel argument: no mask is drawn on the host and
   copied over in each step.
 
-The key is drawn from the model's host ``numpy.random.Generator`` (ops.Dropout, one draw
+The key is drawn from the model's host ``numpy.random.Generator`` (ops.DropoutOp, one draw
 per call), whose state the checkpoints keep, so a resumed run draws the same keys.
 
 Versions: 0 the NumPy reference (uint64 arrays, a few passes; CuPy arrays too); 1 Numba,

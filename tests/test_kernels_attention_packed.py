@@ -16,13 +16,13 @@ from scratchlm.kernels._lesson import assert_close
 
 DTYPES = [np.float32, np.float64]
 # (B, T, H, D): one token; partial 4-row tiles; D not a multiple of 8; one head; a longer row;
-# T over version 4's BLOCK of 32 with a partial last block, and exactly two blocks
+# T over version 2's BLOCK of 32 with a partial last block, and exactly two blocks
 PACKED_SHAPES = [(1, 1, 1, 1), (2, 5, 3, 7), (1, 6, 1, 5), (2, 13, 2, 16), (1, 33, 2, 12), (3, 9, 4, 8),
                  (1, 70, 2, 12), (2, 64, 1, 8)]
 needs_blas = pytest.mark.skipif(not blas.available(), reason="NumPy's OpenBLAS was not found")
 # (forward, backward) of each compiled version
-VERSIONS = {"v3": ("packed_forward_v3", "packed_backward_v3"),
-            "v4": pytest.param(("packed_forward_v4", "packed_backward_v4"), marks=needs_blas)}
+VERSIONS = {"v1": ("packed_forward_v1", "packed_backward_v1"),
+            "v2": pytest.param(("packed_forward_v2", "packed_backward_v2"), marks=needs_blas)}
 
 
 @pytest.fixture(params=list(VERSIONS.values()), ids=list(VERSIONS))
@@ -137,12 +137,12 @@ def test_compiled_version_peaked_attention_makes_no_subnormal_gradients(version)
     assert np.isfinite(dqkv).all()
 
 
-def test_v3_kernels_run_as_plain_python(rng):
+def test_v1_kernels_run_as_plain_python(rng):
     # .py_func is the loop as written (prange is range): same answer as the reference
     B, T, H, D = 1, 6, 2, 3
     qkv, dout = _inputs(rng, (B, T, H, D), np.float64)
     out, lse = np.empty((B, T, H, D)), np.empty((B, H, T))
-    attention_packed._forward_kernel_v3.py_func(qkv.reshape(B, T, 3, H, D), out, lse)
+    attention_packed._forward_kernel_v1.py_func(qkv.reshape(B, T, 3, H, D), out, lse)
     want_out, want_lse = attention_packed.packed_forward_reference(qkv, H)
     assert_close(out.reshape(B, T, H * D), want_out, np.float64)
     assert_close(lse, want_lse, np.float64)
@@ -150,15 +150,15 @@ def test_v3_kernels_run_as_plain_python(rng):
 
 @pytest.mark.parametrize("blas_kernels", ["1", "0"])
 def test_dispatch_runs_the_fastest_version_and_the_reference_when_asked(monkeypatch, kernel_mode, blas_kernels):
-    # auto: version 4 where NumPy's OpenBLAS is found, version 3 without it (or with
+    # auto: version 2 where NumPy's OpenBLAS is found, version 1 without it (or with
     # SCRATCHLM_BLAS_KERNELS=0); reference mode: neither
     monkeypatch.setenv("SCRATCHLM_BLAS_KERNELS", blas_kernels)
     calls = []
-    for name in ("packed_forward_v3", "packed_forward_v4"):
+    for name in ("packed_forward_v1", "packed_forward_v2"):
         real = getattr(attention_packed, name)
         monkeypatch.setattr(attention_packed, name, lambda *a, name=name, real=real: calls.append(name) or real(*a))
     qkv = np.ones((1, 4, 6), np.float32)
     attention_packed.packed_forward(qkv, 1)
     attention_packed.packed_forward(qkv.astype(np.float16), 1)        # no compiled float16
-    fastest = "packed_forward_v4" if blas.available() else "packed_forward_v3"
+    fastest = "packed_forward_v2" if blas.available() else "packed_forward_v1"
     assert calls == ([fastest] if kernel_mode == "auto" else [])

@@ -31,6 +31,7 @@ import numpy as np
 from scratchlm import backend
 from scratchlm.autograd.function import no_grad
 from scratchlm.kernels import token_step
+from scratchlm.kernels.attention_route import attention_route
 from scratchlm.kernels.dispatch import use_numba
 from scratchlm.model import rope_tables, sinusoidal_table
 from scratchlm.nn.attention import new_caches
@@ -217,7 +218,8 @@ class Decoder:
         slot = self.oldest_slot if full else self.cached
         n = self.window if full else slot + 1                                     # positions attended
         args = (rope, slot, n, H, self.eps, rms, self.head, *self.norm_f)
-        if self.whole_step is not None and use_numba(x):
+        version = attention_route(x, rotary=self.rolling, cached=True, one_token=True).version
+        if version == "numba v2" and self.whole_step is not None:
             logits = token_step.token_step_v2(x, self.whole_step, *args)
         else:
             logits = token_step.token_step_per_op(x, self.per_op_blocks, *args)

@@ -7,10 +7,7 @@ attends over everything cached, so a new token costs one position, not a window.
 
 from __future__ import annotations
 
-import numpy as np
-
 from scratchlm.autograd import ops
-from scratchlm.autograd.tensor import Tensor
 from scratchlm.backend import get_array_module
 from scratchlm.nn.layers import MLP, Dropout, LayerNorm, Linear, RMSNorm
 from scratchlm.nn.module import Module
@@ -48,25 +45,8 @@ class CausalSelfAttention(Module):
 
     def forward(self, x, rope=None, cache: KVCache | None = None):
         """x (B, T, C) -> (B, T, C). ``rope``: (cos, sin) tables (T, D/2) for these positions."""
-        B, T, C = x.shape
-        H, D = self.heads, C // self.heads
         qkv = self.qkv(x)                                       # (B, T, 3C)
-        if rope is None and cache is None and get_array_module(qkv.data) is np:
-            # training and scoring on the CPU: heads read in place, weights recomputed
-            return self.dropout(self.proj(ops.causal_self_attention(qkv, H)))
-        q, k, v = ops.split(qkv, 3, axis=-1)                    # 3 x (B, T, C)
-        q = q.reshape(B, T, H, D).permute(0, 2, 1, 3)           # (B, H, T, D)
-        k = k.reshape(B, T, H, D).permute(0, 2, 1, 3)           # (B, H, T, D)
-        v = v.reshape(B, T, H, D).permute(0, 2, 1, 3)           # (B, H, T, D)
-        if rope is not None:
-            q = ops.rope(q, *rope)
-            k = ops.rope(k, *rope)
-        if cache is not None:  # generation: no tape, attend over every cached position
-            k_all, v_all = cache.append(k.data, v.data)         # (B, H, Tk, D)
-            k, v = Tensor(k_all), Tensor(v_all)
-        y = ops.causal_attention(q, k, v)                       # (B, H, T, D)
-        y = y.permute(0, 2, 1, 3).reshape(B, T, C)              # (B, T, C)
-        return self.dropout(self.proj(y))
+        return self.dropout(self.proj(ops.attention(qkv, self.heads, rope, cache)))   # (B, T, C)
 
 
 class Block(Module):

@@ -21,6 +21,7 @@ from scratchlm.autograd.ops.elementwise import (
 )
 from scratchlm.autograd.ops.shape import concat, getitem, matmul, max, mean, permute, reshape, split, sum, transpose
 from scratchlm.autograd.ops.transformer import (
+    attention,
     causal_attention,
     causal_self_attention,
     cross_entropy,
@@ -37,7 +38,7 @@ from scratchlm.autograd.ops.transformer import (
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "tanh", "sqrt", "where", "masked_fill",
     "unbroadcast", "sum", "mean", "max", "reshape", "permute", "transpose", "getitem", "matmul",
-    "concat", "split", "linear", "embedding", "layer_norm", "rms_norm", "gelu", "causal_attention",
+    "concat", "split", "linear", "embedding", "layer_norm", "rms_norm", "gelu", "attention", "causal_attention",
     "causal_self_attention",
     "cross_entropy", "dropout", "rope", "feed_forward",
 ]

@@ -3,11 +3,17 @@
 A transformer built from primitives alone would put dozens of small nodes per
 layer on the tape; these coarse ops keep the tape short (so Python overhead stays
 small) and let each kernel be written, tested and optimised on its own.
+
+Each ``Function`` here is named ``<Thing>Op`` so that it never shares a name with the
+``nn`` layer that calls it (``nn.LayerNorm`` calls ``layer_norm``, which applies
+``LayerNormOp``). ``attention`` is the one entry the attention layer calls.
 """
 
 from __future__ import annotations
 
 from scratchlm.autograd.function import Function, is_grad_enabled
+from scratchlm.autograd.ops.shape import split
+from scratchlm.autograd.tensor import Tensor
 from scratchlm.kernels import attention as attention_kernels
 from scratchlm.kernels import attention_packed as packed_attention_kernels
 from scratchlm.kernels import bias as bias_kernels
@@ -18,10 +24,11 @@ from scratchlm.kernels import embedding as embedding_kernels
 from scratchlm.kernels import gelu as gelu_kernels
 from scratchlm.kernels import layernorm as layernorm_kernels
 from scratchlm.kernels import rmsnorm as rmsnorm_kernels
+from scratchlm.kernels.attention_route import attention_route
 from scratchlm.kernels.rope import rotate_reference
 
 
-class Linear(Function):
+class LinearOp(Function):
     """y = x W^T + b, with W stored (out, in) as in PyTorch; x (..., in) -> y (..., out).
 
     The leading axes are folded into one, so forward and backward are single BLAS products
@@ -50,7 +57,7 @@ class Linear(Function):
         return gx, gw, gb
 
 
-class FeedForward(Function):
+class FeedForwardOp(Function):
     """proj(gelu(fc(x))) as ONE node: x (..., C) -> (..., C) through a hidden (..., H).
 
     It keeps x and the hidden pre-activation h = fc(x), but not gelu(h): backward
@@ -88,7 +95,7 @@ class FeedForward(Function):
         return gx, g_wfc, g_bfc, g_wproj, g_bproj
 
 
-class Embedding(Function):
+class EmbeddingOp(Function):
     """weight (V, C), ids (B, T) ints -> (B, T, C); repeated ids accumulate in backward."""
 
     @staticmethod
@@ -103,7 +110,7 @@ class Embedding(Function):
         return embedding_kernels.embedding_backward(grad, ids, ctx.vocab_size), None
 
 
-class LayerNorm(Function):
+class LayerNormOp(Function):
     """Normalise the last axis: x (..., C), weight (C,), bias (C,) -> (..., C)."""
 
     @staticmethod
@@ -121,7 +128,7 @@ class LayerNorm(Function):
         return dx.reshape(grad.shape), dw, db
 
 
-class RMSNorm(Function):
+class RMSNormOp(Function):
     """Scale the last axis by its root-mean-square: x (..., C), weight (C,) -> (..., C)."""
 
     @staticmethod
@@ -139,7 +146,7 @@ class RMSNorm(Function):
         return dx.reshape(grad.shape), dw
 
 
-class GELU(Function):
+class GELUOp(Function):
     """The tanh-approximation GELU, element-wise."""
 
     @staticmethod
@@ -153,7 +160,7 @@ class GELU(Function):
         return gelu_kernels.gelu_backward(grad, x)
 
 
-class CausalAttention(Function):
+class SplitHeadsAttentionOp(Function):
     """softmax(q k^T / sqrt(D) + causal mask) v for q (B,H,Tq,D), k and v (B,H,Tk,D)."""
 
     @staticmethod
@@ -168,7 +175,7 @@ class CausalAttention(Function):
         return attention_kernels.attention_backward(grad, q, k, v, probs)
 
 
-class CausalSelfAttention(Function):
+class PackedAttentionOp(Function):
     """The same attention over the packed output of the fused qkv projection, in place:
     qkv (B, T, 3C) -> (B, T, C), no head copies and no (B, H, T, T) weights kept for
     backward (they are recomputed from q, k and one log-denominator per row)."""
@@ -186,7 +193,7 @@ class CausalSelfAttention(Function):
         return packed_attention_kernels.packed_backward(grad, qkv, out, lse, ctx.heads)
 
 
-class SoftmaxCrossEntropy(Function):
+class CrossEntropyOp(Function):
     """Mean cross-entropy of logits (N, V) against integer targets (N,), skipping ignore_index."""
 
     @staticmethod
@@ -202,7 +209,7 @@ class SoftmaxCrossEntropy(Function):
         return dlogits * grad, None
 
 
-class Dropout(Function):
+class DropoutOp(Function):
     """Zero each element with probability p and scale the survivors by 1 / (1 - p).
 
     The mask is a function of one key (kernels/dropout.py), drawn here from the host
@@ -219,7 +226,7 @@ class Dropout(Function):
         return dropout_kernels.dropout(grad, ctx.p, ctx.key)
 
 
-class Rope(Function):
+class RopeOp(Function):
     """Rotary position embedding on the last axis of x (B, H, T, D), rotate-half form.
 
     With x = [x1, x2] (halves of D) and angles theta (T, D/2) for positions
@@ -239,49 +246,72 @@ class Rope(Function):
 
 
 def linear(x, weight, bias=None):
-    return Linear.apply(x, weight, bias)
+    return LinearOp.apply(x, weight, bias)
 
 
 def feed_forward(x, w_fc, b_fc, w_proj, b_proj):
     """proj(gelu(fc(x))); the biases may be None."""
-    return FeedForward.apply(x, w_fc, b_fc, w_proj, b_proj)
+    return FeedForwardOp.apply(x, w_fc, b_fc, w_proj, b_proj)
 
 
 def embedding(weight, ids):
-    return Embedding.apply(weight, ids)
+    return EmbeddingOp.apply(weight, ids)
 
 
 def layer_norm(x, weight, bias, eps=1e-5):
-    return LayerNorm.apply(x, weight, bias, eps=eps)
+    return LayerNormOp.apply(x, weight, bias, eps=eps)
 
 
 def rms_norm(x, weight, eps=1e-5):
-    return RMSNorm.apply(x, weight, eps=eps)
+    return RMSNormOp.apply(x, weight, eps=eps)
 
 
 def gelu(x):
-    return GELU.apply(x)
+    return GELUOp.apply(x)
+
+
+def attention(qkv, heads, rope=None, cache=None):
+    """The attention layer's one entry: qkv (B, T, 3C), the fused projection's output -> (B, T, C).
+
+    ``kernels.attention_route`` picks the kernels: the packed ones read the heads in place
+    (CPU, no RoPE, no cache); otherwise the heads are split, rotated by ``rope`` ((cos, sin)
+    tables (T, D/2)), appended to ``cache`` (a KV cache: ``append(k, v)`` returns every
+    cached key and value) and attended by the split-heads kernels.
+    """
+    route = attention_route(qkv.data, rotary=rope is not None, cached=cache is not None)
+    if route.family == "packed":
+        return causal_self_attention(qkv, heads)
+    B, T, C = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+    q, k, v = (part.reshape(B, T, heads, C // heads).permute(0, 2, 1, 3)        # 3 x (B, H, T, D)
+               for part in split(qkv, 3, axis=-1))
+    if rope is not None:
+        q, k = RopeOp.apply(q, *rope), RopeOp.apply(k, *rope)
+    if cache is not None:                     # generation: no tape, attend over every cached position
+        k_all, v_all = cache.append(k.data, v.data)                              # (B, H, Tk, D)
+        k, v = Tensor(k_all), Tensor(v_all)
+    y = causal_attention(q, k, v)                                                # (B, H, T, D)
+    return y.permute(0, 2, 1, 3).reshape(B, T, C)                                # (B, T, C)
 
 
 def causal_attention(q, k, v):
-    return CausalAttention.apply(q, k, v)
+    return SplitHeadsAttentionOp.apply(q, k, v)
 
 
 def causal_self_attention(qkv, heads):
     """qkv (B, T, 3C) Tensor, the fused projection's output -> (B, T, C); Tq == Tk == T."""
-    return CausalSelfAttention.apply(qkv, heads=heads)
+    return PackedAttentionOp.apply(qkv, heads=heads)
 
 
 def cross_entropy(logits, targets, ignore_index=-1):
     """logits (N, V) Tensor, targets (N,) int array -> scalar mean loss."""
-    return SoftmaxCrossEntropy.apply(logits, targets, ignore_index=ignore_index)
+    return CrossEntropyOp.apply(logits, targets, ignore_index=ignore_index)
 
 
 def dropout(x, p, rng, training=True):
     if not training or p == 0.0:
         return x
-    return Dropout.apply(x, p=p, rng=rng)
+    return DropoutOp.apply(x, p=p, rng=rng)
 
 
 def rope(x, cos, sin):
-    return Rope.apply(x, cos, sin)
+    return RopeOp.apply(x, cos, sin)
