@@ -6,7 +6,7 @@ call of a CUDA version compiles its source for the array's dtype (``cupy.RawModu
 runs NVRTC and keeps the binary in CuPy's on-disk cache) and later calls reuse it.
 
 What is compiled is ``full_source(source, dtype)``: ``typedef float real;`` (or double), then
-COMMON_CUDA_SOURCE below, then the kernel file's text. tests/test_cuda.py compiles exactly
+COMMON_CUDA_SOURCE below, then the kernel file's text. tests/kernels/test_cuda.py compiles exactly
 that with nvcc, for both dtypes, so a typo shows up even on a machine without a GPU.
 
 The one idea every row kernel uses: a thread block owns a row; thread t adds up elements

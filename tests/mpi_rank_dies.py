@@ -1,4 +1,4 @@
-"""``scratchlm`` as mpirun starts it, except that rank 1 fails at its 4th step (for tests/test_mpi.py).
+"""``scratchlm`` as mpirun starts it, except that rank 1 fails at its 4th step (for tests/training/test_mpi.py).
 
     mpirun -n 2 python tests/mpi_rank_dies.py HOW train DATA [options]
 

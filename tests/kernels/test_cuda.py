@@ -20,7 +20,7 @@ import sys
 import cuda_emulator
 import numpy as np
 import pytest
-from test_kernel_dispatch import DISPATCHERS
+from kernel_cases import DISPATCHERS
 from train_helpers import TINY, small_text, train_in_process
 
 from scratchlm import backend

@@ -1,6 +1,6 @@
 """kernels/dropout.py: the compiled version equals the reference bit for bit, and the mask
 behaves like independent draws (the right share kept, no pattern between neighbours, a new
-mask for a new key). The CUDA version is checked in tests/test_cuda.py."""
+mask for a new key). The CUDA version is checked in tests/kernels/test_cuda.py."""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ import pytest
 from scratchlm.kernels import dropout
 
 DTYPES = [np.float32, np.float64]
-DISPATCHERS = [  # (module, dispatcher, fast version it should pick, arguments): tests/test_kernel_dispatch.py
-    (dropout, "dropout", "dropout_v1", lambda: (np.ones((2, 3), np.float32), 0.5, 1)),
-]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

@@ -12,7 +12,7 @@ from scratchlm.data.tokenizer import CharTokenizer
 from scratchlm.model import GPT, GPTConfig
 from scratchlm.optim import AdamW
 
-SHAKESPEARE = Path(__file__).resolve().parents[1] / "data" / "raw" / "shakespeare" / "shakespeare100k.txt"
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "data" / "raw" / "shakespeare" / "shakespeare100k.txt"
 
 
 def test_small_gpt_overfits_one_shakespeare_batch_within_300_steps():

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
-from test_kernels_attention_adamw import DISPATCHERS as ATTENTION_ADAMW
-from test_kernels_dropout import DISPATCHERS as DROPOUT
-from test_kernels_norms_gelu_embedding_ce import DISPATCHERS as NORMS_GELU_EMBEDDING_CE
+from kernel_cases import DISPATCHERS
 
 from scratchlm.kernels import dispatch, numba_tools
-
-DISPATCHERS = ATTENTION_ADAMW + NORMS_GELU_EMBEDDING_CE + DROPOUT
 
 
 @pytest.mark.parametrize("module, name, fast_name, make_args", DISPATCHERS, ids=[d[1] for d in DISPATCHERS])
@@ -59,3 +58,10 @@ def test_compiled_kernels_are_cached_under_the_keyed_folder(compiled_kernels):
 
     buffers.zero_v1(np.ones(10, np.float32))                          # compiles (or loads) one kernel
     assert "kernels-" in numba.config.CACHE_DIR
+
+
+def test_importing_scratchlm_does_not_import_numba():
+    code = "import sys, scratchlm.model, scratchlm.autograd.ops; print('numba' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"
