@@ -1,16 +1,108 @@
-"""Check-and-time helpers for the ``__main__`` block of every kernel file.
+"""How a kernel file declares its kernels, and the check-and-time run of its ``__main__``.
 
-``python -m scratchlm.kernels.layernorm`` (and the others) compare each version with
-the NumPy reference, then time it and print milliseconds per call and the memory
-bandwidth it reached (bytes the kernel must read and write at least, divided by time),
-the way llm.c's ``dev/cuda`` files do. Timings here are for reading, never asserted.
+Every kernel file ends with ``KERNELS``: one ``Kernel`` per kernel (its dispatcher, its
+versions by name with version 0, the NumPy reference, first, and a maker of example inputs
+at the shapes of benchmark configurations a and c). Three readers use that one declaration:
+
+- the file's ``__main__`` (``python -m scratchlm.kernels.layernorm``): ``run_lesson`` checks
+  every version against the reference in float32 and float64, then times it and prints
+  milliseconds per call and the bandwidth (or flop rate) it reached, the way llm.c's
+  ``dev/cuda`` files do; timings are for reading, never asserted;
+- ``tests/kernels/test_declarations.py``: the same check for every version, at size a;
+- ``benchmarks/bench_kernels.py``: every version timed by pytest-benchmark.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
+
+
+class Shape(NamedTuple):
+    """A benchmark configuration's sizes (benchmarks/configs.py CONFIGS holds the same)."""
+    batch: int
+    seq_len: int
+    d_model: int
+    heads: int
+    vocab: int = 65
+
+    @property
+    def rows(self) -> int:
+        return self.batch * self.seq_len              # N = B * T
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.heads
+
+
+SIZES = {"a": Shape(16, 128, 64, 2), "c": Shape(32, 128, 256, 8)}
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One kernel of a family, declared once; see the module doc.
+
+    ``example(dtype, rng, shape)`` -> ``(args, work)``: arguments at ``shape`` (a ``Shape``)
+    and the work of one call, in bytes that must move (``unit`` "GB/s") or flops ("GFLOP/s").
+    ``results(args, returned)`` picks what to compare after a call (in-place kernels: the
+    arguments they change); by default the returned value. ``float32_only``: versions that
+    only take float32.
+    """
+    name: str
+    dispatcher: Callable
+    versions: dict[str, Callable]
+    example: Callable
+    unit: str = "GB/s"
+    results: Callable | None = None
+    float32_only: frozenset = field(default_factory=frozenset)
+
+    @property
+    def reference(self) -> Callable:
+        return self.versions["reference"]
+
+    def compiled_versions(self, dtype) -> list[str]:
+        """The CPU versions after the reference that take this dtype."""
+        return [name for name in self.versions if name not in ("reference", "cuda")
+                and (np.dtype(dtype) == np.float32 or name not in self.float32_only)]
+
+    def outputs(self, args, returned):
+        return returned if self.results is None else self.results(args, returned)
+
+
+def fresh(args, xp=np):
+    """Copies of the array arguments (in-place kernels change them), on ``xp``'s device."""
+    return tuple(xp.asarray(a.copy()) if isinstance(a, np.ndarray) else a for a in args)
+
+
+def check_version(kernel: Kernel, version: str, dtype, shape: Shape, xp=np, seed=0):
+    """Run ``version`` and the reference on the same example inputs; assert they agree."""
+    args, _ = kernel.example(dtype, np.random.default_rng(seed), shape)
+    reference_args, version_args = fresh(args), fresh(args, xp)
+    want = kernel.outputs(reference_args, kernel.reference(*reference_args))
+    got = kernel.outputs(version_args, kernel.versions[version](*version_args))
+    return check(f"{version} {kernel.name}", got, want, dtype, quiet=True)
+
+
+def run_lesson(kernels, size="c") -> None:
+    """A kernel file's ``__main__``: every version of every kernel checked, then timed."""
+    cp = cuda_module()                                  # None without a usable GPU
+    shape = SIZES[size]
+    for dtype in (np.float32, np.float64):
+        for kernel in kernels:
+            args, work = kernel.example(dtype, np.random.default_rng(0), shape)
+            print(f"{kernel.name}, config {size}, {np.dtype(dtype).name}")
+            names = ["reference", *kernel.compiled_versions(dtype)]
+            if cp is not None and "cuda" in kernel.versions:
+                names.append("cuda")
+            for name in names:
+                xp = cp if name == "cuda" else np
+                worst = check_version(kernel, name, dtype, shape, xp)
+                print(f"  {name:<28} ok   (max abs error {worst:.1e})")
+                report(name, kernel.versions[name], fresh(args, xp), work, unit=kernel.unit)
 
 # tolerance of a fast version against the reference, per dtype
 TOLERANCE = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
@@ -33,8 +125,9 @@ def assert_close(got, want, dtype, label=""):
     return float(np.max(np.abs(np.asarray(got, np.float64) - want), initial=0.0))
 
 
-def check(label, got, want, dtype):
-    """Assert that two (tuples of) arrays agree to the dtype's tolerance; print the worst error."""
+def check(label, got, want, dtype, quiet=False):
+    """Assert that two (tuples of) arrays agree to the dtype's tolerance; print (unless
+    ``quiet``) and return the worst error."""
     got = got if isinstance(got, tuple) else (got,)
     want = want if isinstance(want, tuple) else (want,)
     worst = 0.0
@@ -42,7 +135,9 @@ def check(label, got, want, dtype):
         if g is None and w is None:
             continue
         worst = max(worst, assert_close(g, w, dtype, label))
-    print(f"  {label:<28} ok   (max abs error {worst:.1e})")
+    if not quiet:
+        print(f"  {label:<28} ok   (max abs error {worst:.1e})")
+    return worst
 
 
 def best_ms(fn, *args, repeat=30):
@@ -73,8 +168,9 @@ def cuda_module():
     return backend.array_module_for("cuda") if backend.cuda_available() else None
 
 
-def report(label, fn, args, nbytes, repeat=30):
-    """Time ``fn(*args)`` and print ms per call and GB/s over ``nbytes`` of memory traffic."""
+def report(label, fn, args, work, repeat=30, unit="GB/s"):
+    """Time ``fn(*args)``; print ms per call and the rate over ``work`` (bytes moved for
+    GB/s, flops for GFLOP/s)."""
     ms = best_ms(fn, *args, repeat=repeat)
-    print(f"  {label:<28} {ms:8.3f} ms   {nbytes / ms / 1e6:7.1f} GB/s")
+    print(f"  {label:<28} {ms:8.3f} ms   {work / ms / 1e6:7.1f} {unit}")
     return ms

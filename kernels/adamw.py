@@ -63,10 +63,8 @@ def adamw_step_reference(params, grads, m, v, step, lr, beta1, beta2, eps, weigh
 # the two agree to rounding (no ``fastmath``: in float32 they agree to the bit, measured).
 # ``error_model="numpy"``: Numba's default checks each division for a zero divisor (to
 # raise as Python would), which stops the loop from vectorising.
-# Config c (4.79M parameters), float32, measured: step 1.6-1.8 ms (reference 25-37 ms,
-# torch 2.13's foreach AdamW 7.8-8.9 ms), grad norm 0.35 ms (reference 2.9 ms). Both are
-# memory-bound, and both collapse to ~8 ms when another process holds one of the two
-# cores: each core gets an equal share of the loop, and the whole step waits for the slower.
+# Both loops are memory-bound and share the work equally among the cores, so a core that
+# another process holds slows the whole step.
 NO_DIVISION_CHECK = "numpy"
 
 

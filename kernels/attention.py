@@ -93,7 +93,6 @@ def attention_backward_reference(dout, q, k, v, p):
 # (B,H,Tq,Tk) temporaries but p itself), future keys are never computed, and the heads
 # are spread over both cores. Still slow-ish: each row of k and v is loaded once per
 # query, and math.exp is a scalar libm call (no SVML here), so the exp loop cannot use SIMD.
-# Config c, float32, measured: forward 12 ms, backward 12 ms (reference: 23 and 21 ms).
 @lazy_njit(parallel=True, fastmath=REORDER_SUMS_AND_FUSE, error_model=NUMPY_ERRORS)
 def _forward_kernel_v1(q, k, v, out, p):
     heads, Tq, D = q.shape
@@ -188,13 +187,6 @@ def attention_backward_v1(dout, q, k, v, p):
 # calls ``exp_for`` (see vector_exp.py), so its loop runs 16 lanes at a time in float32, 8 in float64.
 # The two products that sum over query rows (dv = p^T dout, dk = ds^T q) are rank-ROWS
 # updates: each row of dv or dk is read and written once per tile instead of once per row.
-# Config c, float32, measured: forward 8.5 ms, backward 8.6 ms (torch 2.13 eager: 9.1 and
-# 13.6 ms; its fused scaled_dot_product_attention, which keeps no p: 4.0 and 9.3 ms).
-# Tried and dropped (measured): other tile shapes (4x2, 2x2) and sums with k unrolled by 4
-# (as matmul.py's version 3) all land at 25-30 GFLOP/s per core, like this one. A thread
-# pool around per-head 2-D NumPy matmuls: 10-12 ms for q k^T alone (256 Python calls);
-# around two half-batch NumPy matmuls: slower than one call (OpenBLAS's own threads and
-# the pool's collide). The np.dot that Numba offers needs SciPy, not a dependency here.
 @lazy_njit(fastmath=REORDER_SUMS_AND_FUSE, error_model=NUMPY_ERRORS)
 def _head_forward_v2(q, k, v, out, p):
     """One head: q (Tq, D), k and v (Tk, D) -> out (Tq, D) and p (Tq, Tk), ROWS rows at a time."""

@@ -276,11 +276,8 @@ def packed_backward_v1(dout, qkv, out, lse, heads):
 # row are wasted, but every row of a block has the same length, a multiple of 16 lanes
 # wherever T is (all but a ragged last block), so LLVM's vector loop does not stop for a
 # tail, and the separate pass that zeroed the masked keys is gone. What a future key holds
-# (even inf or NaN) is computed and then dropped. With ``exp_for``'s float32 exp
-# (vector_exp.py), measured against the per-row walk, float32, 40 alternating
-# calls each, lower quartiles: config c forward 9.23 -> 7.93 ms, backward 15.1 -> 13.6 ms
-# (a slow minute of the machine); d 2.30 -> 2.02 and 4.04 -> 3.88; b 0.54 -> 0.44 and
-# 0.75 -> 0.65.
+# (even inf or NaN) is computed and then dropped. Faster than a walk row by row
+# (docs/performance.md, lab notes).
 BLOCK = 32
 
 

@@ -198,7 +198,7 @@ def gemm(alpha, a, trans_a, b, trans_b, beta, c):
 # NumPy's ``a @ b`` runs OpenBLAS on OpenBLAS's own threads; every other kernel runs on
 # Numba's (OpenMP) threads. On two cores the two pools get in each other's way: a (4096,
 # 256) @ (256, 1024) product followed by a bias add took 12 ms where the two alone take
-# 7.5 and 0.4 (measured). ``matmul`` below keeps all the parallel work in Numba's pool:
+# 7.5 and 0.4. ``matmul`` below keeps all the parallel work in Numba's pool:
 # it cuts the rows of the result into one block per thread and has each thread call
 # single-threaded gemm on its block, the same split OpenBLAS makes internally.
 @lazy_njit(parallel=True)

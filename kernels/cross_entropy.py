@@ -59,9 +59,8 @@ def cross_entropy_forward_reference(logits, targets, ignore_index=-1, compute_gr
 # gradient all come from it, with no (N, V) temporaries besides dlogits itself. No
 # fastmath: a masked logit of -inf must give exp(-inf) = 0, not whatever fastmath assumes.
 # Its cost is the exponentials: a scalar libm exp (~3 ns) each, where NumPy's array exp
-# takes 0.5 ns per element. Letting NumPy do the exp between two Numba passes measured
-# 0.47 ms against this version's 0.64 ms at config c: not worth a second pass in a
-# 900 ms training step, so this lesson stops here.
+# takes 0.5 ns per element. A NumPy exp between two Numba passes saves a fraction of a
+# millisecond per step, not worth a second pass, so this lesson stops here.
 @lazy_njit(parallel=True)
 def _cross_entropy_kernel(logits, targets, ignore_index, scale, want_grad, dlogits):
     # logits: (N, V); targets: (N,); dlogits: (N, V), or (0, V) when not want_grad.
@@ -154,9 +153,8 @@ def cross_entropy_forward_cuda(logits, targets, ignore_index=-1, compute_grad=Tr
 
 
 # ---- dispatch ----------------------------------------------------------------------
-# Training (loss and gradient) runs version 1: 1.0 ms against the reference's 1.5 ms at
-# config c, float32. The loss alone (evaluation, no tape) stays with the reference, whose
-# SIMD exp wins there (0.88 against 0.96 ms; measured side by side in one process).
+# Training (loss and gradient) runs version 1. The loss alone (evaluation, no tape) stays
+# with the reference, whose SIMD exp wins there.
 # CuPy arrays run the CUDA version, with or without the gradient.
 def cross_entropy_forward(logits, targets, ignore_index=-1, compute_grad=True):
     if (use_cuda(logits) and logits.dtype in (np.float32, np.float64) and logits.ndim == 2

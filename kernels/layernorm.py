@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._cuda import PART_BLOCKS, cuda_rows_ok, cupy_module, launch, row_threads
+from ._lesson import Kernel, run_lesson
 from .dispatch import use_cuda, use_numba
 from .numba_tools import REORDER_SUMS, chunk_bounds, lazy_njit, prange, row_chunks
 
@@ -57,8 +58,7 @@ def layernorm_backward_reference(dy, x, w, mean, rstd):
 # ---- version 1: Numba, one row per loop step, rows spread over the cores ----------------
 # Faster than the reference because each row is read from cache while it is hot, with no
 # (N, C) temporaries. ``fastmath={"reassoc"}`` lets LLVM split the row sums into SIMD lanes;
-# without it each sum is one serial chain of additions and the forward takes 0.74 ms
-# instead of 0.23 ms (1.48 vs 0.46 ms on one thread; measured, config c, float32). It
+# without it each sum is one serial chain of additions, three times slower here. It
 # enables no assumption about inf or NaN (masks and overflow still behave) and no fused
 # multiply-add. Row statistics accumulate in float64.
 
@@ -223,27 +223,32 @@ def layernorm_backward(dy, x, w, mean, rstd):
     return layernorm_backward_reference(dy, x, w, mean, rstd)
 
 
-if __name__ == "__main__":
-    from ._lesson import check, cuda_module, report
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def example_forward(dtype, rng, shape):
+    """x (N, C), w, b (C,) at a configuration's shape; the bytes one forward moves."""
+    N, C = shape.rows, shape.d_model
+    x = rng.standard_normal((N, C)).astype(dtype)
+    w, b = (rng.standard_normal(C).astype(dtype) for _ in range(2))
+    return (x, w, b), (2 * N * C + 2 * N + 2 * C) * x.itemsize
 
-    N, C = 32 * 128, 256                                    # config c: B*T rows, d_model
-    rng = np.random.default_rng(0)
-    cp = cuda_module()                                      # None without a usable GPU
-    for dtype in (np.float32, np.float64):
-        x, dy = (rng.standard_normal((N, C)).astype(dtype) for _ in range(2))
-        w, b = (rng.standard_normal(C).astype(dtype) for _ in range(2))
-        y, mean, rstd = layernorm_forward_reference(x, w, b)
-        want = layernorm_backward_reference(dy, x, w, mean, rstd)
-        size = x.itemsize
-        print(f"layernorm N={N} C={C} {np.dtype(dtype).name}")
-        versions = [("reference", layernorm_forward_reference, layernorm_backward_reference, np),
-                    ("numba v1", layernorm_forward_v1, layernorm_backward_v1, np)]
-        if cp is not None:
-            versions.append(("cuda", layernorm_forward_cuda, layernorm_backward_cuda, cp))
-        for name, forward, backward, xp in versions:
-            ax, ady, aw, ab, amean, arstd = (xp.asarray(a) for a in (x, dy, w, b, mean, rstd))
-            check(f"{name} forward", forward(ax, aw, ab), (y, mean, rstd), dtype)
-            report(f"{name} forward", forward, (ax, aw, ab), (2 * N * C + 2 * N + 2 * C) * size)
-            check(f"{name} backward", backward(ady, ax, aw, amean, arstd), want, dtype)
-            report(f"{name} backward", backward, (ady, ax, aw, amean, arstd),
-                   (3 * N * C + 2 * N + 3 * C) * size)
+
+def example_backward(dtype, rng, shape):
+    (x, w, b), _ = example_forward(dtype, rng, shape)
+    _, mean, rstd = layernorm_forward_reference(x, w, b)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    N, C = x.shape
+    return (dy, x, w, mean, rstd), (3 * N * C + 2 * N + 3 * C) * x.itemsize
+
+
+KERNELS = (
+    Kernel("layernorm_forward", layernorm_forward,
+           {"reference": layernorm_forward_reference, "numba v1": layernorm_forward_v1, "cuda": layernorm_forward_cuda},
+           example_forward),
+    Kernel("layernorm_backward", layernorm_backward,
+           {"reference": layernorm_backward_reference, "numba v1": layernorm_backward_v1,
+            "cuda": layernorm_backward_cuda}, example_backward),
+)
+
+
+if __name__ == "__main__":
+    run_lesson(KERNELS)

@@ -20,9 +20,6 @@ from RAM; a fast matmul therefore reuses every loaded number many times from reg
     BLAS       OpenBLAS (NumPy's ``@``): packed panels, hand-written assembly kernels
                holding a 2-D tile of c in registers
 
-Measured here (float32, 2 cores, best of several): version 1 1.6 GFLOP/s, version 2
-24-30, version 3 28-41, BLAS 80-204 (its peak when the machine is quiet).
-
 ``python -m scratchlm.kernels.matmul`` measures them. Version 3 is still 5x slower
 than BLAS, and a Numba loop cannot hold a 2-D tile of c in vector registers (LLVM
 must assume c and b might overlap), which is the step that BLAS's kernels take. So the
@@ -72,8 +69,8 @@ def _matmul_kernel_v2(a, b, c):
 
 
 # ---- version 3: k unrolled by 4, so each load and store of c carries four FMAs -----------
-# (Cutting j into cache-sized blocks as well, the next textbook step, made LLVM give up
-# vectorising the loop here: 6 GFLOP/s, measured. Rows of 768 floats fit in L1 anyway.)
+# (Not also cut into cache-sized blocks of j: LLVM then stops vectorising, and rows of 768
+# floats fit in L1 anyway.)
 @lazy_njit(parallel=True, fastmath=REORDER_SUMS_AND_FUSE)
 def _matmul_kernel_v3(a, b, c):
     M, K = a.shape

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._cuda import PART_BLOCKS, cuda_rows_ok, cupy_module, launch, row_threads
+from ._lesson import Kernel, run_lesson
 from .dispatch import use_cuda, use_numba
 from .numba_tools import REORDER_SUMS, chunk_bounds, lazy_njit, prange, row_chunks
 
@@ -171,26 +172,31 @@ def rmsnorm_backward(dy, x, w, rstd):
     return rmsnorm_backward_reference(dy, x, w, rstd)
 
 
-if __name__ == "__main__":
-    from ._lesson import check, cuda_module, report
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def example_forward(dtype, rng, shape):
+    """x (N, C), w (C,) at a configuration's shape; the bytes one forward moves."""
+    N, C = shape.rows, shape.d_model
+    x, w = rng.standard_normal((N, C)).astype(dtype), rng.standard_normal(C).astype(dtype)
+    return (x, w), (2 * N * C + N + C) * x.itemsize
 
-    N, C = 32 * 128, 256                                    # config c: B*T rows, d_model
-    rng = np.random.default_rng(0)
-    cp = cuda_module()                                      # None without a usable GPU
-    for dtype in (np.float32, np.float64):
-        x, dy = (rng.standard_normal((N, C)).astype(dtype) for _ in range(2))
-        w = rng.standard_normal(C).astype(dtype)
-        y, rstd = rmsnorm_forward_reference(x, w)
-        want = rmsnorm_backward_reference(dy, x, w, rstd)
-        size = x.itemsize
-        print(f"rmsnorm N={N} C={C} {np.dtype(dtype).name}")
-        versions = [("reference", rmsnorm_forward_reference, rmsnorm_backward_reference, np),
-                    ("numba v1", rmsnorm_forward_v1, rmsnorm_backward_v1, np)]
-        if cp is not None:
-            versions.append(("cuda", rmsnorm_forward_cuda, rmsnorm_backward_cuda, cp))
-        for name, forward, backward, xp in versions:
-            ax, ady, aw, arstd = (xp.asarray(a) for a in (x, dy, w, rstd))
-            check(f"{name} forward", forward(ax, aw), (y, rstd), dtype)
-            report(f"{name} forward", forward, (ax, aw), (2 * N * C + N + C) * size)
-            check(f"{name} backward", backward(ady, ax, aw, arstd), want, dtype)
-            report(f"{name} backward", backward, (ady, ax, aw, arstd), (3 * N * C + N + 2 * C) * size)
+
+def example_backward(dtype, rng, shape):
+    (x, w), _ = example_forward(dtype, rng, shape)
+    _, rstd = rmsnorm_forward_reference(x, w)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    N, C = x.shape
+    return (dy, x, w, rstd), (3 * N * C + N + 2 * C) * x.itemsize
+
+
+KERNELS = (
+    Kernel("rmsnorm_forward", rmsnorm_forward,
+           {"reference": rmsnorm_forward_reference, "numba v1": rmsnorm_forward_v1, "cuda": rmsnorm_forward_cuda},
+           example_forward),
+    Kernel("rmsnorm_backward", rmsnorm_backward,
+           {"reference": rmsnorm_backward_reference, "numba v1": rmsnorm_backward_v1, "cuda": rmsnorm_backward_cuda},
+           example_backward),
+)
+
+
+if __name__ == "__main__":
+    run_lesson(KERNELS)

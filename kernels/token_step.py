@@ -153,9 +153,8 @@ def gelu_row_v1(f):
 # on one core: a parallel region costs ~2 us from compiled code, ~20 us from Python.
 #
 # Every block's arrays come stacked along a first axis of L blocks (``StackedBlocks``), so
-# that the kernel has one Numba type whatever the model's depth. (Tuples of per-block
-# arrays were tried first: Numba types a tuple by its length, so every new depth compiled
-# again, and typing the tuple walk took seconds more at 12 blocks.)
+# that the kernel has one Numba type whatever the model's depth. (Numba types a tuple by
+# its length: a tuple of per-block arrays would compile again for every depth.)
 class StackedBlocks(NamedTuple):
     """All blocks' arrays, block l at index l; missing biases as zeros."""
     qkv: np.ndarray             # (L, 3C, C)
@@ -179,8 +178,8 @@ def _rows_times_vector(w, x, bias, out, first, last, gelu, exact_tanh):
     """out[r] = w[r] . x + bias[r] for rows first..last-1; then GELU if ``gelu``.
 
     ``exact_tanh`` picks libm's tanh (float64, where the rational one is not accurate enough).
-    The dot product vectorises because w is a C-contiguous 2-D array: the same loop over an
-    offset into one flat buffer of all the weights (tried first) ran 2-3x slower.
+    The dot product vectorises because w is a C-contiguous 2-D array (an offset into one
+    flat buffer of all the weights does not).
     """
     real = w.dtype.type
     for r in range(first, last):

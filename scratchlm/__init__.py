@@ -13,7 +13,7 @@ import os
 # Before NumPy loads OpenBLAS: its idle worker threads then go to sleep at once instead of
 # spinning (yielding) for 2^28 cycles, about 0.1 s, after every matrix product. On a 2-core
 # machine those spinning threads took the cores from the Numba kernels that follow each
-# product: an attention call right after a GEMM took 21-27 ms instead of 9-10 (measured).
+# product (docs/performance.md).
 # A user's own setting wins; if NumPy was imported before scratchlm this comes too late.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
