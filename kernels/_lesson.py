@@ -50,7 +50,7 @@ class Kernel:
     and the work of one call, in bytes that must move (``unit`` "GB/s") or flops ("GFLOP/s").
     ``results(args, returned)`` picks what to compare after a call (in-place kernels: the
     arguments they change); by default the returned value. ``float32_only``: versions that
-    only take float32.
+    only take float32. ``requires``: version -> a test of whether this machine can run it.
     """
     name: str
     dispatcher: Callable
@@ -59,6 +59,7 @@ class Kernel:
     unit: str = "GB/s"
     results: Callable | None = None
     float32_only: frozenset = field(default_factory=frozenset)
+    requires: dict = field(default_factory=dict)
 
     @property
     def reference(self) -> Callable:
@@ -67,15 +68,25 @@ class Kernel:
     def compiled_versions(self, dtype) -> list[str]:
         """The CPU versions after the reference that take this dtype."""
         return [name for name in self.versions if name not in ("reference", "cuda")
-                and (np.dtype(dtype) == np.float32 or name not in self.float32_only)]
+                and (np.dtype(dtype) == np.float32 or name not in self.float32_only)
+                and self.requires.get(name, lambda: True)()]
 
     def outputs(self, args, returned):
         return returned if self.results is None else self.results(args, returned)
 
 
 def fresh(args, xp=np):
-    """Copies of the array arguments (in-place kernels change them), on ``xp``'s device."""
-    return tuple(xp.asarray(a.copy()) if isinstance(a, np.ndarray) else a for a in args)
+    """Copies of the array arguments, inside tuples too (in-place kernels change them), on
+    ``xp``'s device."""
+    def copy(a):
+        if isinstance(a, np.ndarray):
+            return xp.asarray(a.copy())
+        if isinstance(a, tuple):
+            copies = [copy(item) for item in a]
+            return type(a)(*copies) if hasattr(a, "_fields") else tuple(copies)
+        return a
+
+    return tuple(copy(a) for a in args)
 
 
 def check_version(kernel: Kernel, version: str, dtype, shape: Shape, xp=np, seed=0):

@@ -49,6 +49,7 @@ import math
 import numpy as np
 
 from ._cuda import cupy_module, launch, row_threads
+from ._lesson import Kernel, run_lesson
 from .attention_route import split_heads_version
 from .numba_tools import NUMPY_ERRORS, REORDER_SUMS_AND_FUSE, lazy_njit, prange
 from .row_tiles import ROWS, add_tile_t_times, tile_times_bt
@@ -377,30 +378,37 @@ def attention_backward(dout, q, k, v, p):
     return attention_backward_reference(dout, q, k, v, p)
 
 
-if __name__ == "__main__":
-    from ._lesson import best_ms, check, cuda_module
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def _visible_pairs(q, k):
+    """(query, key) pairs the causal mask lets through: what the compiled versions compute."""
+    tq, tk = q.shape[-2], k.shape[-2]
+    return q.size // (tq * q.shape[-1]) * (tq * (tq + 1) // 2 + tq * (tk - tq))
 
-    B, H, T, D = 32, 8, 128, 32                             # config c
-    visible_pairs = B * H * T * (T + 1) // 2                # (query, key) pairs not masked
-    rng = np.random.default_rng(0)
-    cp = cuda_module()                                      # None without a usable GPU
-    for dtype in (np.float32, np.float64):
-        q, k, v, dout = (rng.standard_normal((B, H, T, D)).astype(dtype) for _ in range(4))
-        out, p = attention_forward_reference(q, k, v)
-        grads = attention_backward_reference(dout, q, k, v, p)
-        print(f"attention B={B} H={H} T={T} D={D} {np.dtype(dtype).name}"
-              "  (GFLOP/s count 2 D flops per visible pair per product)")
-        versions = [("reference", attention_forward_reference, attention_backward_reference, np),
-                    ("numba v1", attention_forward_v1, attention_backward_v1, np),
-                    ("numba v2", attention_forward_v2, attention_backward_v2, np)]
-        if cp is not None:
-            versions.append(("cuda", attention_forward_cuda, attention_backward_cuda, cp))
-        for name, forward, backward, xp in versions:
-            aq, ak, av, adout, ap = (xp.asarray(a) for a in (q, k, v, dout, p))
-            check(f"{name} forward", forward(aq, ak, av), (out, p), dtype)
-            check(f"{name} backward", backward(adout, aq, ak, av, ap), grads, dtype)
-            for label, fn, args, products in [("forward", forward, (aq, ak, av), 2),
-                                              ("backward", backward, (adout, aq, ak, av, ap), 4)]:
-                ms = best_ms(fn, *args, repeat=10)
-                gflops = products * 2 * D * visible_pairs / ms / 1e6
-                print(f"  {name + ' ' + label:<28} {ms:8.2f} ms   {gflops:7.1f} GFLOP/s")
+
+def example_forward(dtype, rng, shape):
+    """q, k, v (B, H, T, D) at a configuration's shape; the flops of the two products
+    (2 D per visible pair each)."""
+    q, k, v = (rng.standard_normal((shape.batch, shape.heads, shape.seq_len, shape.head_dim)).astype(dtype)
+               for _ in range(3))
+    return (q, k, v), 2 * 2 * shape.head_dim * _visible_pairs(q, k)
+
+
+def example_backward(dtype, rng, shape):
+    (q, k, v), _ = example_forward(dtype, rng, shape)
+    _, p = attention_forward_reference(q, k, v)
+    dout = rng.standard_normal(q.shape).astype(dtype)
+    return (dout, q, k, v, p), 4 * 2 * shape.head_dim * _visible_pairs(q, k)
+
+
+KERNELS = (
+    Kernel("attention_forward", attention_forward,
+           {"reference": attention_forward_reference, "numba v1": attention_forward_v1,
+            "numba v2": attention_forward_v2, "cuda": attention_forward_cuda}, example_forward, unit="GFLOP/s"),
+    Kernel("attention_backward", attention_backward,
+           {"reference": attention_backward_reference, "numba v1": attention_backward_v1,
+            "numba v2": attention_backward_v2, "cuda": attention_backward_cuda}, example_backward, unit="GFLOP/s"),
+)
+
+
+if __name__ == "__main__":
+    run_lesson(KERNELS)

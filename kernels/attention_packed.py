@@ -47,6 +47,7 @@ import math
 import numpy as np
 
 from . import blas
+from ._lesson import Kernel, run_lesson
 from .attention_route import packed_version
 from .blas import gemm
 from .numba_tools import NUMPY_ERRORS, REORDER_SUMS_AND_FUSE, lazy_njit, prange
@@ -397,25 +398,32 @@ def packed_backward(dout, qkv, out, lse, heads):
     return packed_backward_reference(dout, qkv, out, lse, heads)
 
 
-if __name__ == "__main__":
-    from ._lesson import best_ms, check
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def example_forward(dtype, rng, shape):
+    """qkv (B, T, 3C) at a configuration's shape; the flops of the two products (2 D per
+    visible query-key pair each)."""
+    B, T, C = shape.batch, shape.seq_len, shape.d_model
+    qkv = rng.standard_normal((B, T, 3 * C)).astype(dtype)
+    return (qkv, shape.heads), 2 * 2 * shape.head_dim * B * shape.heads * T * (T + 1) // 2
 
-    B, H, T, D = 32, 8, 128, 32                             # config c
-    visible_pairs = B * H * T * (T + 1) // 2
-    rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
-        qkv, dout = (rng.standard_normal((B, T, n * H * D)).astype(dtype) for n in (3, 1))
-        out, lse = packed_forward_reference(qkv, H)
-        dqkv = packed_backward_reference(dout, qkv, out, lse, H)
-        print(f"packed attention B={B} H={H} T={T} D={D} {np.dtype(dtype).name}"
-              "  (GFLOP/s count 2 D flops per visible pair per product)")
-        for name, forward, backward in [("reference", packed_forward_reference, packed_backward_reference),
-                                        ("numba v1", packed_forward_v1, packed_backward_v1),
-                                        ("numba v2 (BLAS)", packed_forward_v2, packed_backward_v2)]:
-            check(f"{name} forward", forward(qkv, H), (out, lse), dtype)
-            check(f"{name} backward", backward(dout, qkv, out, lse, H), dqkv, dtype)
-            for label, fn, args, products in [("forward", forward, (qkv, H), 2),
-                                              ("backward", backward, (dout, qkv, out, lse, H), 5)]:
-                ms = best_ms(fn, *args, repeat=10)
-                gflops = products * 2 * D * visible_pairs / ms / 1e6
-                print(f"  {name + ' ' + label:<28} {ms:8.2f} ms   {gflops:7.1f} GFLOP/s")
+
+def example_backward(dtype, rng, shape):
+    """The five products of backward: q k^T again, dp, dq, dk and dv."""
+    (qkv, heads), flops = example_forward(dtype, rng, shape)
+    out, lse = packed_forward_reference(qkv, heads)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    return (dout, qkv, out, lse, heads), flops // 2 * 5
+
+
+KERNELS = (
+    Kernel("packed_forward", packed_forward,
+           {"reference": packed_forward_reference, "numba v1": packed_forward_v1, "numba v2": packed_forward_v2},
+           example_forward, unit="GFLOP/s", requires={"numba v2": blas.available}),
+    Kernel("packed_backward", packed_backward,
+           {"reference": packed_backward_reference, "numba v1": packed_backward_v1, "numba v2": packed_backward_v2},
+           example_backward, unit="GFLOP/s", requires={"numba v2": blas.available}),
+)
+
+
+if __name__ == "__main__":
+    run_lesson(KERNELS)

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._lesson import Kernel, run_lesson
 from .dispatch import use_numba
 from .numba_tools import lazy_njit
-
-VERSIONS = ("reference", "numba v1")
 
 
 # ---- version 0: the NumPy reference ------------------------------------------------
@@ -62,24 +61,18 @@ def rotate(x, cos, sin):
     return rotate_reference(x, cos, sin)
 
 
-def example_inputs(dtype, rng):
-    """One position of config c: 8 heads of 32, angles of position 77."""
-    half = 16
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def example(dtype, rng, shape):
+    """One position's heads (H, D) and the angles of position 77; the bytes moved."""
+    half = shape.head_dim // 2
     angles = 77 * 10000.0 ** (-np.arange(half) / half)
-    x = rng.standard_normal((8, 2 * half)).astype(dtype)
-    return x, np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)
+    x = rng.standard_normal((shape.heads, 2 * half)).astype(dtype)
+    cos, sin = np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)
+    return (x, cos, sin), 2 * x.nbytes + cos.nbytes + sin.nbytes
+
+
+KERNELS = (Kernel("rotate", rotate, {"reference": rotate_reference, "numba v1": rotate_v1}, example),)
 
 
 if __name__ == "__main__":
-    from ._lesson import check, report
-
-    rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
-        x, cos, sin = example_inputs(dtype, rng)
-        print(f"rope H={x.shape[0]} D={x.shape[1]} {np.dtype(dtype).name}")
-        want = rotate_reference(x, cos, sin)
-        check("rotation keeps the norm", np.linalg.norm(want, axis=1), np.linalg.norm(x, axis=1), dtype)
-        check("backward undoes forward", rotate_reference(want, cos, -sin), x, dtype)
-        for name, fn in zip(VERSIONS, (rotate_reference, rotate_v1)):
-            check(f"{name} rotate", fn(x, cos, sin), want, dtype)
-            report(f"{name} rotate", fn, (x, cos, sin), 2 * x.nbytes + cos.nbytes + sin.nbytes)
+    run_lesson(KERNELS)

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._lesson import Kernel, run_lesson
 from .numba_tools import REORDER_SUMS_AND_FUSE, lazy_njit
 
 ROWS = 4                 # query rows per tile: four sums in registers
-VERSIONS = ("reference", "numba v1")
 
 
 # ---- version 0: the NumPy reference ------------------------------------------------
@@ -80,27 +80,30 @@ def add_tile_t_times_v1(a, b, out, nrows, scale):
     return result
 
 
-def example_inputs(dtype, rng):
-    """A tile of config c's attention: 4 query rows of D = 32 against 256 keys, 200 of them used."""
-    q_tile = rng.standard_normal((ROWS, 32)).astype(dtype)
-    keys = rng.standard_normal((256, 32)).astype(dtype)
-    p_tile = rng.random((ROWS, 256)).astype(dtype)
-    dv = rng.standard_normal((256, 32)).astype(dtype)
-    return q_tile, keys, p_tile, dv, 200
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def example_times_bt(dtype, rng, shape):
+    """A tile of ROWS query rows against 3/4 of a window's keys; the flops of the product."""
+    D, n = shape.head_dim, 3 * shape.seq_len // 4
+    q_tile, keys = rng.standard_normal((ROWS, D)).astype(dtype), rng.standard_normal((shape.seq_len, D)).astype(dtype)
+    return (q_tile, keys, n, D), 2 * ROWS * n * D
+
+
+def example_add_t_times(dtype, rng, shape):
+    """dv (T, D) += p_tile^T dout_tile over 3/4 of the window's keys; the flops."""
+    D, n = shape.head_dim, 3 * shape.seq_len // 4
+    p_tile = rng.random((ROWS, shape.seq_len)).astype(dtype)
+    g_tile, dv = rng.standard_normal((ROWS, D)).astype(dtype), rng.standard_normal((shape.seq_len, D)).astype(dtype)
+    return (p_tile, g_tile, dv, n, 0.5), 2 * ROWS * n * D
+
+
+KERNELS = (
+    Kernel("tile_times_bt", tile_times_bt_v1, {"reference": tile_times_bt_reference, "numba v1": tile_times_bt_v1},
+           example_times_bt, unit="GFLOP/s"),
+    Kernel("add_tile_t_times", add_tile_t_times_v1,
+           {"reference": add_tile_t_times_reference, "numba v1": add_tile_t_times_v1}, example_add_t_times,
+           unit="GFLOP/s"),
+)
 
 
 if __name__ == "__main__":
-    from ._lesson import check, report
-
-    rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
-        q_tile, keys, p_tile, dv, n = example_inputs(dtype, rng)
-        print(f"row tiles ROWS={ROWS} D={q_tile.shape[1]} n={n} {np.dtype(dtype).name}")
-        want = tile_times_bt_reference(q_tile, keys, n, 32)
-        want_dv = add_tile_t_times_reference(p_tile, q_tile, dv, n, 0.5)
-        for name, times, add in zip(VERSIONS, (tile_times_bt_reference, tile_times_bt_v1),
-                                    (add_tile_t_times_reference, add_tile_t_times_v1)):
-            check(f"{name} tile_times_bt", times(q_tile, keys, n, 32), want, dtype)
-            report(f"{name} tile_times_bt", times, (q_tile, keys, n, 32), keys[:n].nbytes)
-            check(f"{name} add_tile_t_times", add(p_tile, q_tile, dv, n, 0.5), want_dv, dtype)
-            report(f"{name} add_tile_t_times", add, (p_tile, q_tile, dv, n, 0.5), 2 * dv[:n].nbytes)
+    run_lesson(KERNELS)

@@ -37,10 +37,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._lesson import Kernel, run_lesson
 from .numba_tools import REORDER_SUMS_AND_FUSE, lazy_njit
 from .vector_exp import exp_for
-
-VERSIONS = ("reference", "numba v1")
 
 
 def flush_threshold(dtype):
@@ -120,19 +119,16 @@ def softmax_row_v1(row, visible):
     return out
 
 
-def example_inputs(dtype, rng):
-    """A row of 256 scores of which the first 200 are visible (a query late in config c's window)."""
-    return (3 * rng.standard_normal(256)).astype(dtype), 200
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def example(dtype, rng, shape):
+    """A row of T scores of which the first 3/4 are visible (a late query of the window)."""
+    row = (3 * rng.standard_normal(shape.seq_len)).astype(dtype)
+    return (row, 3 * shape.seq_len // 4), 2 * row.nbytes
+
+
+KERNELS = (Kernel("softmax_row", softmax_row_v1, {"reference": softmax_row_reference, "numba v1": softmax_row_v1},
+                  example),)
 
 
 if __name__ == "__main__":
-    from ._lesson import check, report
-
-    rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
-        row, visible = example_inputs(dtype, rng)
-        print(f"softmax row W={row.shape[0]} visible={visible} {np.dtype(dtype).name}")
-        want = softmax_row_reference(row, visible)
-        for name, fn in zip(VERSIONS, (softmax_row_reference, softmax_row_v1)):
-            check(f"{name} softmax_row", fn(row, visible), want, dtype)
-            report(f"{name} softmax_row", fn, (row, visible), 2 * row.nbytes)
+    run_lesson(KERNELS)

@@ -34,10 +34,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._lesson import Kernel, run_lesson
 from .dispatch import use_numba
 from .gelu import gelu_forward_reference, gelu_from_tanh, tanh_argument, tanh_rational
 from .numba_tools import NUMPY_ERRORS, REORDER_SUMS, SERIAL_BELOW, chunk_bounds, lazy_njit, prange
-from .rope import rotate, rotate_in_place
+from .rope import rotate, rotate_in_place, rotate_reference
 from .softmax_rows import exp_minus_max
 
 
@@ -306,34 +307,42 @@ def gelu_row(f):
     return gelu_row_reference(f)
 
 
-def token_step_per_op(x, blocks, rope, slot, n, heads, eps, rms, head, final_w, final_b):
-    """``token_step_v2``'s arguments and result, one kernel or matrix product per step.
-
-    Runs on NumPy and CuPy arrays; ``blocks`` may hold per-layer lists instead of stacked
-    arrays (block l's arrays are ``blocks.<field>[l]``). In reference mode it is version 2's
-    reference.
-    """
+def _steps_one_call_each(steps, x, blocks, rope, slot, n, heads, eps, rms, head, final_w, final_b):
+    """``token_step_v2``'s arguments and result, one call of ``steps`` (add_norm, attend,
+    gelu_row, rotate) or one matrix product per step."""
+    add_norm_step, attend_step, gelu_step, rotate_step = steps
     C = x.shape[0]
     D = C // heads
     scale = x.dtype.type(1.0 / math.sqrt(D))
     zeros = x * 0                                                               # (C,)
     delta, delta_bias = zeros, zeros                                            # (C,) to add to x at the next norm
     for l in range(len(blocks.qkv)):
-        h = add_norm(x, delta, delta_bias, blocks.norm1_w[l], blocks.norm1_b[l], eps, rms)          # (C,)
+        h = add_norm_step(x, delta, delta_bias, blocks.norm1_w[l], blocks.norm1_b[l], eps, rms)     # (C,)
         q, k, v = (blocks.qkv[l] @ h + blocks.qkv_bias[l]).reshape(3, heads, D)                     # 3 x (H, D)
         if rope is not None:
-            q, k = rotate(q, *rope), rotate(k, *rope)
-        y = attend(q, k, v, blocks.keys[l], blocks.values[l], slot, n, scale)                       # (H, D)
-        h = add_norm(x, blocks.attn_out[l] @ y.reshape(C), blocks.attn_out_bias[l],
-                     blocks.norm2_w[l], blocks.norm2_b[l], eps, rms)                                # (C,)
-        f = gelu_row(blocks.fc[l] @ h + blocks.fc_bias[l])                                          # (F,)
+            q, k = rotate_step(q, *rope), rotate_step(k, *rope)
+        y = attend_step(q, k, v, blocks.keys[l], blocks.values[l], slot, n, scale)                  # (H, D)
+        h = add_norm_step(x, blocks.attn_out[l] @ y.reshape(C), blocks.attn_out_bias[l],
+                          blocks.norm2_w[l], blocks.norm2_b[l], eps, rms)                           # (C,)
+        f = gelu_step(blocks.fc[l] @ h + blocks.fc_bias[l])                                         # (F,)
         delta, delta_bias = blocks.mlp_out[l] @ f, blocks.mlp_out_bias[l]                           # (C,)
-    return head @ add_norm(x, delta, delta_bias, final_w, final_b, eps, rms)                        # (V,)
+    return head @ add_norm_step(x, delta, delta_bias, final_w, final_b, eps, rms)                   # (V,)
 
 
-def example_model(dtype, rng, layers=6, heads=8, head_dim=32, vocab=65, capacity=256):
-    """Random arrays of a config-c model (d256 h8 L6, 19 MB of float32 weights) with a KV cache:
-    ``(StackedBlocks, head, final_w, final_b)``."""
+def token_step_reference(*args):
+    """Version 2's reference: the steps one NumPy (or CuPy) call each, on their references."""
+    return _steps_one_call_each((add_norm_reference, attend_reference, gelu_row_reference, rotate_reference), *args)
+
+
+def token_step_per_op(*args):
+    """``token_step_v2``'s arguments and result, one dispatched kernel or matrix product per step
+    (version 1 of each small step where it runs): what the decoder runs on CuPy arrays and in
+    reference mode. ``blocks`` may hold per-layer lists instead of stacked arrays."""
+    return _steps_one_call_each((add_norm, attend, gelu_row, rotate), *args)
+
+
+def example_model(dtype, rng, layers, heads, head_dim, vocab=65, capacity=256):
+    """Random arrays of a model with a KV cache: ``(StackedBlocks, head, final_w, final_b)``."""
     C = heads * head_dim
     F = 4 * C
 
@@ -350,59 +359,52 @@ def example_model(dtype, rng, layers=6, heads=8, head_dim=32, vocab=65, capacity
     return blocks, normal(vocab, C), 1 + normal(C, scale=0.1), normal(C)
 
 
-def _check_and_time_small_steps(rng):
-    H, D, cap, n = 8, 32, 256, 128                          # config c, half-way through a window
-    C = H * D
-    for dtype in (np.float32, np.float64):
-        x, delta, bias, w, b = (rng.standard_normal(C).astype(dtype) for _ in range(5))
-        q, k, v = (rng.standard_normal((H, D)).astype(dtype) for _ in range(3))
-        keys, values = (rng.standard_normal((H, cap, D)).astype(dtype) for _ in range(2))
-        f = rng.standard_normal(4 * C).astype(dtype)
-        print(f"token step's small steps H={H} D={D} n={n} {np.dtype(dtype).name}")
-        versions = [("reference", add_norm_reference, attend_reference, gelu_row_reference),
-                    ("numba v1", add_norm_v1, attend_v1, gelu_row_v1 if dtype == np.float32 else None)]
-        for name, add_norm_fn, attend_fn, gelu_fn in versions:
-            for rms in (False, True):
-                want = add_norm_reference(x.copy(), delta, bias, w, b, 1e-5, rms)
-                check(f"{name} add_norm rms={rms}", add_norm_fn(x.copy(), delta, bias, w, b, 1e-5, rms), want, dtype)
-            traffic = 7 * C * x.itemsize                # read x, delta, bias, w, b; write x, out
-            report(f"{name} add_norm", add_norm_fn, (x.copy(), delta, bias * 0, w, b, 1e-5, False), traffic)
-            want = attend_reference(q, k, v, keys.copy(), values.copy(), n - 1, n, 1 / math.sqrt(D))
-            got = attend_fn(q, k, v, keys.copy(), values.copy(), n - 1, n, 1 / math.sqrt(D))
-            check(f"{name} attend", got, want, dtype)
-            report(f"{name} attend", attend_fn, (q, k, v, keys, values, n - 1, n, 1 / math.sqrt(D)),
-                   2 * H * n * D * q.itemsize)
-            if gelu_fn is not None:
-                check(f"{name} gelu_row", gelu_fn(f), gelu_row_reference(f), dtype)
-                report(f"{name} gelu_row", gelu_fn, (f,), 2 * f.size * f.itemsize)
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def example_add_norm(dtype, rng, shape):
+    """x, delta, bias, w, b (C,), RMSNorm off; the bytes moved (read five vectors, write two)."""
+    x, delta, bias, w, b = (rng.standard_normal(shape.d_model).astype(dtype) for _ in range(5))
+    return (x, delta, bias, w, b, 1e-5, False), 7 * x.nbytes
 
 
-def _check_and_time_whole_step(rng):
-    """Version 2 against ``token_step_per_op`` on the references, then timed against it on version 1."""
-    from .dispatch import set_mode
+def example_attend(dtype, rng, shape):
+    """One new query over a cache half-way through a window of T (slot n - 1 written)."""
+    H, D, n = shape.heads, shape.head_dim, shape.seq_len // 2
+    q, k, v = (rng.standard_normal((H, D)).astype(dtype) for _ in range(3))
+    keys, values = (rng.standard_normal((H, shape.seq_len, D)).astype(dtype) for _ in range(2))
+    return (q, k, v, keys, values, n - 1, n, 1 / np.sqrt(D)), 2 * H * n * D * q.itemsize
 
-    n = 128
-    for dtype in (np.float32, np.float64):
-        blocks, head, final_w, final_b = example_model(dtype, rng)
-        x0 = rng.standard_normal(head.shape[1]).astype(dtype)
-        cos, sin = (np.cos(np.arange(16.0)).astype(dtype), np.sin(np.arange(16.0)).astype(dtype))
-        print(f"whole token step, config c (d256 h8 L6), n={n} {np.dtype(dtype).name}")
-        for rope in (None, (cos, sin)):
-            args = (rope, n - 1, n, 8, 1e-5, False, head, final_w, final_b)
-            previous = set_mode("reference")
-            want = token_step_per_op(x0.copy(), blocks._replace(keys=blocks.keys.copy()), *args)
-            set_mode(previous)
-            got = token_step_v2(x0.copy(), blocks._replace(keys=blocks.keys.copy()), *args)
-            check(f"numba v2 token_step rope={rope is not None}", got, want, dtype)
-        args = (None, n - 1, n, 8, 1e-5, False, head, final_w, final_b)
-        weights = sum(w.nbytes for w in blocks[:4])                     # the four weight matrices
-        report("numba v1 (call per op)", lambda: token_step_per_op(x0.copy(), blocks, *args), (), weights)
-        report("numba v2 token_step", lambda: token_step_v2(x0.copy(), blocks, *args), (), weights)
+
+def example_gelu_row(dtype, rng, shape):
+    f = rng.standard_normal(4 * shape.d_model).astype(dtype)
+    return (f,), 2 * f.nbytes
+
+
+def example_token_step(dtype, rng, shape):
+    """A token n = T/2 positions into its window, through every block of a RoPE model (6
+    blocks at config c's width and up, 2 below); the bytes of the four weight matrices."""
+    layers = 6 if shape.d_model >= 256 else 2
+    blocks, head, final_w, final_b = example_model(dtype, rng, layers, shape.heads, shape.head_dim,
+                                                   shape.vocab, shape.seq_len)
+    half = shape.head_dim // 2
+    rope = (np.cos(np.arange(half)).astype(dtype), np.sin(np.arange(half)).astype(dtype))
+    x = rng.standard_normal(shape.d_model).astype(dtype)
+    n = shape.seq_len // 2
+    return (x, blocks, rope, n - 1, n, shape.heads, 1e-5, False, head, final_w, final_b), \
+        sum(w.nbytes for w in blocks[:4])
+
+
+KERNELS = (
+    Kernel("add_norm", add_norm, {"reference": add_norm_reference, "numba v1": add_norm_v1}, example_add_norm,
+           results=lambda args, out: (out, args[0])),                   # the normalised row and x, added to
+    Kernel("attend", attend, {"reference": attend_reference, "numba v1": attend_v1}, example_attend,
+           results=lambda args, out: (out, args[3], args[4])),          # and the cache, written at the slot
+    Kernel("gelu_row", gelu_row, {"reference": gelu_row_reference, "numba v1": gelu_row_v1}, example_gelu_row,
+           float32_only=frozenset({"numba v1"})),                       # the rational tanh is float32's
+    Kernel("token_step", token_step_v2,
+           {"reference": token_step_reference, "numba v1": token_step_per_op, "numba v2": token_step_v2},
+           example_token_step, results=lambda args, out: (out, args[0], args[1].keys, args[1].values)),
+)
 
 
 if __name__ == "__main__":
-    from ._lesson import check, report
-
-    generator = np.random.default_rng(0)
-    _check_and_time_small_steps(generator)
-    _check_and_time_whole_step(generator)
+    run_lesson(KERNELS)
