@@ -65,6 +65,6 @@ def write_text_atomically(path: Path, text: str) -> None:
     from scratchlm.checkpoint import write_atomically
 
     try:
-        write_atomically(path, text.encode("utf-8"))
+        write_atomically(path, text)
     except OSError as exc:
         raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from exc
