@@ -136,6 +136,20 @@ def is_temporary_file(path: Path, names) -> bool:
     return any(fnmatch.fnmatchcase(target, pattern) for pattern in names)
 
 
+def saved_step(path) -> int | None:
+    """The optimizer step a training checkpoint was saved at, read from its header alone (no tensor
+    is loaded); None for a file that is not a readable scratchlm training checkpoint."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as f:
+            meta = f.metadata() or {}
+        step = json.loads(meta["train_state"])["state"]["step"] if meta.get("format") == FORMAT else None
+    except Exception:  # a probe: any damaged or foreign file simply has no step
+        return None
+    return step if isinstance(step, int) else None
+
+
 def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint, or raise CheckpointError saying what is wrong with the file."""
     path = Path(path)

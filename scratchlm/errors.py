@@ -29,6 +29,10 @@ class OptionError(UserError):
     """A command-line option or config value is out of range."""
 
 
+class OutputDirBusy(OptionError):
+    """Another training holds the lock on the --output-dir this run wants."""
+
+
 class ConfigError(UserError, ValueError):
     """A model configuration that cannot be built; the message says how to fix it."""
 

@@ -43,10 +43,11 @@ from scratchlm.training.job import (
     TrainSettings,
     check_processes,
     check_resumable,
-    create_output_dir,
     prepare,
+    resume_point,
 )
 from scratchlm.training.progress import Reporter
+from scratchlm.training.rundir import claim_output_dir
 
 __all__ = ["train", "TrainSettings"]
 CURVE_POINTS_PER_EPOCH = 20
@@ -69,13 +70,16 @@ def train(settings: TrainSettings, reporter: Reporter | None = None, checkpoint=
         group.broadcast_(buffer)                      # every rank starts from rank 0's weights and moments
     group.decorrelate_(job.model.dropout_rng)         # but draws its own dropout masks
     group.barrier()                                   # every rank has checked --output-dir before rank 0 writes
-    if group.is_main:
-        create_output_dir(job.output_dir, settings.overwrite and not job.resumed_from)
+    lock = None
+    if group.is_main:                                 # rank 0 alone writes, so it alone holds the folder
+        lock = claim_output_dir(job.output_dir, resume_point(settings, checkpoint), settings.overwrite)
     reporter = (reporter or Reporter()) if group.is_main else Reporter()
     try:
         return Trainer(job, reporter, group).run()
     finally:
         reporter.close()
+        if lock is not None:
+            lock.release()
 
 
 def validation_loss(model, val_ids, window: int, batch_size: int, group=None) -> float:
