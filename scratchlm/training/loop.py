@@ -34,7 +34,7 @@ from scratchlm.autograd.function import no_grad
 from scratchlm.backend import array_module_for
 from scratchlm.checkpoint import load_checkpoint, save_checkpoint
 from scratchlm.data.text import epoch_batches, eval_windows, micro_batch_bounds
-from scratchlm.errors import TrainingDiverged, TrainingInterrupted
+from scratchlm.errors import TrainingAborted, TrainingDiverged, TrainingInterrupted
 from scratchlm.optim import lr_at
 from scratchlm.training import distributed, outputs
 from scratchlm.training.job import (
@@ -105,24 +105,37 @@ def validation_loss(model, val_ids, window: int, batch_size: int, group=None) ->
 
 
 class StopRequest:
-    """Turns the first Ctrl-C into a request to stop at the next step boundary (a second one aborts)."""
+    """Turns the first Ctrl-C, SIGTERM or SIGHUP into a request to stop at the next step boundary
+    (a second one aborts at once). SIGTERM is what a scheduler, ``docker stop`` or systemd sends,
+    SIGHUP what a closed terminal sends: each must leave a resumable checkpoint, as Ctrl-C does."""
 
     def __init__(self, active: bool = True):
-        self.active, self.requested, self.previous = active, False, None
+        self.active, self.requested, self.signum, self.previous = active, False, None, {}
 
     def __enter__(self):
         if self.active and threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in stop_signals():
+                # An ignored SIGTERM or SIGHUP was asked for (nohup: go on when the terminal closes).
+                # SIGINT is caught even when ignored, as in a background job, so `kill -INT` still saves.
+                if signum != signal.SIGINT and signal.getsignal(signum) is signal.SIG_IGN:
+                    continue
+                self.previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+            raise TrainingAborted(signum)
+        self.requested, self.signum = True, signum
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
+
+
+def stop_signals() -> list[int]:
+    """The signals that stop a run cleanly (SIGHUP exists on POSIX only)."""
+    return [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
 
 
 class Trainer:
@@ -151,7 +164,7 @@ class Trainer:
             outputs.write_config(job)
         self.reporter.start(outputs.run_facts(job), job.resumed_from, state.step)
         stop = None
-        # Under mpirun, Ctrl-C reaches mpirun, which ends every rank: no step-boundary stop there.
+        # Under mpirun, signals reach mpirun, which ends every rank: no step-boundary stop there.
         with StopRequest(active=self.group.size == 1) as self.stop_request, \
                 np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             while state.epochs_done < s.epochs and state.step < job.last_step and stop is None:
@@ -305,7 +318,7 @@ class Trainer:
         self.state.epoch_time_s = time.perf_counter() - started
         path = self._save(self.job.output_dir / "interrupted.pt")
         self._write_reports()
-        raise TrainingInterrupted(path, self.state.step)
+        raise TrainingInterrupted(path, self.state.step, self.stop_request.signum or signal.SIGINT)
 
     def _write_reports(self, final: dict | None = None) -> None:
         if self.writes:
