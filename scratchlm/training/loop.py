@@ -156,6 +156,7 @@ class Trainer:
         self.session_start, self.elapsed_before = time.perf_counter(), job.state.elapsed_s
         self.session_steps, self.first_step_s, self.later_steps_s = 0, 0.0, 0.0  # for the ETA
         self.epoch_tokens, self.epoch_train_s = 0, 0.0
+        self.last_good = Path(job.resumed_from) if job.resumed_from else None   # named if a save is refused
 
     # ---- the run -------------------------------------------------------------------------
     def run(self) -> dict:
@@ -265,10 +266,22 @@ class Trainer:
             state.curve_loss_sum, state.curve_loss_steps = 0.0, 0
 
     def _diverged(self, value: float, where: str):
+        raise TrainingDiverged(f"the loss became {value} {where}: {self._fix_hint()}; the checkpoints saved so far are kept")
+
+    def _fix_hint(self) -> str:
         clip = self.s.gradient_clip
         clip_hint = f"lower --gradient-clip (now {clip:g})" if clip > 0 else "set --gradient-clip 1.0 (now off)"
-        raise TrainingDiverged(f"the loss became {value} {where}: lower --learning-rate (now {self.s.learning_rate:g}) "
-                               f"or {clip_hint}; the checkpoints saved so far are kept")
+        return f"lower --learning-rate (now {self.s.learning_rate:g}) or {clip_hint}"
+
+    def _check_finite(self, path: Path) -> None:
+        """Never write a checkpoint that cannot be used. The loss is read only every few steps on a GPU,
+        and an update can overflow after a finite loss, so NaN weights can reach a save (a Ctrl-C's)."""
+        opt, xp = self.job.optimizer, self.xp
+        if all(bool(xp.isfinite(buffer).all()) for buffer in (opt.flat_params, opt.m, opt.v)):
+            return
+        kept = f"the last good checkpoint is {self.last_good}" if self.last_good else "no checkpoint was saved before"
+        raise TrainingDiverged(f"the weights became NaN or infinite by step {self.state.step}, so {path.name} was not "
+                               f"written (it could not be used); {kept}: {self._fix_hint()}")
 
     # ---- evaluation, checkpoints, stopping ---------------------------------------------------
     def _evaluate(self, epoch: int, end_of_epoch: bool, started: float) -> dict:
@@ -295,6 +308,7 @@ class Trainer:
 
     def _save(self, path: Path, best: bool = False) -> Path:
         job, state = self.job, self.state
+        self._check_finite(path)                     # on every rank: they hold the same weights and stop together
         state.dropout_rng_state = job.model.dropout_rng.bit_generator.state
         self._clock()
         if not self.writes:
@@ -303,6 +317,7 @@ class Trainer:
         save_checkpoint(path, job.model, job.tokenizer, job.optimizer, train_state)
         if best:
             outputs.link_or_copy(path, job.output_dir / "final_model.pt")
+        self.last_good = path
         return path
 
     def _stop_mid_epoch(self, epoch: int, started: float, reason: str, evaluated: bool = False) -> str:
