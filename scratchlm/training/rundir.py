@@ -70,7 +70,10 @@ def newer_checkpoints(path: Path, resume: ResumePoint) -> list[tuple[int, Path]]
         candidates += path.glob(pattern)
     found = []
     for candidate in candidates:
-        if os.path.samefile(candidate, resume.path):
+        try:
+            if os.path.samefile(candidate, resume.path):
+                continue
+        except OSError:                          # gone since the listing: nothing to replace
             continue
         step = saved_step(candidate)
         if step is not None and step > resume.step:
