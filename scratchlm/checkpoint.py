@@ -18,8 +18,11 @@ the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import errno
+import fnmatch
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,21 +85,69 @@ def new_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one, never
-    a half-written one: a temporary file beside it, flushed to disk, then renamed over it.
-    The file gets the permissions open() would give it; the temporary file goes on any error."""
+def _mode_for(path: Path) -> int:
+    """An existing file keeps its permission bits (a 0600 file stays private); a new one gets open()'s."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return new_file_mode()
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a folder, so that a rename into it survives a power cut (the new name lives in the folder)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):   # some file systems cannot sync a folder
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, data: bytes | str) -> None:
+    """Write ``data`` (text is written as UTF-8) to ``path`` so that a reader sees the old file or the
+    whole new one, never a half-written one: a temporary file beside it, flushed to disk, renamed
+    over it, then the folder synced. An existing file keeps its permissions, a new one gets those
+    open() would give it; the temporary file goes on any error."""
+    path = Path(path)
+    data = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, new_file_mode())
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    sync_folder(path.parent)
+
+
+def is_temporary_file(path: Path, names) -> bool:
+    """Whether ``path`` is a temporary file that a write of one of ``names`` (fnmatch patterns) left
+    behind when killed: ``.<name>.<anything>.tmp``."""
+    name = path.name
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    target = name[1:-len(".tmp")].rsplit(".", 1)[0]
+    return any(fnmatch.fnmatchcase(target, pattern) for pattern in names)
+
+
+def saved_step(path) -> int | None:
+    """The optimizer step a training checkpoint was saved at, read from its header alone (no tensor
+    is loaded); None for a file that is not a readable scratchlm training checkpoint."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as f:
+            meta = f.metadata() or {}
+        step = json.loads(meta["train_state"])["state"]["step"] if meta.get("format") == FORMAT else None
+    except Exception:  # a probe: any damaged or foreign file simply has no step
+        return None
+    return step if isinstance(step, int) else None
 
 
 def load_checkpoint(path) -> Checkpoint:

@@ -29,6 +29,10 @@ class OptionError(UserError):
     """A command-line option or config value is out of range."""
 
 
+class OutputDirBusy(OptionError):
+    """Another training holds the lock on the --output-dir this run wants."""
+
+
 class ConfigError(UserError, ValueError):
     """A model configuration that cannot be built; the message says how to fix it."""
 
@@ -46,11 +50,20 @@ class TrainingDiverged(Exception):
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C: the run stopped at a step boundary and saved a resumable checkpoint."""
+    """Ctrl-C, SIGTERM or SIGHUP: the run stopped at a step boundary and saved a resumable checkpoint."""
 
-    def __init__(self, checkpoint, step: int):
+    def __init__(self, checkpoint, step: int, signum: int = 2):
         super().__init__(f"training interrupted at step {step}")
-        self.checkpoint, self.step = checkpoint, step
+        self.checkpoint, self.step, self.signum = checkpoint, step, signum
+
+
+class TrainingAborted(KeyboardInterrupt):
+    """A second stop signal: the run ends at once, without a checkpoint (a KeyboardInterrupt, as a
+    second Ctrl-C always was, so nothing on the way out mistakes it for an error)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"aborted by signal {signum}")
+        self.signum = signum
 
 
 class ParameterOwnershipError(RuntimeError):

@@ -42,7 +42,7 @@ def run_evaluate_command(args: dict) -> int:
 
     stride = None if args.get("--stride") is None else int_option(args, "--stride", minimum=1)
     batch_size = int_option(args, "--batch-size", minimum=1)
-    output = output_file_option(args, "--output")
+    output = output_file_option(args, "--output", inputs=("CKPT", "DATA"))
     device = backend.resolve_device(args["--device"])
     text = read_text(args["DATA"])
     checkpoint = load_checkpoint(args["CKPT"])

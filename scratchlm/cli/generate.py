@@ -50,7 +50,7 @@ def run_generate_command(args: dict) -> int:
 
     settings = sampling_settings(args)
     num_samples = int_option(args, "--num-samples", minimum=1)
-    output = output_file_option(args, "--output-file")
+    output = output_file_option(args, "--output-file", inputs=("CKPT",))
     device = backend.resolve_device(args["--device"])
     checkpoint = load_checkpoint(args["CKPT"])
     model = checkpoint.build_model(device)

@@ -38,7 +38,7 @@ Train options:
   --config FILE           Read settings from a YAML file (the keys of a run's config.yaml);
                           options given on the command line win.
   --keep-checkpoints N    Keep only the newest N epoch checkpoints (0: keep all) [default: 0].
-  --overwrite             Replace a finished run already in --output-dir.
+  --overwrite             Replace the run already in --output-dir (resuming in its own folder: the checkpoints after CKPT).
   --dtype NAME            float32, or float64 for exact numerical checks (about 2x slower) [default: float32].
 
 Generate options:

@@ -38,11 +38,13 @@ def float_option(args: dict, name: str) -> float:
     return value
 
 
-def output_file_option(args: dict, name: str) -> Path | None:
-    """``args[name]`` as a file we will be able to write, checked before any work starts."""
+def output_file_option(args: dict, name: str, inputs: tuple[str, ...] = ()) -> Path | None:
+    """``args[name]`` as a file we will be able to write, checked before any work starts; it must not
+    be any of the files named by ``inputs`` (argument names such as "CKPT") that the command reads."""
     if not args.get(name):
         return None
     path = Path(args[name]).expanduser()
+    _check_not_an_input(args, name, path, inputs)
     if path.is_dir():
         raise OptionError(f"{name} {path} is a directory: give a file name")
     parent = path.parent
@@ -59,12 +61,26 @@ def output_file_option(args: dict, name: str) -> Path | None:
     return path
 
 
+def _check_not_an_input(args: dict, name: str, path: Path, inputs: tuple[str, ...]) -> None:
+    """Writing the output would replace a file the command reads (the same inode, through a symlink
+    or a hard link too): a checkpoint overwritten by its own evaluation is lost."""
+    for argument in inputs:
+        source = Path(args[argument]).expanduser()
+        try:
+            same = os.path.samefile(path, source)
+        except OSError:                  # one of them does not exist (yet): they cannot be one file
+            continue
+        if same:
+            raise OptionError(f"{name} {path} is the file {argument} {source} that this command reads: writing "
+                              f"it would destroy {source}; give {name} another file name")
+
+
 def write_text_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (``checkpoint.write_atomically``); a failure is an
     OptionError naming the file."""
     from scratchlm.checkpoint import write_atomically
 
     try:
-        write_atomically(path, text.encode("utf-8"))
+        write_atomically(path, text)
     except OSError as exc:
         raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -14,6 +14,7 @@ import difflib
 import math
 import re
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -203,7 +204,8 @@ def resume_command(settings: TrainSettings, checkpoint, quiet: bool) -> str:
 
 
 def run_train_command(args, argv=None) -> int:
-    """Train as the command line asked; returns the exit code (130 after Ctrl-C, 1 on a NaN loss)."""
+    """Train as the command line asked; returns the exit code (128 + the signal after Ctrl-C, SIGTERM
+    or SIGHUP: 130, 143, 129; 1 on a NaN loss)."""
     from scratchlm.errors import TrainingDiverged, TrainingInterrupted
     from scratchlm.training.distributed import launched_by_mpi
     from scratchlm.training.loop import train
@@ -213,13 +215,26 @@ def run_train_command(args, argv=None) -> int:
         settings, checkpoint = settings_from_args(args, argv)
         train(settings, make_reporter(bool(args["--quiet"]), plain=launched_by_mpi()), checkpoint)
     except TrainingInterrupted as stop:
-        print(f"\nInterrupted at step {stop.step}; saved {stop.checkpoint}", file=sys.stderr)
-        print(f"Resume with: {resume_command(settings, stop.checkpoint, bool(args['--quiet']))}", file=sys.stderr)
-        return 130
+        _say(f"\n{_stopped_by(stop.signum)} at step {stop.step}; saved {stop.checkpoint}")
+        _say(f"Resume with: {resume_command(settings, stop.checkpoint, bool(args['--quiet']))}")
+        return 128 + stop.signum
     except TrainingDiverged as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return 1
-    except KeyboardInterrupt:
-        print("\nInterrupted (no checkpoint was saved)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        _say(f"\n{_stopped_by(signum)} (no checkpoint was saved)")
+        return 128 + signum
     return 0
+
+
+def _stopped_by(signum: int) -> str:
+    return "Interrupted" if signum == signal.SIGINT else f"Stopped by {signal.Signals(signum).name}"
+
+
+def _say(line: str) -> None:
+    """A line on stderr; after SIGHUP the terminal may be gone, and the exit code must still come out."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass

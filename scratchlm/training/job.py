@@ -23,12 +23,11 @@ from scratchlm.data.tokenizer import build_tokenizer
 from scratchlm.errors import CheckpointError, DataError, OptionError
 from scratchlm.model import GPT, GPTConfig
 from scratchlm.optim import AdamW
+from scratchlm.training.rundir import ResumePoint, check_existing_run
 
 ADAM_BETAS = (0.9, 0.99)       # beta2 0.99 suits small character models
 ADAM_EPS = 1e-8
 MIN_LR_RATIO = 0.1             # cosine decays to 10% of the peak learning rate
-RUN_FILES = ("final_model.pt", "interrupted.pt", "config.yaml", "training_log.txt", "metrics.jsonl", "loss_curve.svg")
-RUN_PATTERNS = ("checkpoint_epoch_*.pt", "checkpoint_step_*.pt")
 # Settings that define the model or the data order: a resumed run must keep them.
 FIXED_ON_RESUME = ("model_dim", "num_heads", "num_layers", "max_seq_len", "dropout", "tokenizer",
                    "pos_encoding", "norm", "seed", "val_split", "batch_size")
@@ -160,8 +159,7 @@ def prepare(settings: TrainSettings, checkpoint=None) -> TrainJob:
         n_layers=settings.num_layers, max_seq_len=settings.max_seq_len, dropout=settings.dropout,
         norm=settings.norm, pos_encoding=settings.pos_encoding)
     device = backend.resolve_device(settings.device)
-    output_dir = check_output_dir(Path(settings.output_dir), resuming=checkpoint is not None,
-                                  overwrite=settings.overwrite)
+    output_dir = check_output_dir(Path(settings.output_dir), resume_point(settings, checkpoint), settings.overwrite)
     if checkpoint:
         model = checkpoint.build_model(device, dtype=settings.dtype)
         state = RunState.from_dict(checkpoint.train_state["state"])
@@ -174,9 +172,31 @@ def prepare(settings: TrainSettings, checkpoint=None) -> TrainJob:
     if checkpoint:
         optimizer.load_state_dict(checkpoint.optimizer_state)
     chars = int(np.count_nonzero((val_ids & 0xC0) != 0x80)) if tokenizer.kind == "byte" else len(val_ids)
-    return TrainJob(settings, tokenizer, train_ids, val_ids, data_info, len(val_ids) / max(chars, 1),
-                    model, optimizer, device, state, output_dir,
-                    str(settings.resume_from) if checkpoint else None)
+    job = TrainJob(settings, tokenizer, train_ids, val_ids, data_info, len(val_ids) / max(chars, 1),
+                   model, optimizer, device, state, output_dir,
+                   str(settings.resume_from) if checkpoint else None)
+    check_work_left(job)
+    return job
+
+
+def resume_point(settings: TrainSettings, checkpoint) -> ResumePoint | None:
+    """Where a resumed run starts (the checkpoint and its step); None for a new run."""
+    if checkpoint is None:
+        return None
+    return ResumePoint(Path(settings.resume_from), int(checkpoint.train_state["state"].get("step", 0)))
+
+
+def check_work_left(job: TrainJob) -> None:
+    """A resumed run with no step left to take would write nothing and name files it never wrote."""
+    s, state = job.settings, job.state
+    if not job.resumed_from:
+        return
+    if s.max_steps and state.step >= s.max_steps:
+        raise OptionError(f"{job.resumed_from} has already reached --max-steps {s.max_steps} (step {state.step}): "
+                          "resume with a larger --max-steps, or --max-steps 0 for no limit, to train on")
+    if state.epochs_done >= s.epochs or state.step >= job.schedule_steps:
+        raise OptionError(f"{job.resumed_from} has already trained all {s.epochs} --epochs (step {state.step}): "
+                          "resume with a larger --epochs to train on; the model in it is ready to use as it is")
 
 
 def check_processes(settings: TrainSettings, processes: int) -> None:
@@ -225,16 +245,8 @@ def _check_lengths(settings, n_total: int, n_train: int, n_val: int, kind: str) 
         f"--val-split {settings.val_split:g} needs at least {needed} ({window} to train on, 2 to validate): {hint}")
 
 
-def run_files(path: Path) -> list[Path]:
-    """The files of an earlier run in ``path`` (what --overwrite replaces)."""
-    found = [path / name for name in RUN_FILES if (path / name).exists()]
-    for pattern in RUN_PATTERNS:
-        found += sorted(path.glob(pattern))
-    return found
-
-
-def check_output_dir(path: Path, resuming: bool, overwrite: bool) -> Path:
-    """Refuse an output path that is a file, not writable, or holds another run (without --overwrite)."""
+def check_output_dir(path: Path, resume: ResumePoint | None, overwrite: bool) -> Path:
+    """Refuse an output path that is a file, not writable, or holds a run this one must not replace."""
     if path.exists() and not path.is_dir():
         raise OptionError(f"--output-dir {path} is a file, not a directory: choose another --output-dir")
     existing = path
@@ -244,20 +256,5 @@ def check_output_dir(path: Path, resuming: bool, overwrite: bool) -> Path:
         raise OptionError(f"--output-dir {path} cannot be created: {existing} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OptionError(f"--output-dir {path} is not writable ({existing}: permission denied): choose another --output-dir")
-    if path.is_dir() and not (resuming or overwrite):
-        old = run_files(path)
-        if old:
-            raise OptionError(f"{path} already holds a training run ({old[0].name}): pass --overwrite to replace it, "
-                              "--resume-from to continue it, or choose another --output-dir")
+    check_existing_run(path, resume, overwrite)
     return path
-
-
-def create_output_dir(path: Path, overwrite: bool) -> None:
-    """Make the output directory; with --overwrite, delete the earlier run's files (only those)."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            for old in run_files(path):
-                old.unlink()
-    except OSError as exc:
-        raise OptionError(f"cannot write to --output-dir {path}: {exc.strerror or exc}") from exc

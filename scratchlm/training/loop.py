@@ -34,7 +34,7 @@ from scratchlm.autograd.function import no_grad
 from scratchlm.backend import array_module_for
 from scratchlm.checkpoint import load_checkpoint, save_checkpoint
 from scratchlm.data.text import epoch_batches, eval_windows, micro_batch_bounds
-from scratchlm.errors import TrainingDiverged, TrainingInterrupted
+from scratchlm.errors import TrainingAborted, TrainingDiverged, TrainingInterrupted
 from scratchlm.optim import lr_at
 from scratchlm.training import distributed, outputs
 from scratchlm.training.job import (
@@ -43,10 +43,11 @@ from scratchlm.training.job import (
     TrainSettings,
     check_processes,
     check_resumable,
-    create_output_dir,
     prepare,
+    resume_point,
 )
 from scratchlm.training.progress import Reporter
+from scratchlm.training.rundir import claim_output_dir
 
 __all__ = ["train", "TrainSettings"]
 CURVE_POINTS_PER_EPOCH = 20
@@ -69,13 +70,16 @@ def train(settings: TrainSettings, reporter: Reporter | None = None, checkpoint=
         group.broadcast_(buffer)                      # every rank starts from rank 0's weights and moments
     group.decorrelate_(job.model.dropout_rng)         # but draws its own dropout masks
     group.barrier()                                   # every rank has checked --output-dir before rank 0 writes
-    if group.is_main:
-        create_output_dir(job.output_dir, settings.overwrite and not job.resumed_from)
+    lock = None
+    if group.is_main:                                 # rank 0 alone writes, so it alone holds the folder
+        lock = claim_output_dir(job.output_dir, resume_point(settings, checkpoint), settings.overwrite)
     reporter = (reporter or Reporter()) if group.is_main else Reporter()
     try:
         return Trainer(job, reporter, group).run()
     finally:
         reporter.close()
+        if lock is not None:
+            lock.release()
 
 
 def validation_loss(model, val_ids, window: int, batch_size: int, group=None) -> float:
@@ -101,24 +105,37 @@ def validation_loss(model, val_ids, window: int, batch_size: int, group=None) ->
 
 
 class StopRequest:
-    """Turns the first Ctrl-C into a request to stop at the next step boundary (a second one aborts)."""
+    """Turns the first Ctrl-C, SIGTERM or SIGHUP into a request to stop at the next step boundary
+    (a second one aborts at once). SIGTERM is what a scheduler, ``docker stop`` or systemd sends,
+    SIGHUP what a closed terminal sends: each must leave a resumable checkpoint, as Ctrl-C does."""
 
     def __init__(self, active: bool = True):
-        self.active, self.requested, self.previous = active, False, None
+        self.active, self.requested, self.signum, self.previous = active, False, None, {}
 
     def __enter__(self):
         if self.active and threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in stop_signals():
+                # An ignored SIGTERM or SIGHUP was asked for (nohup: go on when the terminal closes).
+                # SIGINT is caught even when ignored, as in a background job, so `kill -INT` still saves.
+                if signum != signal.SIGINT and signal.getsignal(signum) is signal.SIG_IGN:
+                    continue
+                self.previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+            raise TrainingAborted(signum)
+        self.requested, self.signum = True, signum
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
+
+
+def stop_signals() -> list[int]:
+    """The signals that stop a run cleanly (SIGHUP exists on POSIX only)."""
+    return [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
 
 
 class Trainer:
@@ -139,6 +156,7 @@ class Trainer:
         self.session_start, self.elapsed_before = time.perf_counter(), job.state.elapsed_s
         self.session_steps, self.first_step_s, self.later_steps_s = 0, 0.0, 0.0  # for the ETA
         self.epoch_tokens, self.epoch_train_s = 0, 0.0
+        self.last_good = Path(job.resumed_from) if job.resumed_from else None   # named if a save is refused
 
     # ---- the run -------------------------------------------------------------------------
     def run(self) -> dict:
@@ -147,7 +165,7 @@ class Trainer:
             outputs.write_config(job)
         self.reporter.start(outputs.run_facts(job), job.resumed_from, state.step)
         stop = None
-        # Under mpirun, Ctrl-C reaches mpirun, which ends every rank: no step-boundary stop there.
+        # Under mpirun, signals reach mpirun, which ends every rank: no step-boundary stop there.
         with StopRequest(active=self.group.size == 1) as self.stop_request, \
                 np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             while state.epochs_done < s.epochs and state.step < job.last_step and stop is None:
@@ -248,10 +266,22 @@ class Trainer:
             state.curve_loss_sum, state.curve_loss_steps = 0.0, 0
 
     def _diverged(self, value: float, where: str):
+        raise TrainingDiverged(f"the loss became {value} {where}: {self._fix_hint()}; the checkpoints saved so far are kept")
+
+    def _fix_hint(self) -> str:
         clip = self.s.gradient_clip
         clip_hint = f"lower --gradient-clip (now {clip:g})" if clip > 0 else "set --gradient-clip 1.0 (now off)"
-        raise TrainingDiverged(f"the loss became {value} {where}: lower --learning-rate (now {self.s.learning_rate:g}) "
-                               f"or {clip_hint}; the checkpoints saved so far are kept")
+        return f"lower --learning-rate (now {self.s.learning_rate:g}) or {clip_hint}"
+
+    def _check_finite(self, path: Path) -> None:
+        """Never write a checkpoint that cannot be used. The loss is read only every few steps on a GPU,
+        and an update can overflow after a finite loss, so NaN weights can reach a save (a Ctrl-C's)."""
+        opt, xp = self.job.optimizer, self.xp
+        if all(bool(xp.isfinite(buffer).all()) for buffer in (opt.flat_params, opt.m, opt.v)):
+            return
+        kept = f"the last good checkpoint is {self.last_good}" if self.last_good else "no checkpoint was saved before"
+        raise TrainingDiverged(f"the weights became NaN or infinite by step {self.state.step}, so {path.name} was not "
+                               f"written (it could not be used); {kept}: {self._fix_hint()}")
 
     # ---- evaluation, checkpoints, stopping ---------------------------------------------------
     def _evaluate(self, epoch: int, end_of_epoch: bool, started: float) -> dict:
@@ -278,6 +308,7 @@ class Trainer:
 
     def _save(self, path: Path, best: bool = False) -> Path:
         job, state = self.job, self.state
+        self._check_finite(path)                     # on every rank: they hold the same weights and stop together
         state.dropout_rng_state = job.model.dropout_rng.bit_generator.state
         self._clock()
         if not self.writes:
@@ -286,6 +317,7 @@ class Trainer:
         save_checkpoint(path, job.model, job.tokenizer, job.optimizer, train_state)
         if best:
             outputs.link_or_copy(path, job.output_dir / "final_model.pt")
+        self.last_good = path
         return path
 
     def _stop_mid_epoch(self, epoch: int, started: float, reason: str, evaluated: bool = False) -> str:
@@ -301,7 +333,7 @@ class Trainer:
         self.state.epoch_time_s = time.perf_counter() - started
         path = self._save(self.job.output_dir / "interrupted.pt")
         self._write_reports()
-        raise TrainingInterrupted(path, self.state.step)
+        raise TrainingInterrupted(path, self.state.step, self.stop_request.signum or signal.SIGINT)
 
     def _write_reports(self, final: dict | None = None) -> None:
         if self.writes:

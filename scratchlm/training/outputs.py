@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchlm import __version__
-from scratchlm.checkpoint import write_atomically
+from scratchlm.checkpoint import sync_folder, write_atomically
 from scratchlm.model import perplexity
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -52,10 +52,6 @@ def sparkline(values) -> str:
     return "".join(SPARK[min(int((v - lo) / span * (len(SPARK) - 1) + 0.5), len(SPARK) - 1)] for v in values)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    write_atomically(path, text.encode("utf-8"))
-
-
 def link_or_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` hold the same bytes as ``src`` (a hard link when the file system allows), atomically."""
     tmp = dst.with_name(f".{dst.name}.link.tmp")
@@ -65,6 +61,7 @@ def link_or_copy(src: Path, dst: Path) -> None:
     except OSError:
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
+    sync_folder(dst.parent)
 
 
 def prune_checkpoints(output_dir: Path, epoch: int, keep: int) -> None:
@@ -125,7 +122,7 @@ def write_config(job) -> None:
     header = ("# Settings of a scratchlm training run. Train again with them:\n"
               "#   scratchlm train DATA --config config.yaml   (options on the command line win)\n"
               "# The 'run' section and 'resumed_from' are a record and are ignored when read back.\n")
-    write_text_atomic(job.output_dir / "config.yaml", header + yaml.safe_dump(values, sort_keys=False))
+    write_atomically(job.output_dir / "config.yaml", header + yaml.safe_dump(values, sort_keys=False))
 
 
 def eval_record(job, epoch: int, end_of_epoch: bool, val: float, best: bool, lr: float,
@@ -156,9 +153,9 @@ def summary(job, reason: str) -> dict:
 def write_reports(job, final: dict | None = None) -> None:
     """Rewrite metrics.jsonl, training_log.txt and loss_curve.svg from the run's history."""
     history = job.state.history
-    write_text_atomic(job.output_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-    write_text_atomic(job.output_dir / "training_log.txt", training_log(job, final))
-    write_text_atomic(job.output_dir / "loss_curve.svg",
+    write_atomically(job.output_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+    write_atomically(job.output_dir / "training_log.txt", training_log(job, final))
+    write_atomically(job.output_dir / "loss_curve.svg",
                       loss_curve_svg(job.state.curve, [(r["step"], r["val_loss"]) for r in history]))
 
 
