@@ -69,13 +69,3 @@ def parse_keys(text: str) -> list[str]:
     if unknown or not keys:
         raise ValueError(f"unknown configuration(s) {unknown or text!r}: choose from {', '.join(CONFIGS)}")
     return keys
-
-
-def kernel_versions(module, kernel):
-    """{"reference": f, "numba_v1": f, ...} of one kernel in a ``kernels/`` module, found by the
-    naming rule ``<kernel>_reference``, ``<kernel>_v1``, ``<kernel>_v2``... (the kernel suites)."""
-    found = {"reference": getattr(module, f"{kernel}_reference")}
-    for version in range(1, 10):                    # attention_packed.py starts at version 3
-        if hasattr(module, f"{kernel}_v{version}"):
-            found[f"numba_v{version}"] = getattr(module, f"{kernel}_v{version}")
-    return found

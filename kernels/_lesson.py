@@ -9,7 +9,11 @@ at the shapes of benchmark configurations a and c). Three readers use that one d
   milliseconds per call and the bandwidth (or flop rate) it reached, the way llm.c's
   ``dev/cuda`` files do; timings are for reading, never asserted;
 - ``tests/kernels/test_declarations.py``: the same check for every version, at size a;
-- ``benchmarks/bench_kernels.py``: every version timed by pytest-benchmark.
+- ``benchmarks/bench_kernels.py``: every version timed by pytest-benchmark, in float32 at
+  sizes a and c.
+
+``lesson_names`` and ``declared_kernels`` find them all, so a new kernel file is checked and
+benchmarked as soon as it declares its ``KERNELS``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class Shape(NamedTuple):
     seq_len: int
     d_model: int
     heads: int
+    layers: int
     vocab: int = 65
 
     @property
@@ -38,8 +43,15 @@ class Shape(NamedTuple):
     def head_dim(self) -> int:
         return self.d_model // self.heads
 
+    @property
+    def parameters(self) -> int:
+        """The model's parameter count: per block qkv, proj, fc, fc2 (12 C^2 + 13 C with
+        biases) and two norms (4 C); the token and position tables; the final norm."""
+        C = self.d_model
+        return self.layers * (12 * C * C + 17 * C) + (self.vocab + self.seq_len) * C + 2 * C
 
-SIZES = {"a": Shape(16, 128, 64, 2), "c": Shape(32, 128, 256, 8)}
+
+SIZES = {"a": Shape(16, 128, 64, 2, 2), "c": Shape(32, 128, 256, 8, 6)}
 
 
 @dataclass(frozen=True)
@@ -75,12 +87,31 @@ class Kernel:
         return returned if self.results is None else self.results(args, returned)
 
 
+# the files of kernels/ that are not lessons: the package, its shared tools, the attention route
+NOT_LESSONS = frozenset({"__init__", "_lesson", "_cuda", "dispatch", "numba_tools", "attention_route"})
+
+
+def lesson_names() -> list[str]:
+    """The kernel files that declare kernels (``layernorm``, ``gelu``, ...), sorted."""
+    from pathlib import Path
+
+    return sorted(p.stem for p in Path(__file__).parent.glob("*.py") if p.stem not in NOT_LESSONS)
+
+
+def declared_kernels() -> list[tuple[str, Kernel]]:
+    """(lesson name, kernel) for every kernel every lesson declares, in lesson order."""
+    import importlib
+
+    modules = {name: importlib.import_module(f"{__package__}.{name}") for name in lesson_names()}
+    return [(name, kernel) for name, module in modules.items() for kernel in getattr(module, "KERNELS", ())]
+
+
 def fresh(args, xp=np):
     """Copies of the array arguments, inside tuples too (in-place kernels change them), on
     ``xp``'s device."""
     def copy(a):
         if isinstance(a, np.ndarray):
-            return xp.asarray(a.copy())
+            return xp.asarray(a.copy(order="K"))            # a transposed view stays one
         if isinstance(a, tuple):
             copies = [copy(item) for item in a]
             return type(a)(*copies) if hasattr(a, "_fields") else tuple(copies)
@@ -151,8 +182,9 @@ def check(label, got, want, dtype, quiet=False):
     return worst
 
 
-def best_ms(fn, *args, repeat=30):
-    """Milliseconds per call: the best of ``repeat`` calls after one warm-up call (compiles).
+def best_ms(fn, *args, repeat=30, budget_s=2.0):
+    """Milliseconds per call: the best of ``repeat`` calls after one warm-up call (compiles),
+    or of as many as fit in ``budget_s`` seconds (a slow version is timed a few times only).
 
     On CuPy arrays each call is followed by a wait for the GPU: kernel launches return at
     once, so without it the time would be the launch's, not the kernel's.
@@ -163,7 +195,7 @@ def best_ms(fn, *args, repeat=30):
     fn(*args)
     synchronize(xp)
     times = []
-    for _ in range(repeat):
+    while len(times) < repeat and sum(times) < budget_s:
         start = time.perf_counter()
         fn(*args)
         synchronize(xp)

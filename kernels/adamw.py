@@ -28,6 +28,7 @@ import numpy as np
 
 from . import buffers
 from ._cuda import STRIDE_THREADS, cupy_module, launch, stride_blocks
+from ._lesson import Kernel, run_lesson
 from .dispatch import use_cuda, use_numba
 from .numba_tools import REORDER_SUMS, lazy_njit, prange
 
@@ -211,35 +212,37 @@ def adamw_step(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, n
         adamw_step_reference(*args)
 
 
-if __name__ == "__main__":
-    from ._lesson import best_ms, check, cuda_module
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+HYPER = dict(lr=3e-4, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1)
 
-    P, num_decayed = 4_790_000, 4_740_000                   # config c: 4.79M parameters
-    hyper = dict(lr=3e-4, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1,
-                 num_decayed=num_decayed)
-    rng = np.random.default_rng(0)
-    cp = cuda_module()                                      # None without a usable GPU
-    for dtype in (np.float32, np.float64):
-        print(f"adamw P={P:,} {np.dtype(dtype).name}")
-        start = [rng.standard_normal(P).astype(dtype) for _ in range(2)]    # params, grads
-        results = {}
-        versions = [("reference", adamw_step_reference, grad_norm_reference, np),
-                    ("numba v1", adamw_step_v1, grad_norm_v1, np)]
-        if cp is not None:
-            versions.append(("cuda", adamw_step_cuda, grad_norm_cuda, cp))
-        for name, step_fn, norm_fn, xp in versions:
-            params, grads = (xp.array(a) for a in start)                    # copies
-            m, v = xp.zeros_like(params), xp.zeros_like(params)
-            for step in range(1, 6):                        # five steps, as training would
-                step_fn(params, grads, m, v, step, **hyper)
-            results[name] = (params.copy(), m.copy(), v.copy(), norm_fn(grads))   # before timing
-            if name != "reference":
-                want = results["reference"]
-                check(f"{name} 5 steps", (params, m, v), want[:3], dtype)
-                print(f"  {name + ' grad norm':<28} {results[name][3]:.9g} vs {want[3]:.9g}")
-            ms = best_ms(step_fn, params, grads, m, v, 6, *hyper.values(), repeat=10)
-            gbs = 7 * P * params.itemsize / ms / 1e6         # read p g m v, write p m v
-            print(f"  {name + ' step':<28} {ms:8.2f} ms   {gbs:7.1f} GB/s")
-            ms = best_ms(norm_fn, grads, repeat=10)
-            gbs = P * grads.itemsize / ms / 1e6               # read g
-            print(f"  {name + ' grad norm':<28} {ms:8.2f} ms   {gbs:7.1f} GB/s")
+
+def example_step(dtype, rng, shape):
+    """The flat buffers of a model at ``shape`` a few steps in (m, v already non-zero); one
+    step reads params, grads, m, v and writes params, m, v."""
+    P = shape.parameters
+    params, grads, m = (rng.standard_normal(P).astype(dtype) for _ in range(3))
+    v = rng.random(P).astype(dtype)                         # second moments are >= 0
+    num_decayed = shape.layers * 12 * shape.d_model**2      # the blocks' matrices come first
+    return (params, grads, m, v, 4, *HYPER.values(), num_decayed), 7 * params.nbytes
+
+
+def example_norm(dtype, rng, shape):
+    grads = rng.standard_normal(shape.parameters).astype(dtype)
+    return (grads,), grads.nbytes
+
+
+def _moved_buffers(args, returned):
+    params, _, m, v = args[:4]
+    return params, m, v
+
+
+KERNELS = (
+    Kernel("adamw_step", adamw_step, {"reference": adamw_step_reference, "numba v1": adamw_step_v1,
+                                      "cuda": adamw_step_cuda}, example_step, results=_moved_buffers),
+    Kernel("grad_norm", grad_norm, {"reference": grad_norm_reference, "numba v1": grad_norm_v1,
+                                    "cuda": grad_norm_cuda}, example_norm),
+)
+
+
+if __name__ == "__main__":
+    run_lesson(KERNELS)

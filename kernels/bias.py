@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._lesson import Kernel, run_lesson
 from .dispatch import use_numba
 from .numba_tools import REORDER_SUMS, chunk_bounds, lazy_njit, prange, row_chunks
 
@@ -98,21 +99,24 @@ def bias_grad(dy):
     return bias_grad_reference(dy)
 
 
-if __name__ == "__main__":
-    from ._lesson import best_ms, check
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def example_add(dtype, rng, shape):
+    """The MLP's fc output y (N, 4C) and its bias (4C,); adding reads and writes y."""
+    y = rng.standard_normal((shape.rows, 4 * shape.d_model)).astype(dtype)
+    b = rng.standard_normal(y.shape[1]).astype(dtype)
+    return (y, b), 2 * y.nbytes
 
-    rng = np.random.default_rng(0)
-    for shape in [(4096, 1024), (4096, 768), (4096, 256)]:  # config c: fc, qkv, proj
-        for dtype in (np.float32, np.float64):
-            y, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
-            print(f"bias {shape} {np.dtype(dtype).name}")
-            want_y, want_db = y + b, bias_grad_reference(y)
-            check("numba v1 add", add_bias_v1(y.copy(), b), want_y, dtype)
-            check("numba v1 grad", bias_grad_v1(y), want_db, dtype)
-            moved = y.nbytes * 2                             # add: read and write y
-            for name, add, grad in [("reference", add_bias_reference, bias_grad_reference),
-                                    ("numba v1", add_bias_v1, bias_grad_v1)]:
-                ms_add = best_ms(add, y, b, repeat=10)
-                ms_grad = best_ms(grad, y, repeat=10)
-                print(f"  {name:<10} add {ms_add:6.3f} ms ({moved / ms_add / 1e6:5.1f} GB/s)"
-                      f"   grad {ms_grad:6.3f} ms ({y.nbytes / ms_grad / 1e6:5.1f} GB/s)")
+
+def example_grad(dtype, rng, shape):
+    dy = rng.standard_normal((shape.rows, 4 * shape.d_model)).astype(dtype)
+    return (dy,), dy.nbytes
+
+
+KERNELS = (
+    Kernel("add_bias", add_bias, {"reference": add_bias_reference, "numba v1": add_bias_v1}, example_add),
+    Kernel("bias_grad", bias_grad, {"reference": bias_grad_reference, "numba v1": bias_grad_v1}, example_grad),
+)
+
+
+if __name__ == "__main__":
+    run_lesson(KERNELS)

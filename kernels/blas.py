@@ -4,7 +4,7 @@ Why: a Numba loop nest reaches ~50-85 GFLOP/s on a small matrix product on this 
 machine, where OpenBLAS reaches ~300 (its micro-kernels keep a block of C in vector
 registers, which LLVM will not do for us). NumPy's batched ``matmul`` over many small
 matrices is no way out: it calls BLAS once per matrix from one thread (~25 GFLOP/s at
-attention's shapes). So attention's version 4 (``attention_packed.py``) runs its
+attention's shapes). So packed attention's version 2 (``attention_packed.py``) runs its
 per-head loop in a Numba ``prange`` and calls BLAS's gemm for every product in it, each
 call single-threaded, one head per core. And ``matmul`` at the end of this file runs the
 engine's big products the same way, so that all the parallel work shares one thread pool:
@@ -41,6 +41,7 @@ import threading
 
 import numpy as np
 
+from ._lesson import Kernel, run_lesson
 from .numba_tools import chunk_bounds, lazy_njit, prange
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112                 # CBLAS's enum values
@@ -253,6 +254,34 @@ SMALL_PRODUCT = 1 << 18       # below this many multiply-adds, NumPy's a @ b on 
 DEEP = 8                      # K >= DEEP * max(M, N): split K among the threads, not c's rows
 
 
+def matmul_reference(a, b):
+    """a (M, K) @ b (K, N) -> c (M, N): NumPy's product, on OpenBLAS's own threads."""
+    return a @ b
+
+
+def matmul_rows_v1(a, b):
+    """a (M, K) @ b (K, N), c's rows cut into one block per Numba thread, one gemm each."""
+    import numba
+
+    (a_op, trans_a), (b_op, trans_b) = _as_operand(a), _as_operand(b)
+    c = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)                   # (M, N)
+    with one_thread_each():
+        _matmul_rows_kernel.dispatcher()(c, a_op, trans_a, b_op, trans_b, numba.get_num_threads())
+    return c
+
+
+def matmul_depth_v2(a, b):
+    """a (M, K) @ b (K, N), K cut into one block per Numba thread, the partial products added."""
+    import numba
+
+    (a_op, trans_a), (b_op, trans_b) = _as_operand(a), _as_operand(b)
+    c = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)                   # (M, N)
+    partials = np.empty((numba.get_num_threads(), *c.shape), dtype=a.dtype)  # (blocks, M, N)
+    with one_thread_each():
+        _matmul_depth_kernel.dispatcher()(c, partials, a_op, trans_a, b_op, trans_b)
+    return c
+
+
 def matmul(a, b):
     """a (M, K) @ b (K, N): BLAS gemm on Numba's threads for 2-D float32/float64 NumPy arrays
     (transposed views read in place; only strides BLAS cannot take are copied); ``a @ b`` for
@@ -261,61 +290,50 @@ def matmul(a, b):
     How the work is cut: a weight gradient (dy^T x at config a: c (192, 64), K = 2048 token
     rows) is small and deep, and cutting its 192 rows in two would have each thread pack
     all of x; cutting K in two halves every thread's share of both operands, and adding
-    the two (192, 64) partial results costs little. Every other product cuts c's rows.
+    the two (192, 64) partial results costs little (version 2). Every other product cuts
+    c's rows (version 1).
     """
     from .dispatch import use_numba
 
     if not (use_numba(a, b) and a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype
             and a.dtype in (np.float32, np.float64) and a.shape[1] == b.shape[0] and a.size and b.size
             and available()):
-        return a @ b
+        return matmul_reference(a, b)
     (M, K), N = a.shape, b.shape[1]
     if M * K * N < SMALL_PRODUCT:                        # too small to split: no kernel call, but
         with one_thread_each():                          # still no OpenBLAS threads (its gemv, for
-            return a @ b                                 # M or N = 1, would start them)
+            return matmul_reference(a, b)                # M or N = 1, would start them)
     import numba
 
-    (a_op, trans_a), (b_op, trans_b) = _as_operand(a), _as_operand(b)
-    c = np.empty((M, N), dtype=a.dtype)                                     # (M, N)
-    blocks = numba.get_num_threads()
-    with one_thread_each():
-        if blocks > 1 and K >= DEEP * max(M, N):
-            partials = np.empty((blocks, M, N), dtype=a.dtype)              # (blocks, M, N)
-            _matmul_depth_kernel.dispatcher()(c, partials, a_op, trans_a, b_op, trans_b)
-        else:
-            _matmul_rows_kernel.dispatcher()(c, a_op, trans_a, b_op, trans_b, blocks)
-    return c
+    if numba.get_num_threads() > 1 and K >= DEEP * max(M, N):
+        return matmul_depth_v2(a, b)
+    return matmul_rows_v1(a, b)
+
+
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def example_product(dtype, rng, shape):
+    """x @ w.T at the MLP's fc: x (N, C), w (4C, C) read through its transpose; the flops."""
+    x = rng.standard_normal((shape.rows, shape.d_model)).astype(dtype)
+    w = rng.standard_normal((4 * shape.d_model, shape.d_model)).astype(dtype)
+    return (x, w.T), 2 * shape.rows * shape.d_model * 4 * shape.d_model
+
+
+def example_weight_grad(dtype, rng, shape):
+    """g.T @ x, qkv's weight gradient: g (N, 3C), x (N, C); small and deep (K = N)."""
+    g = rng.standard_normal((shape.rows, 3 * shape.d_model)).astype(dtype)
+    x = rng.standard_normal((shape.rows, shape.d_model)).astype(dtype)
+    return (g.T, x), 2 * shape.rows * 3 * shape.d_model * shape.d_model
+
+
+VERSIONS = {"reference": matmul_reference, "numba v1": matmul_rows_v1, "numba v2": matmul_depth_v2}
+NEEDS_OPENBLAS = {"numba v1": available, "numba v2": available}
+KERNELS = (
+    Kernel("matmul", matmul, VERSIONS, example_product, unit="GFLOP/s", requires=NEEDS_OPENBLAS),
+    Kernel("matmul_weight_grad", matmul, VERSIONS, example_weight_grad, unit="GFLOP/s",
+           requires=NEEDS_OPENBLAS),
+)
 
 
 if __name__ == "__main__":
-    from ._lesson import best_ms, check
-
     print(f"NumPy's OpenBLAS: {_find_library()[0] if available() else 'not found'}")
-    rng = np.random.default_rng(0)
-    for M, K, N in [(4096, 256, 768), (4096, 1024, 256), (768, 128, 512)]:   # configs c and b
-        for dtype in (np.float32, np.float64):
-            a, w = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((N, K)).astype(dtype)
-            want = a.astype(np.float64) @ w.T
-            print(f"x @ w.T, x ({M}, {K}), w ({N}, {K}) {np.dtype(dtype).name}")
-            check("matmul on Numba's threads", matmul(a, w.T), want, dtype)
-            for name, fn in [("numpy @ (OpenBLAS's threads)", lambda x, y: x @ y), ("matmul", matmul)]:
-                ms = best_ms(fn, a, w.T, repeat=10)
-                print(f"  {name:<30} {ms:7.3f} ms   {2 * M * K * N / ms / 1e6:6.1f} GFLOP/s")
-
-    # a weight gradient g^T x, small and deep: c's rows cut among the threads, or K
-    import numba
-
-    threads = numba.get_num_threads()
-    for K, M, N in [(2048, 192, 64), (4096, 256, 256)]:                      # configs a and c
-        g, x = rng.standard_normal((K, M)).astype(np.float32), rng.standard_normal((K, N)).astype(np.float32)
-        print(f"g.T @ x, g ({K}, {M}), x ({K}, {N}) float32 ({threads} threads)")
-        want = g.T.astype(np.float64) @ x
-        c, partials = np.empty((M, N), np.float32), np.empty((threads, M, N), np.float32)
-        cuts = [("rows of c", lambda: _matmul_rows_kernel.dispatcher()(c, g, True, x, False, threads)),
-                ("K, partials added", lambda: _matmul_depth_kernel.dispatcher()(c, partials, g, True, x, False))]
-        for name, run in cuts:
-            with one_thread_each():
-                run()
-                check(f"cut: {name}", c, want, np.float32)
-                ms = best_ms(run, repeat=20)
-            print(f"  {name:<30} {ms:7.3f} ms   {2 * M * K * N / ms / 1e6:6.1f} GFLOP/s")
+    run_lesson(KERNELS)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._lesson import Kernel, run_lesson
 from .dispatch import use_numba
 from .numba_tools import SERIAL_BELOW, lazy_njit, prange
 
@@ -122,44 +123,43 @@ def add(a, b):
     return (add_v1 if _compiled_ok(a, b) else add_reference)(a, b)
 
 
-def _views(flat, parts):
-    """Consecutive views of ``flat`` with the lengths of ``parts`` (parameters in a flat buffer)."""
-    ends = np.cumsum([0] + [len(p) for p in parts])
-    return [flat[a:b] for a, b in zip(ends[:-1], ends[1:])]
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def example_buffer(dtype, rng, shape):
+    """The flat gradient buffer (P,) of a model at ``shape``: zeroing writes it once."""
+    return (rng.standard_normal(shape.parameters).astype(dtype),), shape.parameters * np.dtype(dtype).itemsize
+
+
+def example_accumulate(dtype, rng, shape):
+    """total (P,) += x (P,): read both, write total."""
+    (total,), _ = example_buffer(dtype, rng, shape)
+    return (total, rng.standard_normal(total.shape).astype(dtype)), 3 * total.nbytes
+
+
+def example_scale(dtype, rng, shape):
+    (g,), _ = example_buffer(dtype, rng, shape)
+    return (g, 0.37), 2 * g.nbytes
+
+
+def example_add(dtype, rng, shape):
+    """Two residual streams (B, T, C): read both, write their sum."""
+    a, b = (rng.standard_normal((shape.batch, shape.seq_len, shape.d_model)).astype(dtype) for _ in range(2))
+    return (a, b), 3 * a.nbytes
+
+
+def _first_argument(args, returned):
+    return args[0]                                          # the buffer changed in place
+
+
+KERNELS = (
+    Kernel("zero", zero, {"reference": zero_reference, "numba v1": zero_v1}, example_buffer,
+           results=_first_argument),
+    Kernel("accumulate", accumulate, {"reference": accumulate_reference, "numba v1": accumulate_v1},
+           example_accumulate, results=_first_argument),
+    Kernel("scale", scale, {"reference": scale_reference, "numba v1": scale_v1}, example_scale,
+           results=_first_argument),
+    Kernel("add", add, {"reference": add_reference, "numba v1": add_v1}, example_add),
+)
 
 
 if __name__ == "__main__":
-    from ._lesson import best_ms, check
-
-    rng = np.random.default_rng(0)
-    size, pieces = 37_800_000, 36                            # config d: the gradient buffer, 36 weights
-    residual = (32, 128, 256)                                # config c's residual stream
-    for dtype in (np.float32, np.float64):
-        start = rng.standard_normal(size).astype(dtype)      # (P,)
-        parts = [rng.standard_normal(size // pieces).astype(dtype) for _ in range(pieces)]
-        a, b = (rng.standard_normal(residual).astype(dtype) for _ in range(2))   # (B, T, C)
-        print(f"{size:,} elements {np.dtype(dtype).name} ({size * start.itemsize / 1e6:.0f} MB);"
-              f" accumulate: {pieces} arrays of {len(parts[0]) * start.itemsize / 1e6:.1f} MB into"
-              f" views; add: two {residual}")
-        results = {}
-        for name, fill, into, mul, plus in [
-                ("reference", zero_reference, accumulate_reference, scale_reference, add_reference),
-                ("numba v1", zero_v1, accumulate_v1, scale_v1, add_v1)]:
-            zeroed, summed, scaled = start.copy(), start.copy(), start.copy()
-            fill(zeroed)
-            for view, part in zip(_views(summed, parts), parts):
-                into(view, part)
-            mul(scaled, 0.37)
-            results[name] = (zeroed, summed, scaled, plus(a, b))
-            check(f"{name} zero, accumulate, scale, add", results[name], results["reference"], dtype)
-            buffer = start.copy()
-            views = _views(buffer, parts)
-            for label, run, elements_moved in [
-                    ("zero", lambda: fill(buffer), size),                                  # write
-                    ("accumulate", lambda: [into(v, p) for v, p in zip(views, parts)],
-                     3 * len(parts[0]) * pieces),                                          # read 2, write 1
-                    ("scale", lambda: mul(buffer, 0.999), 2 * size),                       # read, write
-                    ("add", lambda: plus(a, b), 3 * a.size)]:                              # read 2, write 1
-                ms = best_ms(run, repeat=10)
-                gbs = elements_moved * start.itemsize / ms / 1e6
-                print(f"  {name + ' ' + label:<28} {ms:8.3f} ms   {gbs:7.1f} GB/s")
+    run_lesson(KERNELS)

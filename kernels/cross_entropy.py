@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._cuda import cupy_module, launch, row_threads
+from ._lesson import Kernel, run_lesson
 from .dispatch import use_cuda, use_numba
 from .numba_tools import lazy_njit, prange
 
@@ -167,27 +168,27 @@ def cross_entropy_forward(logits, targets, ignore_index=-1, compute_grad=True):
     return cross_entropy_forward_reference(logits, targets, ignore_index, compute_grad)
 
 
-if __name__ == "__main__":
-    from ._lesson import check, cuda_module, report
-
-    N, V = 32 * 128, 65                                     # config c: B*T rows, vocabulary
-    rng = np.random.default_rng(0)
-    targets = rng.integers(0, V, size=N)
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def example_with_grad(dtype, rng, shape):
+    """Logits (N, V) and targets (N,), every tenth ignored; loss and gradient read and write (N, V)."""
+    logits = (3 * rng.standard_normal((shape.rows, shape.vocab))).astype(dtype)
+    targets = rng.integers(0, shape.vocab, size=shape.rows)
     targets[::10] = -1                                      # some ignored rows
-    cp = cuda_module()                                      # None without a usable GPU
-    for dtype in (np.float32, np.float64):
-        logits = (3 * rng.standard_normal((N, V))).astype(dtype)
-        want = cross_entropy_forward_reference(logits, targets)
-        size = logits.itemsize
-        print(f"cross-entropy N={N} V={V} {np.dtype(dtype).name}")
-        versions = [("reference", cross_entropy_forward_reference, np),
-                    ("numba v1", cross_entropy_forward_v1, np)]
-        if cp is not None:
-            versions.append(("cuda", cross_entropy_forward_cuda, cp))
-        for name, fn, xp in versions:
-            alogits, atargets = xp.asarray(logits), xp.asarray(targets)
-            check(f"{name} loss+grad", fn(alogits, atargets), want, dtype)
-            report(f"{name} loss+grad", fn, (alogits, atargets), 2 * N * V * size + targets.nbytes)
-            check(f"{name} loss only", fn(alogits, atargets, -1, False)[0], want[0], dtype)
-            report(f"{name} loss only", fn, (alogits, atargets, -1, False),
-                   N * V * size + targets.nbytes)
+    return (logits, targets), 2 * logits.nbytes + targets.nbytes
+
+
+def example_loss_only(dtype, rng, shape):
+    (logits, targets), _ = example_with_grad(dtype, rng, shape)
+    return (logits, targets, -1, False), logits.nbytes + targets.nbytes
+
+
+VERSIONS = {"reference": cross_entropy_forward_reference, "numba v1": cross_entropy_forward_v1,
+            "cuda": cross_entropy_forward_cuda}
+KERNELS = (
+    Kernel("cross_entropy_forward", cross_entropy_forward, VERSIONS, example_with_grad),
+    Kernel("cross_entropy_loss_only", cross_entropy_forward, VERSIONS, example_loss_only),
+)
+
+
+if __name__ == "__main__":
+    run_lesson(KERNELS)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._cuda import STRIDE_THREADS, cupy_module, launch, stride_blocks
+from ._lesson import Kernel, run_lesson
 from .dispatch import use_cuda, use_numba
 from .numba_tools import lazy_njit, prange
 
@@ -144,25 +145,36 @@ def dropout(x, p: float, key: int):
     return dropout_reference(x, p, key)
 
 
-if __name__ == "__main__":
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+KEY = 1234567891011                                        # any fixed key below 2^63
+
+
+def example(dtype, rng, shape):
+    """A residual stream x (B, T, C) at p = 0.1; dropout reads x and writes its output."""
+    x = rng.standard_normal((shape.batch, shape.seq_len, shape.d_model)).astype(dtype)
+    return (x, 0.1, KEY), 2 * x.nbytes
+
+
+def show_the_mask_is_the_same_everywhere():
+    """Every version keeps the same elements, bit for bit: a resumed run drops what the
+    unbroken one would have."""
     from scratchlm.backend import to_numpy
 
-    from ._lesson import check, cuda_module, report
+    from ._lesson import SIZES, cuda_module
 
-    rng = np.random.default_rng(0)
-    key = int(rng.integers(2**63))
-    cp = cuda_module()                                         # None without a usable GPU
-    for shape in [(32, 128, 256), (32, 128, 1024)]:           # config c: a residual, the MLP's width
-        for dtype in (np.float32, np.float64):
-            x = rng.standard_normal(shape).astype(dtype)
-            want = dropout_reference(x, 0.1, key)
-            print(f"dropout p=0.1 {shape} {np.dtype(dtype).name}: kept {np.count_nonzero(want) / want.size:.4f}")
-            versions = [("reference", dropout_reference, np), ("numba v1", dropout_v1, np)]
-            if cp is not None:
-                versions.append(("cuda", dropout_cuda, cp))
-            for name, fn, xp in versions:
-                ax = xp.asarray(x)
-                got = fn(ax, 0.1, key)
-                check(name, got, want, dtype)
-                assert np.array_equal(to_numpy(got), want), f"{name} must equal the reference bit for bit"
-                report(name, fn, (ax, 0.1, key), 2 * x.nbytes)  # read x, write out
+    (x, p, key), _ = example(np.float32, np.random.default_rng(0), SIZES["c"])
+    want = dropout_reference(x, p, key)
+    cp = cuda_module()
+    versions = [(dropout_v1, np)] + ([(dropout_cuda, cp)] if cp is not None else [])
+    for fn, xp in versions:
+        assert np.array_equal(to_numpy(fn(xp.asarray(x), p, key)), want), f"{fn.__name__} differs"
+    print(f"dropout p={p}: kept {np.count_nonzero(want) / want.size:.4f}, the same bits in every version")
+
+
+KERNELS = (Kernel("dropout", dropout, {"reference": dropout_reference, "numba v1": dropout_v1,
+                                        "cuda": dropout_cuda}, example),)
+
+
+if __name__ == "__main__":
+    run_lesson(KERNELS)
+    show_the_mask_is_the_same_everywhere()

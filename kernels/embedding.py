@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._cuda import cupy_module, launch, row_threads
+from ._lesson import Kernel, run_lesson
 from .dispatch import use_cuda, use_numba
 from .numba_tools import lazy_njit, prange
 
@@ -196,28 +197,29 @@ def embedding_backward(dout, ids, vocab_size):
     return embedding_backward_reference(dout, ids, vocab_size)
 
 
-if __name__ == "__main__":
-    from ._lesson import check, cuda_module, report
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def example_forward(dtype, rng, shape):
+    """The token table (V, C) and a batch of ids (B, T), every id repeated many times."""
+    weight = rng.standard_normal((shape.vocab, shape.d_model)).astype(dtype)
+    ids = rng.integers(0, shape.vocab, size=(shape.batch, shape.seq_len))
+    return (weight, ids), 2 * shape.rows * shape.d_model * weight.itemsize + ids.nbytes
 
-    B, T, C, V = 32, 128, 256, 65                          # config c
-    rng = np.random.default_rng(0)
-    ids = rng.integers(0, V, size=(B, T))                  # (B, T), every id repeats
-    cp = cuda_module()                                     # None without a usable GPU
-    for dtype in (np.float32, np.float64):
-        weight = rng.standard_normal((V, C)).astype(dtype)
-        dout = rng.standard_normal((B, T, C)).astype(dtype)
-        out = embedding_forward_reference(weight, ids)
-        dweight = embedding_backward_reference(dout, ids, V)
-        size = weight.itemsize
-        print(f"embedding B={B} T={T} C={C} V={V} {np.dtype(dtype).name}")
-        versions = [("reference", embedding_forward_reference, embedding_backward_reference, np),
-                    ("numba v1", embedding_forward_v1, embedding_backward_v1, np)]
-        if cp is not None:
-            versions.append(("cuda", embedding_forward_cuda, embedding_backward_cuda, cp))
-        for name, forward, backward, xp in versions:
-            aweight, aids, adout = xp.asarray(weight), xp.asarray(ids), xp.asarray(dout)
-            check(f"{name} forward", forward(aweight, aids), out, dtype)
-            report(f"{name} forward", forward, (aweight, aids), 2 * B * T * C * size + ids.nbytes)
-            check(f"{name} backward", backward(adout, aids, V), dweight, dtype)
-            report(f"{name} backward", backward, (adout, aids, V),
-                   (B * T + V) * C * size + ids.nbytes)
+
+def example_backward(dtype, rng, shape):
+    (weight, ids), _ = example_forward(dtype, rng, shape)
+    dout = rng.standard_normal((*ids.shape, shape.d_model)).astype(dtype)
+    return (dout, ids, shape.vocab), (shape.rows + shape.vocab) * shape.d_model * weight.itemsize + ids.nbytes
+
+
+KERNELS = (
+    Kernel("embedding_forward", embedding_forward,
+           {"reference": embedding_forward_reference, "numba v1": embedding_forward_v1,
+            "cuda": embedding_forward_cuda}, example_forward),
+    Kernel("embedding_backward", embedding_backward,
+           {"reference": embedding_backward_reference, "numba v1": embedding_backward_v1,
+            "cuda": embedding_backward_cuda}, example_backward),
+)
+
+
+if __name__ == "__main__":
+    run_lesson(KERNELS)

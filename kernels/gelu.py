@@ -26,6 +26,7 @@ import numpy as np
 
 from . import bias as bias_kernels
 from ._cuda import STRIDE_THREADS, cupy_module, launch, stride_blocks
+from ._lesson import Kernel, run_lesson
 from .dispatch import use_cuda, use_numba
 from .numba_tools import chunk_bounds, lazy_njit, prange
 
@@ -264,12 +265,35 @@ def _fusable(*arrays):
             and arrays[0].ndim == 2)
 
 
+def bias_gelu_forward_reference(h, b):
+    """h (N, H) += b (H,) in place; returns gelu(h) (N, H), as the separate calls compute it."""
+    h += b
+    return gelu_forward_reference(h)
+
+
+def gelu_backward_recompute_reference(da, h):
+    """da, h (N, H) -> gelu(h), dh, dh summed over rows (H,), as the separate calls compute them."""
+    dh = gelu_backward_reference(da, h)
+    return gelu_forward_reference(h), dh, dh.sum(axis=0)
+
+
+def bias_gelu_forward_v1(h, b):
+    y = np.empty_like(h)                                    # (N, H)
+    _bias_gelu_forward_kernel(h, b, y)
+    return y
+
+
+def gelu_backward_recompute_v1(da, h):
+    y = np.empty_like(h)                                    # (N, H)
+    parts = bias_kernels.column_sum_parts(h.shape[0], h.shape[1], h.dtype)   # (chunks, H)
+    _gelu_backward_recompute_kernel(da, h, y, parts)
+    return y, da, bias_kernels.finish_column_sums(parts, h.dtype)
+
+
 def bias_gelu_forward(h, b):
     """h (N, H) += b (H,) in place (b may be None); returns gelu(h) (N, H)."""
     if b is not None and _fusable(h, b) and b.shape == h.shape[1:]:
-        y = np.empty_like(h)
-        _bias_gelu_forward_kernel(h, b, y)
-        return y
+        return bias_gelu_forward_v1(h, b)
     if b is not None:
         bias_kernels.add_bias(h, b)
     return gelu_forward(h)
@@ -281,45 +305,56 @@ def gelu_backward_recompute(da, h):
     dh may be written over da (the caller gives da up).
     """
     if _fusable(da, h) and da.shape == h.shape:
-        y = np.empty_like(h)
-        parts = bias_kernels.column_sum_parts(h.shape[0], h.shape[1], h.dtype)   # (chunks, H)
-        _gelu_backward_recompute_kernel(da, h, y, parts)
-        return y, da, bias_kernels.finish_column_sums(parts, h.dtype)
+        return gelu_backward_recompute_v1(da, h)
     dh = gelu_backward(da, h)
     return gelu_forward(h), dh, bias_kernels.bias_grad(dh)
 
 
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def example_forward(dtype, rng, shape):
+    """x (B, T, 4C), the MLP's hidden, at a configuration's shape; the bytes one forward moves."""
+    x = 2 * rng.standard_normal((shape.batch, shape.seq_len, 4 * shape.d_model)).astype(dtype)
+    return (x,), 2 * x.nbytes
+
+
+def example_backward(dtype, rng, shape):
+    (x,), _ = example_forward(dtype, rng, shape)
+    dy = 2 * rng.standard_normal(x.shape).astype(dtype)
+    return (dy, x), 3 * x.nbytes
+
+
+def example_bias_forward(dtype, rng, shape):
+    """h (N, 4C) and fc's bias (4C,): the fused forward reads and writes h, writes gelu(h)."""
+    h = 2 * rng.standard_normal((shape.rows, 4 * shape.d_model)).astype(dtype)
+    b = rng.standard_normal(h.shape[1]).astype(dtype)
+    return (h, b), 3 * h.nbytes
+
+
+def example_recompute(dtype, rng, shape):
+    (h, _), _ = example_bias_forward(dtype, rng, shape)
+    da = 2 * rng.standard_normal(h.shape).astype(dtype)
+    return (da, h), 4 * h.nbytes
+
+
+def _h_and_gelu(args, returned):
+    return args[0], returned                                # the fused forward changes h too
+
+
+KERNELS = (
+    Kernel("gelu_forward", gelu_forward,
+           {"reference": gelu_forward_reference, "numba v1": gelu_forward_v1, "numba v2": gelu_forward_v2,
+            "cuda": gelu_forward_cuda}, example_forward, float32_only=frozenset({"numba v2"})),
+    Kernel("gelu_backward", gelu_backward,
+           {"reference": gelu_backward_reference, "numba v1": gelu_backward_v1, "numba v2": gelu_backward_v2,
+            "cuda": gelu_backward_cuda}, example_backward, float32_only=frozenset({"numba v2"})),
+    Kernel("bias_gelu_forward", bias_gelu_forward,
+           {"reference": bias_gelu_forward_reference, "numba v1": bias_gelu_forward_v1},
+           example_bias_forward, results=_h_and_gelu, float32_only=frozenset({"numba v1"})),
+    Kernel("gelu_backward_recompute", gelu_backward_recompute,
+           {"reference": gelu_backward_recompute_reference, "numba v1": gelu_backward_recompute_v1},
+           example_recompute, float32_only=frozenset({"numba v1"})),
+)
+
+
 if __name__ == "__main__":
-    from ._lesson import check, cuda_module, report
-
-    shape = (32, 128, 1024)                                 # config c: (B, T, 4C)
-    n = math.prod(shape)
-    rng = np.random.default_rng(0)
-    cp = cuda_module()                                      # None without a usable GPU
-    for dtype in (np.float32, np.float64):
-        x, dy = (2 * rng.standard_normal(shape).astype(dtype) for _ in range(2))
-        y, dx = gelu_forward_reference(x), gelu_backward_reference(dy, x)
-        print(f"gelu {shape} {np.dtype(dtype).name}")
-        versions = [("reference", gelu_forward_reference, gelu_backward_reference, np),
-                    ("numba v1", gelu_forward_v1, gelu_backward_v1, np)]
-        if dtype == np.float32:
-            versions.append(("numba v2", gelu_forward_v2, gelu_backward_v2, np))
-        if cp is not None:
-            versions.append(("cuda", gelu_forward_cuda, gelu_backward_cuda, cp))
-        for name, forward, backward, xp in versions:
-            ax, ady = xp.asarray(x), xp.asarray(dy)
-            check(f"{name} forward", forward(ax), y, dtype)
-            report(f"{name} forward", forward, (ax,), 2 * n * x.itemsize)
-            check(f"{name} backward", backward(ady, ax), dx, dtype)
-            report(f"{name} backward", backward, (ady, ax), 3 * n * x.itemsize)
-
-    # the MLP's fused passes against the separate reference calls (float32, as training runs)
-    h, da = (2 * rng.standard_normal((shape[0] * shape[1], shape[2])).astype(np.float32) for _ in range(2))
-    b = rng.standard_normal(shape[2]).astype(np.float32)
-    dh = gelu_backward_reference(da, h)
-    print(f"MLP fused passes {h.shape} float32")
-    check("fused bias + forward", bias_gelu_forward(h.copy(), b), gelu_forward_reference(h + b), np.float32)
-    check("fused recompute + backward + bias grad", gelu_backward_recompute(da.copy(), h),
-          (gelu_forward_reference(h), dh, dh.sum(axis=0, dtype=np.float64)), np.float32)
-    report("fused bias + forward", bias_gelu_forward, (h.copy(), np.zeros_like(b)), 3 * h.nbytes)
-    report("fused recompute + backward", gelu_backward_recompute, (da.copy(), h), 4 * h.nbytes)
+    run_lesson(KERNELS)

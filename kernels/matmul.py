@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._lesson import Kernel, run_lesson
 from .numba_tools import REORDER_SUMS_AND_FUSE, lazy_njit, prange
 
 
@@ -111,19 +112,18 @@ def matmul(a, b):
     return matmul_reference(a, b)
 
 
-if __name__ == "__main__":
-    from ._lesson import best_ms, check
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def example(dtype, rng, shape):
+    """The fused qkv projection x (N, C) @ w (C, 3C) at a configuration's shape; its flops."""
+    a = rng.standard_normal((shape.rows, shape.d_model)).astype(dtype)
+    b = rng.standard_normal((shape.d_model, 3 * shape.d_model)).astype(dtype)
+    return (a, b), 2 * shape.rows * shape.d_model * 3 * shape.d_model
 
-    M, K, N = 32 * 128, 256, 3 * 256                        # config c: the fused qkv projection
-    rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
-        a, b = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
-        want = matmul_reference(a, b)
-        print(f"matmul ({M}, {K}) @ ({K}, {N}) {np.dtype(dtype).name}")
-        for name, fn, repeat in [("numba v1 (i-j-k)", matmul_v1, 1),
-                                 ("numba v2 (i-k-j)", matmul_v2, 5),
-                                 ("numba v3 (k unrolled by 4)", matmul_v3, 5),
-                                 ("BLAS (a @ b)", matmul_reference, 20)]:
-            check(name, fn(a, b), want, dtype)
-            ms = best_ms(fn, a, b, repeat=repeat)
-            print(f"  {name:<28} {ms:8.2f} ms   {2 * M * N * K / ms / 1e6:7.1f} GFLOP/s")
+
+KERNELS = (Kernel("matmul", matmul, {"reference": matmul_reference, "numba v1 (i-j-k)": matmul_v1,
+                                     "numba v2 (i-k-j)": matmul_v2, "numba v3 (k unrolled by 4)": matmul_v3},
+                  example, unit="GFLOP/s"),)
+
+
+if __name__ == "__main__":
+    run_lesson(KERNELS)

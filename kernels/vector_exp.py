@@ -45,7 +45,8 @@ import math
 
 import numpy as np
 
-from .numba_tools import lazy_njit
+from ._lesson import Kernel, run_lesson
+from .numba_tools import lazy_njit, prange
 
 LOG2_E = 1.0 / math.log(2.0)
 LN2_HI = 0.693145751953125          # ln 2 rounded to 16 significant bits: n * LN2_HI is exact
@@ -112,3 +113,50 @@ def exp_for(a, x):
     if a.itemsize == 4:                                      # a compile-time constant
         return exp_float32(x)
     return exp_vectorisable(x)
+
+
+# ---- the lesson's loops: exp over a whole array, each element by one version ------------------
+def exp_reference(x):
+    """x (n,) -> exp(x): NumPy's own vector exp."""
+    return np.exp(x)
+
+
+@lazy_njit(parallel=True)
+def _exp_loop_v1(x, out):
+    for i in prange(x.shape[0]):
+        out[i] = exp_vectorisable(x[i])
+
+
+@lazy_njit(parallel=True)
+def _exp_loop_v2(x, out):
+    for i in prange(x.shape[0]):
+        out[i] = exp_float32(x[i])
+
+
+def exp_v1(x):
+    out = np.empty_like(x)                                  # (n,)
+    _exp_loop_v1(x, out)
+    return out
+
+
+def exp_v2(x):
+    out = np.empty_like(x)                                  # (n,)
+    _exp_loop_v2(x, out)
+    return out
+
+
+# ---- the declaration: what __main__, the tests and the benchmarks read ------------------
+def example(dtype, rng, shape):
+    """What softmax feeds exp: scores minus their row's max, (B, heads, T, T) flattened, <= 0."""
+    n = shape.batch * shape.heads * shape.seq_len * shape.seq_len
+    x = -20 * rng.random(n).astype(dtype)
+    return (x,), 2 * x.nbytes
+
+
+# No dispatcher of its own: the engine calls exp_for inside its fused loops, never on an array.
+KERNELS = (Kernel("exp", exp_reference, {"reference": exp_reference, "numba v1": exp_v1, "numba v2": exp_v2},
+                  example, float32_only=frozenset({"numba v2"})),)
+
+
+if __name__ == "__main__":
+    run_lesson(KERNELS)
