@@ -108,8 +108,7 @@ def _ids_in_range(ids, vocab_size):
 # just as correct, but the additions landed in whatever order the hardware chose, and
 # float32 results changed in the last bits from run to run. The price is V * N id reads,
 # each a broadcast from the cache, fine for a character vocabulary (tens to hundreds of
-# rows; its time on a GPU is not yet measured). A word-level vocabulary would sort the
-# ids first.
+# rows). A word-level vocabulary would sort the ids first.
 # Ids are not checked against the vocabulary (that would need a copy to the host): an id
 # outside [0, V) wraps around, as CuPy's own indexing does, and never reads past the table.
 EMBEDDING_CUDA_SOURCE = r"""

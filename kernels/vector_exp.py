@@ -1,10 +1,9 @@
 """exp(x) written with + * and a bit-cast only, so a Numba loop that calls it vectorises.
 
 Why: this machine's Numba has no SVML (Intel's vector maths library), so ``math.exp`` in
-a compiled loop is one scalar libm call per element and LLVM cannot use SIMD: measured
-~4-5 ns per float32 element on one core, where NumPy's own AVX-512 ``np.exp`` takes
-~0.55 ns. This version is plain arithmetic that LLVM turns into 8-lane vector code:
-0.65-1.2 ns per element on one core (float32, long loops; float64 about 1.6x that), and
+a compiled loop is one scalar libm call per element and LLVM cannot use SIMD: several
+times slower per element than NumPy's own vector ``np.exp``. This version is plain
+arithmetic that LLVM turns into vector code, about as fast as ``np.exp`` per element, and
 unlike ``np.exp`` it runs inside a fused ``prange`` loop. Used by attention's softmax.
 
 Math (Cody and Waite's range reduction, as every libm does it):
@@ -26,13 +25,13 @@ NaN, as exp does. It is meant for x <= 709 (softmax feeds it x - max(x) <= 0).
 
 ``exp_vectorisable`` builds 2^n as a float64 from an int64, so even on float32 input its
 loop runs 8 lanes of 64 bits; here every step is 32-bit, 16 lanes per AVX-512 register,
-with 8 terms instead of 12 (measured, one core: 0.58-0.68 against 0.64-0.79 ns per element;
-within 1e-7 relative of float64 ``np.exp``, as the other). Below x = -86.98, where float32's
+with 8 terms instead of 12 (faster, and within 1e-7 relative of float64 ``np.exp``, as the
+other). Below x = -86.98, where float32's
 exp nears the end of the normal numbers (1.2e-38), it returns 0; above 88.7228, where it
 overflows, inf. In between 2^n runs from 2^-125 to 2^128, one past float32's largest power
 of two, so the polynomial makes 2 exp(r) (its coefficients doubled, which is exact) and the
-bits make 2^(n-1). (Without the overflow end it took 0.49-0.57 ns, but gave garbage above
-88.4; softmax never goes there, and other callers might.)
+bits make 2^(n-1). (The overflow end costs a little speed; without it, answers above 88.4
+are garbage, and softmax never goes there, but other callers might.)
 
 ``exp_for(a, x)`` picks the version for the dtype of array ``a``: ``a.itemsize`` is a
 constant of the compiled code, so the test costs nothing and the other branch is compiled

@@ -13,9 +13,8 @@
 - ``auto``: NCCL when CuPy has it and every rank has a GPU of its own, else ``host`` (more
   ranks on a machine than it has GPUs share them: ``mpirun -n 2`` on a one-GPU machine).
 
-On one H100, tests/training/test_mpi.py's two ranks shared the GPU, and NCCL refused them; that led
-to the rule above. None of the three ways has yet run to the end on a GPU. On a one-GPU
-machine, tests/training/test_mpi.py runs ``host``; ``nccl`` needs two GPUs, and ``mpi`` needs a
+NCCL refuses ranks that share one GPU, hence the rule above. On a one-GPU machine,
+tests/training/test_mpi.py runs ``host``; ``nccl`` needs two GPUs, and ``mpi`` needs a
 CUDA-aware MPI.
 It is imported only when a CuPy array is first all-reduced.
 """
