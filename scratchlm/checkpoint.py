@@ -106,7 +106,7 @@ def write_atomically(path: Path, data: bytes | str) -> None:
     """Write ``data`` (text is written as UTF-8) to ``path`` so that a reader sees the old file or the
     whole new one, never a half-written one: a temporary file beside it, flushed to disk, renamed
     over it, then the folder synced. An existing file keeps its permissions, a new one gets those
-    open() would give it; the temporary file goes on any error."""
+    open() would give it; the temporary file goes on any error, and an OSError names ``path``."""
     path = Path(path)
     data = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -117,8 +117,10 @@ def write_atomically(path: Path, data: bytes | str) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            exc.filename = str(path)     # name the file being written, not the temporary one (or none)
         raise
     sync_folder(path.parent)
 

@@ -65,12 +65,21 @@ def available_memory() -> int | None:
     return None
 
 
-def human_bytes(count: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
-        if count < 1000 or unit == "PB":
+def human_number(count: int) -> str:
+    """``count`` with thousands separators, or its order of magnitude once it is past any real size."""
+    if count < 10**15:
+        return f"{count:,}"
+    return f"10^{int((count.bit_length() - 1) * 0.30103)}"
+
+
+def human_bytes(count: int) -> str:
+    if count >= 10**18:
+        return f"{human_number(count)} bytes"
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if count < 1000:
             return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.3g} {unit}"
         count /= 1000
-    return ""                     # never reached: the loop returns at "PB"
+    return f"{count:.3g} PB"
 
 
 def check_memory(needed: int, what: str, fix: str) -> None:

@@ -90,6 +90,19 @@ def _clean_argv(argv):
 
 
 def main(argv=None) -> int:
+    """The console entry point. A Ctrl-C at any moment, even while the modules are still loading (this
+    module imports nothing heavy, so the handler is in place at once), ends with one line and 130."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        try:
+            print("interrupted", file=sys.stderr)
+        except OSError:           # the terminal is gone: the exit code must still come out
+            pass
+        return 130
+
+
+def _main(argv) -> int:
     from docopt import DocoptExit, docopt
 
     argv = _clean_argv(sys.argv[1:] if argv is None else argv)
@@ -115,9 +128,6 @@ def main(argv=None) -> int:
             from scratchlm.cli.evaluate import run_evaluate_command
 
             return run_evaluate_command(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     except Exception as exc:
         return _end_all_ranks_on_error(report_error(exc, debug))
     return 0

@@ -21,9 +21,10 @@ from scratchlm import backend
 from scratchlm.data.text import read_text, split_tokens, windows_per_epoch
 from scratchlm.data.tokenizer import build_tokenizer
 from scratchlm.errors import CheckpointError, DataError, OptionError
-from scratchlm.limits import check_memory
+from scratchlm.limits import check_memory, human_number
 from scratchlm.model import GPT, GPTConfig, model_bytes, parameter_count
 from scratchlm.optim import AdamW
+from scratchlm.training.resume_state import check_resume_state
 from scratchlm.training.rundir import ResumePoint, check_existing_run
 
 ADAM_BETAS = (0.9, 0.99)       # beta2 0.99 suits small character models
@@ -161,7 +162,7 @@ def prepare(settings: TrainSettings, checkpoint=None) -> TrainJob:
         n_layers=settings.num_layers, max_seq_len=settings.max_seq_len, dropout=settings.dropout,
         norm=settings.norm, pos_encoding=settings.pos_encoding)
     check_memory(model_bytes(config, settings.dtype) * TRAINING_COPIES,
-                 f"training a model of {parameter_count(config):,} parameters in {settings.dtype}",
+                 f"training a model of {human_number(parameter_count(config))} parameters in {settings.dtype}",
                  "lower --model-dim, --num-layers or --max-seq-len")
     device = backend.resolve_device(settings.device)
     output_dir = check_output_dir(Path(settings.output_dir), resume_point(settings, checkpoint), settings.overwrite)
@@ -223,6 +224,7 @@ def check_resumable(checkpoint, path) -> None:
     if checkpoint.optimizer_state is None or "settings" not in ts or "state" not in ts:
         raise CheckpointError(f"{path} holds a model but no training state, so a run cannot resume from it: "
                               "use a checkpoint_epoch_N.pt, final_model.pt or interrupted.pt written by scratchlm train")
+    check_resume_state(path, ts, checkpoint.optimizer_state["step"])
 
 
 def _check_same_data(settings, recorded: dict, data_info: dict) -> None:
