@@ -119,7 +119,7 @@ def write_atomically(path: Path, data: bytes | str) -> None:
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
+        if isinstance(exc, OSError) and exc.errno is not None:
             exc.filename = str(path)     # name the file being written, not the temporary one (or none)
         raise
     sync_folder(path.parent)
