@@ -9,9 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from safetensors import safe_open
-from safetensors.numpy import save_file
-from tiny_models import run_cli, sample_text
+from tiny_models import checkpoint_contents, rewrite_checkpoint, run_cli, sample_text
 
 from scratchlm import limits
 from scratchlm.checkpoint import load_checkpoint, save_checkpoint
@@ -34,24 +32,11 @@ def good(tmp_path_factory):
 
 
 def contents(path):
-    """(tensors, metadata) of a safetensors file."""
-    with safe_open(str(path), framework="np") as f:
-        return {name: f.get_tensor(name) for name in f.keys()}, dict(f.metadata())
+    return checkpoint_contents(path)
 
 
 def variant(good, tmp_path, tensors=None, **meta_changes):
-    """A copy of ``good`` with some tensors replaced (None drops one) and metadata fields changed."""
-    arrays, meta = contents(good)
-    for name, value in (tensors or {}).items():
-        if value is None:
-            arrays.pop(name)
-        else:
-            arrays[name] = value
-    for key, value in meta_changes.items():
-        meta[key] = value if isinstance(value, str) else json.dumps(value)
-    path = tmp_path / "variant.pt"
-    save_file(arrays, str(path), metadata=meta)
-    return path
+    return rewrite_checkpoint(good, tmp_path / "variant.pt", tensors, **meta_changes)
 
 
 def refused(path, *fragments) -> str:
