@@ -22,8 +22,11 @@ _short.maxlevel, _short.maxlist, _short.maxtuple, _short.maxdict = 2, 4, 4, 4
 _short.maxstring = _short.maxother = _short.maxlong = EXCERPT_CHARS
 
 
-def excerpt(value, limit: int = EXCERPT_CHARS) -> str:
-    """A repr of ``value`` of at most about ``limit`` characters (long values end in '...')."""
+def excerpt(value, limit: int = EXCERPT_CHARS, quoted: bool = True) -> str:
+    """A repr of ``value`` of at most about ``limit`` characters (long values end in '...'); with
+    ``quoted=False`` a string comes as it is (an option name), only cut short."""
+    if isinstance(value, str) and not quoted:
+        return value if len(value) <= limit else value[: limit - 3] + "..."
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
         return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
     try:

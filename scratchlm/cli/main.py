@@ -150,17 +150,19 @@ def explain_usage_error(argv, message: str) -> str:
     """Turn docopt's complaint into one line that says what is wrong and what to do."""
     import re
 
+    from scratchlm.limits import excerpt
+
     hint = "(scratchlm --help lists the commands and options)"
     if not argv:
         return f"no command given: use scratchlm train, generate or evaluate {hint}"
     if argv[0] not in COMMANDS and not argv[0].startswith("-"):
-        return f"unknown command {argv[0]!r}: use train, generate or evaluate {hint}"
+        return f"unknown command {excerpt(argv[0])}: use train, generate or evaluate {hint}"
     first = message.strip().splitlines()[0] if message.strip() else ""
     if first.endswith("requires argument"):
         return f"{first.split()[0]} needs a value {hint}"
     unknown = re.findall(r"Option\(None, '([^']+)'", first)
     if unknown:
-        return f"unknown option {unknown[0]} {hint}"
+        return f"unknown option {excerpt(unknown[0], quoted=False)} {hint}"
     if argv[0] in COMMANDS:
         return f"usage: {_USAGE_FORMS[argv[0]]} {hint}"
     return f"invalid command line {hint}"

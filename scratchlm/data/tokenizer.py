@@ -73,7 +73,7 @@ def build_tokenizer(kind: str, text: str):
         return CharTokenizer.from_text(text)
     if kind == "byte":
         return ByteTokenizer()
-    raise TokenizerError(f"unknown tokenizer {kind!r}: choose one of {', '.join(KINDS)}")
+    raise TokenizerError(f"unknown tokenizer {excerpt(kind)}: choose one of {', '.join(KINDS)}")
 
 
 def tokenizer_from_dict(values: dict):

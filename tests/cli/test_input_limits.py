@@ -95,6 +95,18 @@ def test_a_huge_option_value_is_echoed_as_an_excerpt(tmp_path, data, capsys, opt
     quickly(["train", data, "--output-dir", tmp_path / "o", option, "7" * 100 + "x" * 1_000_000], capsys, option, "...")
 
 
+HUGE = "9" * 5000 + "x" * 100_000
+
+
+@pytest.mark.parametrize("argv", [
+    [HUGE], ["train", "d.txt", "--" + HUGE], ["generate", "m.pt", "--max-tokens", HUGE],
+    ["generate", "m.pt", "--temperature", HUGE], ["generate", "m.pt", "--device", HUGE],
+    ["evaluate", "m.pt", "d.txt", "--stride", HUGE],
+])
+def test_every_command_echoes_a_huge_value_as_an_excerpt(capsys, argv):
+    quickly(argv, capsys, "...")
+
+
 @pytest.mark.parametrize("value, longest", [("y" * 10**6, 60), (10**4000, 60),
                                             (list(range(10**5)), 60), ({"k": "v" * 10**5}, 60)])
 def test_the_excerpt_is_bounded(value, longest):
@@ -155,5 +167,9 @@ def test_a_ctrl_c_while_modules_load_prints_one_line(monkeypatch, capsys, module
     monkeypatch.setattr(sys, "meta_path", [InterruptingFinder(), *sys.meta_path])
     from scratchlm.cli import main as cli
 
-    assert cli.main(["generate", "none.pt"]) == 130
+    try:
+        code = cli.main(["generate", "none.pt"])
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C escaped main(): the user sees a traceback")
+    assert code == 130
     assert capsys.readouterr().err == "interrupted\n"
