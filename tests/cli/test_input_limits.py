@@ -65,6 +65,16 @@ def test_the_same_sizes_through_a_checkpoint(tmp_path):
     assert "not divisible by 4 heads" in run.stderr
 
 
+def test_a_huge_context_in_a_rope_checkpoint(tmp_path):
+    """With rope no tensor depends on the context length, so only the memory check can catch it."""
+    good = checkpoint_file(tmp_path, max_seq_len=16, pos_encoding="rope")
+    config = json.loads(checkpoint_contents(good)[1]["config"])
+    rewrite_checkpoint(good, tmp_path / "long.pt", config={**config, "max_seq_len": 10**15})
+    run = run_cli("generate", tmp_path / "long.pt", "--max-tokens", "3", timeout=20)
+    assert run.returncode == 2 and len(run.stderr.splitlines()) == 1, run.stderr
+    assert "key/value cache" in run.stderr and "available" in run.stderr
+
+
 # ---- 8. YAML that expands without bound; values echoed in full -------------------------------------
 def laughs(levels: int, key: str = "model_dim") -> str:
     """A 'billion laughs' YAML: each level holds nine aliases of the one before."""
