@@ -21,7 +21,7 @@ from scratchlm import backend
 from scratchlm.data.text import read_text, split_tokens, windows_per_epoch
 from scratchlm.data.tokenizer import build_tokenizer
 from scratchlm.errors import CheckpointError, DataError, OptionError
-from scratchlm.limits import check_memory, human_number
+from scratchlm.limits import check_memory, excerpt, human_number
 from scratchlm.model import GPT, GPTConfig, model_bytes, parameter_count
 from scratchlm.optim import AdamW
 from scratchlm.training.resume_state import check_resume_state
@@ -229,8 +229,9 @@ def check_resumable(checkpoint, path) -> None:
 
 def _check_same_data(settings, recorded: dict, data_info: dict) -> None:
     if recorded and (recorded.get("tokens"), recorded.get("crc32")) != (data_info["tokens"], data_info["crc32"]):
-        raise DataError(f"{settings.data} is not the text this run was trained on ({recorded.get('path')}, "
-                        f"{recorded.get('characters')} characters): resume with the same DATA file")
+        raise DataError(f"{settings.data} is not the text this run was trained on "
+                        f"({excerpt(recorded.get('path'), quoted=False)}, {excerpt(recorded.get('characters'))} "
+                        "characters): resume with the same DATA file")
 
 
 def _check_lengths(settings, n_total: int, n_train: int, n_val: int, kind: str) -> None:
