@@ -3,7 +3,9 @@
 The autograd (``scratchlm.autograd.tensor``, ``scratchlm.autograd.function``, ``scratchlm.autograd.ops``), the layers
 (``scratchlm.nn``), the model (``scratchlm.model``) and the optimizer (``scratchlm.optim``)
 run on NumPy or CuPy arrays; the hot loops live in ``scratchlm.kernels``. Importing this
-package is cheap: it loads NumPy and the autograd, never Numba or CuPy.
+package is cheap: ``Tensor`` and ``no_grad`` load NumPy and the autograd when first used, and
+nothing loads Numba or CuPy. (So the command line starts at once, and a Ctrl-C while its modules
+load reaches its handler instead of printing a traceback.)
 """
 
 __version__ = "0.1.0"
@@ -21,7 +23,17 @@ from scratchlm._allocator import keep_freed_memory
 
 keep_freed_memory()
 
-from scratchlm.autograd.function import no_grad  # noqa: E402
-from scratchlm.autograd.tensor import Tensor  # noqa: E402
-
 __all__ = ["Tensor", "no_grad", "__version__"]
+
+
+def __getattr__(name):
+    """``scratchlm.Tensor`` and ``scratchlm.no_grad``, imported on first use."""
+    if name == "Tensor":
+        from scratchlm.autograd.tensor import Tensor
+
+        return Tensor
+    if name == "no_grad":
+        from scratchlm.autograd.function import no_grad
+
+        return no_grad
+    raise AttributeError(f"module 'scratchlm' has no attribute {name!r}")

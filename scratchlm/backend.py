@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from scratchlm.errors import DeviceError
+from scratchlm.limits import excerpt
 
 DEVICES = ("cpu", "cuda", "auto")
 FLOAT_DTYPES = ("float32", "float64")
@@ -60,7 +61,7 @@ def resolve_device(device: str) -> str:
     """Turn a device string into ``"cpu"`` or ``"cuda"``, or raise DeviceError."""
     device = (device or "auto").strip().lower()
     if device not in DEVICES:
-        raise DeviceError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+        raise DeviceError(f"unknown device {excerpt(device)}: choose one of {', '.join(DEVICES)}")
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     if device == "cuda" and not cuda_available():

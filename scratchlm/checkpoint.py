@@ -30,13 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from scratchlm import backend
-from scratchlm.data.tokenizer import tokenizer_from_dict
-from scratchlm.errors import CheckpointError
+from scratchlm.checkpoint_header import FORMAT, FORMAT_VERSION, OPTIMIZER_PREFIX, read_header
+from scratchlm.errors import CheckpointError, UserError
+from scratchlm.limits import regular_file_problem
 from scratchlm.model import GPT, GPTConfig
-
-FORMAT = "scratchlm-checkpoint"
-FORMAT_VERSION = "1"
-OPTIMIZER_PREFIX = "optimizer."
 
 
 @dataclass
@@ -109,7 +106,7 @@ def write_atomically(path: Path, data: bytes | str) -> None:
     """Write ``data`` (text is written as UTF-8) to ``path`` so that a reader sees the old file or the
     whole new one, never a half-written one: a temporary file beside it, flushed to disk, renamed
     over it, then the folder synced. An existing file keeps its permissions, a new one gets those
-    open() would give it; the temporary file goes on any error."""
+    open() would give it; the temporary file goes on any error, and an OSError names ``path``."""
     path = Path(path)
     data = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -120,8 +117,10 @@ def write_atomically(path: Path, data: bytes | str) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            exc.filename = str(path)     # name the file being written, not the temporary one (or none)
         raise
     sync_folder(path.parent)
 
@@ -151,24 +150,23 @@ def saved_step(path) -> int | None:
 
 
 def load_checkpoint(path) -> Checkpoint:
-    """Read a checkpoint, or raise CheckpointError saying what is wrong with the file."""
+    """Read a checkpoint, or raise CheckpointError saying what is wrong with the file. The header is
+    checked (``checkpoint_header``) before any tensor is read; the weights must all be finite."""
     path = Path(path)
-    if not path.exists():
+    problem = regular_file_problem(path)
+    if problem == "not found":
         raise CheckpointError(f"checkpoint not found: {path}")
-    if path.is_dir():
+    if problem == "is a directory":
         raise CheckpointError(f"{path} is a directory, not a checkpoint file (did you mean {path / 'final_model.pt'}?)")
+    if problem:
+        raise CheckpointError(f"checkpoint {path} {problem}")
     try:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="np") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != FORMAT:
-                raise CheckpointError(
-                    f"{path} is a safetensors file but not a scratchlm checkpoint "
-                    "(train a model with 'scratchlm train' to get one)"
-                )
+            header = read_header(path, f)
             arrays = {name: f.get_tensor(name) for name in f.keys()}
-    except CheckpointError:
+    except UserError:
         raise
     except PermissionError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: permission denied") from exc
@@ -177,15 +175,18 @@ def load_checkpoint(path) -> Checkpoint:
             f"{path} is not a readable scratchlm checkpoint (truncated, corrupted, or another format; "
             "scratchlm never unpickles files)"
         ) from exc
-    try:
-        config = GPTConfig.from_dict(json.loads(meta["config"]))
-        tokenizer = tokenizer_from_dict(json.loads(meta["tokenizer"]))
-        train_state = json.loads(meta.get("train_state", "{}"))
-        optimizer_state = None
-        if OPTIMIZER_PREFIX + "m" in arrays:
-            optimizer_state = json.loads(meta.get("optimizer", "{}"))
-            optimizer_state["m"] = arrays.pop(OPTIMIZER_PREFIX + "m")
-            optimizer_state["v"] = arrays.pop(OPTIMIZER_PREFIX + "v")
-    except (KeyError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path} has damaged scratchlm metadata ({exc})") from exc
-    return Checkpoint(config, tokenizer, arrays, optimizer_state, train_state, meta.get("dtype", "float32"))
+    _check_finite(path, arrays)
+    optimizer_state = None
+    if header.optimizer is not None:
+        optimizer_state = dict(header.optimizer, m=arrays.pop(OPTIMIZER_PREFIX + "m"),
+                               v=arrays.pop(OPTIMIZER_PREFIX + "v"))
+    return Checkpoint(header.config, header.tokenizer, arrays, optimizer_state, header.train_state, header.dtype)
+
+
+def _check_finite(path: Path, arrays: dict) -> None:
+    """NaN or infinite weights would load and generate nonsense (or score 'nan'): refuse them."""
+    for name, array in arrays.items():
+        if not np.isfinite(array).all():
+            bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+            raise CheckpointError(f"{path} holds {bad:,} NaN or infinite value(s) in {name}: the model in it cannot "
+                                  "be used (the training diverged or the file was damaged); use an earlier checkpoint")

@@ -45,6 +45,14 @@ class MPIUnavailable(UserError):
     """Started by an MPI launcher, but mpi4py or the MPI library cannot be loaded."""
 
 
+class InsufficientMemory(UserError):
+    """A model (or a training run of it) needs more memory than the machine has available."""
+
+
+class OutputWriteError(UserError):
+    """A file of a run could not be written (a full disk, a lost mount); the message says what was kept."""
+
+
 class TrainingDiverged(Exception):
     """The loss became NaN or infinite; the last good checkpoints are kept."""
 

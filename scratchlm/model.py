@@ -15,9 +15,12 @@ import numpy as np
 from scratchlm.autograd import ops
 from scratchlm.backend import get_array_module, resolve_dtype
 from scratchlm.errors import ConfigError
+from scratchlm.limits import excerpt
 from scratchlm.nn import Block, Dropout, Embedding, Linear, Module, make_norm
 
 NORMS = ("layernorm", "rmsnorm")
+MAX_HEADS_SUGGESTED = 1024     # head counts looked at when suggesting one that divides the model dim
+MAX_DIVISORS_SHOWN = 8
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
 
 
@@ -46,20 +49,19 @@ class GPTConfig:
         for name in ("vocab_size", "d_model", "n_heads", "n_layers", "max_seq_len", "ffn_mult"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
+                raise ConfigError(f"{name} must be a positive whole number, got {excerpt(value)}")
         if self.d_model % self.n_heads:
-            valid = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0]
-            nearest = min(valid, key=lambda h: (abs(h - self.n_heads), h))
-            raise ConfigError(
-                f"model dim {self.d_model} is not divisible by {self.n_heads} heads: "
-                f"use --num-heads {nearest} (any of {', '.join(map(str, valid))} divides {self.d_model})"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(heads_hint(self.d_model, self.n_heads))
+        if not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool) \
+                or not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {excerpt(self.dropout)}")
+        for name in ("tie_weights", "bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {excerpt(getattr(self, name))}")
         if self.norm not in NORMS:
-            raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+            raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {excerpt(self.norm)}")
         if self.pos_encoding not in POS_ENCODINGS:
-            raise ConfigError(f"pos_encoding must be one of {', '.join(POS_ENCODINGS)}, got {self.pos_encoding!r}")
+            raise ConfigError(f"pos_encoding must be one of {', '.join(POS_ENCODINGS)}, got {excerpt(self.pos_encoding)}")
         if self.pos_encoding == "rope" and self.head_dim % 2:
             raise ConfigError(f"rope needs an even head dim; {self.d_model}/{self.n_heads} = {self.head_dim} is odd")
         if self.pos_encoding == "sinusoidal" and self.d_model % 2:
@@ -72,6 +74,67 @@ class GPTConfig:
     def from_dict(cls, values: dict) -> GPTConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def heads_hint(d_model: int, n_heads: int) -> str:
+    """The error for a head count that does not divide ``d_model``, with the nearest one that does.
+    Only counts up to MAX_HEADS_SUGGESTED are tried: listing every divisor of a huge dim never ends."""
+    valid = [h for h in range(1, min(d_model, MAX_HEADS_SUGGESTED) + 1) if d_model % h == 0]
+    nearest = min(valid, key=lambda h: (abs(h - n_heads), h))
+    shown = ", ".join(map(str, valid[:MAX_DIVISORS_SHOWN])) + (", ..." if len(valid) > MAX_DIVISORS_SHOWN else "")
+    return (f"model dim {d_model} is not divisible by {n_heads} heads: use --num-heads {nearest} "
+            f"(any of {shown} divides {d_model}), or a model dim that {n_heads} divides")
+
+
+def global_shapes(config: GPTConfig) -> dict:
+    """name -> shape of the parameters outside the blocks (as ``GPT.state_dict`` names them)."""
+    C = config.d_model
+    shapes = {"wte.weight": (config.vocab_size, C)}
+    if config.pos_encoding == "learned":
+        shapes["wpe.weight"] = (config.max_seq_len, C)
+    shapes.update({f"norm_f.{k}": v for k, v in _norm_shapes(config).items()})
+    if not config.tie_weights:
+        shapes["lm_head.weight"] = (config.vocab_size, C)
+    return shapes
+
+
+def block_shapes(config: GPTConfig, index: int) -> dict:
+    """name -> shape of the parameters of block ``index``."""
+    C, F = config.d_model, config.ffn_mult * config.d_model
+    linears = {"attn.qkv": (3 * C, C), "attn.proj": (C, C), "mlp.fc": (F, C), "mlp.proj": (C, F)}
+    shapes = {f"norm1.{k}": v for k, v in _norm_shapes(config).items()}
+    for name, shape in linears.items():
+        if name == "mlp.fc":
+            shapes.update({f"norm2.{k}": v for k, v in _norm_shapes(config).items()})
+        shapes[f"{name}.weight"] = shape
+        if config.bias:
+            shapes[f"{name}.bias"] = (shape[0],)
+    return {f"blocks.{index}.{k}": v for k, v in shapes.items()}
+
+
+def _norm_shapes(config: GPTConfig) -> dict:
+    with_bias = config.norm == "layernorm" and config.bias
+    return {"weight": (config.d_model,), **({"bias": (config.d_model,)} if with_bias else {})}
+
+
+def parameter_shapes(config: GPTConfig):
+    """(name, shape) of every parameter, lazily (a config may claim 10^5 layers: stop early)."""
+    yield from global_shapes(config).items()
+    for index in range(config.n_layers):
+        yield from block_shapes(config, index).items()
+
+
+def parameter_count(config: GPTConfig) -> int:
+    """The number of parameters, from the config alone (nothing is built)."""
+    def total(shapes):
+        return sum(math.prod(shape) for shape in shapes.values())
+
+    return total(global_shapes(config)) + config.n_layers * total(block_shapes(config, 0))
+
+
+def model_bytes(config: GPTConfig, dtype) -> int:
+    """Bytes the parameters of ``config`` take in ``dtype``."""
+    return parameter_count(config) * np.dtype(resolve_dtype(dtype)).itemsize
 
 
 def perplexity(loss: float) -> float:

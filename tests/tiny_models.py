@@ -7,6 +7,7 @@ are cached per test session by their settings.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -66,6 +67,31 @@ def checkpoint_file(folder: Path, **settings) -> Path:
         model, tok = tiny_model(**settings)
         _made[key] = save_checkpoint(folder / f"{name}.pt", model, tok)
     return _made[key]
+
+
+def checkpoint_contents(path) -> tuple[dict, dict]:
+    """(tensors, metadata) of a checkpoint, read as plain safetensors."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        return {name: f.get_tensor(name) for name in f.keys()}, dict(f.metadata())
+
+
+def rewrite_checkpoint(source: Path, target: Path, tensors: dict | None = None, **meta_changes) -> Path:
+    """A copy of ``source`` with some tensors replaced (None drops one) and metadata fields changed
+    (a value that is not a string is stored as JSON): a damaged or crafted checkpoint."""
+    from safetensors.numpy import save_file
+
+    arrays, meta = checkpoint_contents(source)
+    for name, value in (tensors or {}).items():
+        if value is None:
+            arrays.pop(name)
+        else:
+            arrays[name] = value
+    for key, value in meta_changes.items():
+        meta[key] = value if isinstance(value, str) else json.dumps(value)
+    save_file(arrays, str(target), metadata=meta)
+    return target
 
 
 def run_cli(*args, input: str | None = None, timeout: float = 120, cwd=None, env: dict | None = None):

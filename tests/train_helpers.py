@@ -63,3 +63,18 @@ def assert_same_arrays(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def refused(argv, capsys, *fragments, max_chars: int = 600) -> str:
+    """Run a command in process: it must exit 2 with exactly one short 'error:' line naming every fragment."""
+    from scratchlm.cli import main as cli
+
+    code = cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2, err[:2000]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err[:2000]
+    assert len(lines[0]) <= max_chars, lines[0][:2000]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]

@@ -90,6 +90,19 @@ def _clean_argv(argv):
 
 
 def main(argv=None) -> int:
+    """The console entry point. A Ctrl-C at any moment, even while the modules are still loading (this
+    module imports nothing heavy, so the handler is in place at once), ends with one line and 130."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        try:
+            print("interrupted", file=sys.stderr)
+        except OSError:           # the terminal is gone: the exit code must still come out
+            pass
+        return 130
+
+
+def _main(argv) -> int:
     from docopt import DocoptExit, docopt
 
     argv = _clean_argv(sys.argv[1:] if argv is None else argv)
@@ -115,9 +128,6 @@ def main(argv=None) -> int:
             from scratchlm.cli.evaluate import run_evaluate_command
 
             return run_evaluate_command(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     except Exception as exc:
         return _end_all_ranks_on_error(report_error(exc, debug))
     return 0
@@ -140,17 +150,19 @@ def explain_usage_error(argv, message: str) -> str:
     """Turn docopt's complaint into one line that says what is wrong and what to do."""
     import re
 
+    from scratchlm.limits import excerpt
+
     hint = "(scratchlm --help lists the commands and options)"
     if not argv:
         return f"no command given: use scratchlm train, generate or evaluate {hint}"
     if argv[0] not in COMMANDS and not argv[0].startswith("-"):
-        return f"unknown command {argv[0]!r}: use train, generate or evaluate {hint}"
+        return f"unknown command {excerpt(argv[0])}: use train, generate or evaluate {hint}"
     first = message.strip().splitlines()[0] if message.strip() else ""
     if first.endswith("requires argument"):
         return f"{first.split()[0]} needs a value {hint}"
     unknown = re.findall(r"Option\(None, '([^']+)'", first)
     if unknown:
-        return f"unknown option {unknown[0]} {hint}"
+        return f"unknown option {excerpt(unknown[0], quoted=False)} {hint}"
     if argv[0] in COMMANDS:
         return f"usage: {_USAGE_FORMS[argv[0]]} {hint}"
     return f"invalid command line {hint}"

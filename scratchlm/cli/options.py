@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from scratchlm.errors import OptionError
+from scratchlm.limits import excerpt
 
 
 def int_option(args: dict, name: str, minimum: int | None = None, meaning: str = "") -> int:
@@ -20,7 +21,7 @@ def int_option(args: dict, name: str, minimum: int | None = None, meaning: str =
     try:
         value = int(text)
     except ValueError:
-        raise OptionError(f"{name} needs a whole number, got {text!r}") from None
+        raise OptionError(f"{name} needs a whole number, got {excerpt(text)}") from None
     if minimum is not None and value < minimum:
         raise OptionError(f"{name} must be {minimum} or more{meaning}, got {value}")
     return value
@@ -32,9 +33,9 @@ def float_option(args: dict, name: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise OptionError(f"{name} needs a number, got {text!r}") from None
+        raise OptionError(f"{name} needs a number, got {excerpt(text)}") from None
     if not math.isfinite(value):
-        raise OptionError(f"{name} needs a finite number, got {text!r}")
+        raise OptionError(f"{name} needs a finite number, got {excerpt(text)}")
     return value
 
 

@@ -20,8 +20,10 @@ from pathlib import Path
 
 from scratchlm.backend import FLOAT_DTYPES
 from scratchlm.checkpoint import load_checkpoint
+from scratchlm.cli.config_file import check_scalar, read_yaml_settings
 from scratchlm.data.tokenizer import KINDS
 from scratchlm.errors import OptionError
+from scratchlm.limits import excerpt
 from scratchlm.model import NORMS, POS_ENCODINGS
 from scratchlm.optim import SCHEDULES
 from scratchlm.training.job import FIXED_ON_RESUME, SETTING_KEYS, TrainSettings, check_resumable
@@ -44,7 +46,7 @@ def whole(minimum: int):
                 except ValueError:
                     number = None
         if number is None or number < minimum:
-            raise OptionError(f"{label} must be {kind}, got {value!r}")
+            raise OptionError(f"{label} must be {kind}, got {excerpt(value)}")
         return number
 
     return convert
@@ -63,7 +65,7 @@ def real(low: float, high: float = math.inf, low_open: bool = False, high_open: 
             number = math.nan
         inside = (low < number if low_open else low <= number) and (number < high if high_open else number <= high)
         if not (math.isfinite(number) and inside):
-            raise OptionError(f"{label} must be {kind}, got {value!r}")
+            raise OptionError(f"{label} must be {kind}, got {excerpt(value)}")
         return number
 
     return convert
@@ -73,7 +75,7 @@ def choice(options):
     def convert(value, label):
         text = str(value).strip().lower()
         if text not in options:
-            raise OptionError(f"{label} must be one of {', '.join(options)}, got {value!r}")
+            raise OptionError(f"{label} must be one of {', '.join(options)}, got {excerpt(value)}")
         return text
 
     return convert
@@ -130,33 +132,17 @@ def given_options(argv) -> set[str]:
 
 def read_config(path) -> dict:
     """The settings in a YAML file with config.yaml's keys, or an OptionError saying what is wrong."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise OptionError(f"--config {path}: {'is a directory' if path.is_dir() else 'file not found'}")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise OptionError(f"--config {path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
-    except (UnicodeDecodeError, OSError) as exc:
-        raise OptionError(f"--config {path} cannot be read as UTF-8 text: {exc}") from exc
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise OptionError(f"--config {path} must hold 'setting: value' lines like a run's config.yaml, "
-                          f"not a {type(values).__name__}")
+    values = read_yaml_settings(path)
     settings = {}
     for key, value in values.items():
         name = str(key).strip().lstrip("-").replace("-", "_")
         if name in RECORD_ONLY_KEYS:
             continue
         if name not in OPTION_OF:
-            close = difflib.get_close_matches(name, list(OPTION_OF), n=1)
+            close = difflib.get_close_matches(name[:100], list(OPTION_OF), n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(OPTION_OF)}"
-            raise OptionError(f"--config {path}: unknown setting {key!r} ({hint})")
+            raise OptionError(f"--config {path}: unknown setting {excerpt(key)} ({hint})")
+        check_scalar(path, key, value)
         settings[name] = value
     return settings
 
@@ -185,7 +171,7 @@ def settings_from_args(args, argv=None):
     if recorded is not None:
         for field in FIXED_ON_RESUME:
             if field in from_user and field in recorded and values[field] != recorded[field]:
-                raise OptionError(f"{raw[field][1]} {raw[field][0]} differs from the resumed run's {field} "
+                raise OptionError(f"{raw[field][1]} {excerpt(raw[field][0])} differs from the resumed run's {field} "
                                   f"{recorded[field]}: a resumed run keeps it (drop the option, or start a new run)")
     if values["grad_accum"] > values["batch_size"]:
         raise OptionError(f"--grad-accum {values['grad_accum']} is more than --batch-size {values['batch_size']}: "

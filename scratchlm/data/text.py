@@ -14,15 +14,19 @@ from pathlib import Path
 import numpy as np
 
 from scratchlm.errors import DataError
+from scratchlm.limits import regular_file_problem
 
 
 def read_text(path) -> str:
     """The UTF-8 text of ``path``, or a DataError naming the problem."""
     path = Path(path)
-    if not path.exists():
+    problem = regular_file_problem(path)   # by stat: a FIFO would block the open, /dev/zero never end
+    if problem == "not found":
         raise DataError(f"data file not found: {path}")
-    if path.is_dir():
+    if problem == "is a directory":
         raise DataError(f"{path} is a directory: give a text file")
+    if problem:
+        raise DataError(f"data file {path} {problem}")
     try:
         raw = path.read_bytes()
     except PermissionError as exc:

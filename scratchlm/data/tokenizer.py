@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratchlm.errors import TokenizerError
+from scratchlm.limits import excerpt
 
 KINDS = ("char", "byte")
 
@@ -72,12 +73,19 @@ def build_tokenizer(kind: str, text: str):
         return CharTokenizer.from_text(text)
     if kind == "byte":
         return ByteTokenizer()
-    raise TokenizerError(f"unknown tokenizer {kind!r}: choose one of {', '.join(KINDS)}")
+    raise TokenizerError(f"unknown tokenizer {excerpt(kind)}: choose one of {', '.join(KINDS)}")
 
 
 def tokenizer_from_dict(values: dict):
-    if values.get("kind") == "byte":
+    """The tokenizer a checkpoint records; TokenizerError if the record is not one we wrote."""
+    kind = values.get("kind")
+    if kind == "byte":
         return ByteTokenizer()
-    if values.get("kind") == "char":
-        return CharTokenizer(values["chars"])
-    raise TokenizerError(f"checkpoint names an unknown tokenizer: {values!r}")
+    if kind == "char":
+        chars = values.get("chars")
+        if not isinstance(chars, str) or not chars:
+            raise TokenizerError(f"a char tokenizer needs its characters as a string, got {excerpt(chars)}")
+        if len(set(chars)) != len(chars):
+            raise TokenizerError("the char tokenizer lists a character twice, so ids would be ambiguous")
+        return CharTokenizer(chars)
+    raise TokenizerError(f"checkpoint names an unknown tokenizer: {excerpt(values)}")

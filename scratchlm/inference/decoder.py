@@ -33,6 +33,7 @@ from scratchlm.autograd.function import no_grad
 from scratchlm.kernels import token_step
 from scratchlm.kernels.attention_route import attention_route
 from scratchlm.kernels.dispatch import use_numba
+from scratchlm.limits import check_memory, human_number
 from scratchlm.model import rope_tables, sinusoidal_table
 from scratchlm.nn.attention import new_caches
 
@@ -92,6 +93,10 @@ class Decoder:
         self.heads, self.head_dim = cfg.n_heads, cfg.head_dim
         self.rmsnorm = cfg.norm == "rmsnorm"
         self.context: deque[int] = deque(maxlen=self.window)  # the last T tokens fed
+        # keys and values for every layer and position, built twice over while being stacked
+        cache_bytes = 4 * cfg.n_layers * cfg.max_seq_len * cfg.d_model * np.dtype(model.dtype).itemsize
+        check_memory(cache_bytes, f"the key/value cache of a context of {human_number(cfg.max_seq_len)} tokens",
+                     "this model's context (max_seq_len) is too long to generate with on this machine")
         self.reset()
 
     def _fetch_weights(self) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from scratchlm.errors import OptionError
+from scratchlm.limits import excerpt
 
 # Tried in order when the prompt is empty: a text has to start from some token.
 START_CHARACTERS = ("\n", " ")
@@ -52,7 +53,7 @@ class SamplingSettings:
         name = name.strip().lower().replace("-", "_")
         kinds = {f.name: f.type for f in fields(self) if f.name != "stop"}
         if name not in kinds:
-            raise OptionError(f"unknown setting {name!r}: choose one of {', '.join(kinds)}")
+            raise OptionError(f"unknown setting {excerpt(name)}: choose one of {', '.join(kinds)}")
         whole = kinds[name] in (int, "int")
         try:
             value = int(text.strip()) if whole else float(text.strip())
@@ -60,7 +61,7 @@ class SamplingSettings:
             value = None
         if value is None or not math.isfinite(value):
             wanted = "a whole number" if whole else "a finite number"
-            raise OptionError(f"{name} needs {wanted}, got {text.strip()!r}")
+            raise OptionError(f"{name} needs {wanted}, got {excerpt(text.strip())}")
         return replace(self, **{name: value})
 
 

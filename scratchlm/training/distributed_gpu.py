@@ -28,6 +28,7 @@ import numpy as np
 
 from scratchlm import backend
 from scratchlm.errors import UserError
+from scratchlm.limits import excerpt
 
 WAYS = ("auto", "nccl", "mpi", "host")
 NCCL_ID_SLOTS = 512                          # NCCL's unique id is 128 bytes; room to spare
@@ -36,7 +37,7 @@ NCCL_ID_SLOTS = 512                          # NCCL's unique id is 128 bytes; ro
 def make_device_communicator(group):
     way = os.environ.get("SCRATCHLM_GPU_ALLREDUCE", "auto").strip().lower() or "auto"
     if way not in WAYS:
-        raise UserError(f"SCRATCHLM_GPU_ALLREDUCE must be one of {', '.join(WAYS)}, got {way!r}")
+        raise UserError(f"SCRATCHLM_GPU_ALLREDUCE must be one of {', '.join(WAYS)}, got {excerpt(way)}")
     if way == "mpi":
         return MPIDirect(group)
     if way == "host":

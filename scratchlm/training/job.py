@@ -21,13 +21,16 @@ from scratchlm import backend
 from scratchlm.data.text import read_text, split_tokens, windows_per_epoch
 from scratchlm.data.tokenizer import build_tokenizer
 from scratchlm.errors import CheckpointError, DataError, OptionError
-from scratchlm.model import GPT, GPTConfig
+from scratchlm.limits import check_memory, excerpt, human_number
+from scratchlm.model import GPT, GPTConfig, model_bytes, parameter_count
 from scratchlm.optim import AdamW
+from scratchlm.training.resume_state import check_resume_state
 from scratchlm.training.rundir import ResumePoint, check_existing_run
 
 ADAM_BETAS = (0.9, 0.99)       # beta2 0.99 suits small character models
 ADAM_EPS = 1e-8
 MIN_LR_RATIO = 0.1             # cosine decays to 10% of the peak learning rate
+TRAINING_COPIES = 4            # weights, gradients and AdamW's two moments, each one flat buffer
 # Settings that define the model or the data order: a resumed run must keep them.
 FIXED_ON_RESUME = ("model_dim", "num_heads", "num_layers", "max_seq_len", "dropout", "tokenizer",
                    "pos_encoding", "norm", "seed", "val_split", "batch_size")
@@ -158,6 +161,9 @@ def prepare(settings: TrainSettings, checkpoint=None) -> TrainJob:
         vocab_size=tokenizer.vocab_size, d_model=settings.model_dim, n_heads=settings.num_heads,
         n_layers=settings.num_layers, max_seq_len=settings.max_seq_len, dropout=settings.dropout,
         norm=settings.norm, pos_encoding=settings.pos_encoding)
+    check_memory(model_bytes(config, settings.dtype) * TRAINING_COPIES,
+                 f"training a model of {human_number(parameter_count(config))} parameters in {settings.dtype}",
+                 "lower --model-dim, --num-layers or --max-seq-len")
     device = backend.resolve_device(settings.device)
     output_dir = check_output_dir(Path(settings.output_dir), resume_point(settings, checkpoint), settings.overwrite)
     if checkpoint:
@@ -218,12 +224,14 @@ def check_resumable(checkpoint, path) -> None:
     if checkpoint.optimizer_state is None or "settings" not in ts or "state" not in ts:
         raise CheckpointError(f"{path} holds a model but no training state, so a run cannot resume from it: "
                               "use a checkpoint_epoch_N.pt, final_model.pt or interrupted.pt written by scratchlm train")
+    check_resume_state(path, ts, checkpoint.optimizer_state["step"])
 
 
 def _check_same_data(settings, recorded: dict, data_info: dict) -> None:
     if recorded and (recorded.get("tokens"), recorded.get("crc32")) != (data_info["tokens"], data_info["crc32"]):
-        raise DataError(f"{settings.data} is not the text this run was trained on ({recorded.get('path')}, "
-                        f"{recorded.get('characters')} characters): resume with the same DATA file")
+        raise DataError(f"{settings.data} is not the text this run was trained on "
+                        f"({excerpt(recorded.get('path'), quoted=False)}, {excerpt(recorded.get('characters'))} "
+                        "characters): resume with the same DATA file")
 
 
 def _check_lengths(settings, n_total: int, n_train: int, n_val: int, kind: str) -> None:
@@ -232,17 +240,28 @@ def _check_lengths(settings, n_total: int, n_train: int, n_val: int, kind: str) 
     window = settings.max_seq_len + 1
     if n_train >= window and n_val >= 2:
         return
-    needed = window
-    while True:
-        n_val_needed = int(round(needed * settings.val_split))
-        if needed - n_val_needed >= window and n_val_needed >= 2:
-            break
-        needed += 1
+    needed = _shortest_usable_length(window, settings.val_split)
     hint = f"use a longer file or lower --max-seq-len to {n_train - 1} or less" if n_train >= 3 and n_val >= 2 \
         else "use a longer file"
     raise DataError(
         f"{settings.data} is too short: it has {n_total} {unit}, but --max-seq-len {settings.max_seq_len} with "
         f"--val-split {settings.val_split:g} needs at least {needed} ({window} to train on, 2 to validate): {hint}")
+
+
+def _shortest_usable_length(window: int, val_split: float) -> int:
+    """The fewest tokens whose split leaves ``window`` to train on and 2 to validate. Both parts
+    grow with the length (never shrink), so a binary search finds it, in steps, for any window."""
+    def usable(n: int) -> bool:
+        n_val = int(round(n * val_split))
+        return n - n_val >= window and n_val >= 2
+
+    low, high = window, 2 * window + math.ceil(2 / val_split) + 2
+    while not usable(high):         # the bound above always holds; doubling keeps this total
+        high *= 2
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if usable(middle) else (middle + 1, high)
+    return low
 
 
 def check_output_dir(path: Path, resume: ResumePoint | None, overwrite: bool) -> Path:

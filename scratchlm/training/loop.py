@@ -26,6 +26,7 @@ import math
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from scratchlm.autograd.function import no_grad
 from scratchlm.backend import array_module_for
 from scratchlm.checkpoint import load_checkpoint, save_checkpoint
 from scratchlm.data.text import epoch_batches, eval_windows, micro_batch_bounds
-from scratchlm.errors import TrainingAborted, TrainingDiverged, TrainingInterrupted
+from scratchlm.errors import OutputWriteError, TrainingAborted, TrainingDiverged, TrainingInterrupted
 from scratchlm.optim import lr_at
 from scratchlm.training import distributed, outputs
 from scratchlm.training.job import (
@@ -162,7 +163,8 @@ class Trainer:
     def run(self) -> dict:
         job, s, state = self.job, self.s, self.state
         if self.writes:
-            outputs.write_config(job)
+            with self._writing(job.output_dir / "config.yaml"):
+                outputs.write_config(job)
         self.reporter.start(outputs.run_facts(job), job.resumed_from, state.step)
         stop = None
         # Under mpirun, signals reach mpirun, which ends every rank: no step-boundary stop there.
@@ -314,9 +316,10 @@ class Trainer:
         if not self.writes:
             return path
         train_state = {"settings": job.settings.hyperparameters(), "data": job.data_info, "state": vars(state)}
-        save_checkpoint(path, job.model, job.tokenizer, job.optimizer, train_state)
-        if best:
-            outputs.link_or_copy(path, job.output_dir / "final_model.pt")
+        with self._writing(path):
+            save_checkpoint(path, job.model, job.tokenizer, job.optimizer, train_state)
+            if best:
+                outputs.link_or_copy(path, job.output_dir / "final_model.pt")
         self.last_good = path
         return path
 
@@ -337,7 +340,21 @@ class Trainer:
 
     def _write_reports(self, final: dict | None = None) -> None:
         if self.writes:
-            outputs.write_reports(self.job, final)
+            with self._writing(self.job.output_dir / "metrics.jsonl"):
+                outputs.write_reports(self.job, final)
+
+    @contextmanager
+    def _writing(self, path: Path):
+        """A failed write (a full disk, a lost mount) ends the run with one line naming the file and what
+        was kept; write_atomically has already removed its temporary file, so the old file is intact."""
+        try:
+            yield
+        except OSError as exc:
+            name = exc.filename or path
+            kept = (f"the last good checkpoint is {self.last_good} (resume from it with --resume-from once the "
+                    "problem is fixed)" if self.last_good else "no checkpoint had been saved yet")
+            raise OutputWriteError(f"cannot write {name}: {exc.strerror or exc}; every file written before is "
+                                   f"kept, and {kept}") from exc
 
     # ---- schedule, clock and speed -------------------------------------------------------------
     def _lr(self, step: int) -> float:

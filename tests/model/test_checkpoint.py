@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from scratchlm.checkpoint import load_checkpoint, save_checkpoint
-from scratchlm.data.tokenizer import ByteTokenizer, CharTokenizer
+from scratchlm.data.tokenizer import CharTokenizer
 from scratchlm.errors import CheckpointError
 from scratchlm.model import GPT, GPTConfig
 from scratchlm.optim import AdamW
 
 CONFIG = GPTConfig(vocab_size=11, d_model=16, n_heads=2, n_layers=2, max_seq_len=8, dropout=0.1)
+TOKENS = CharTokenizer("abcdefghijk")   # the vocabulary of CONFIG
 
 
 def trained_model():
@@ -70,14 +71,14 @@ def test_non_contiguous_weights_survive(tmp_path):
     sliced.data = backing[:, ::2]                         # a strided view
     assert not weight.data.flags.c_contiguous and not sliced.data.flags.c_contiguous
 
-    ckpt = load_checkpoint(save_checkpoint(tmp_path / "c.pt", model, ByteTokenizer()))
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / "c.pt", model, TOKENS))
     np.testing.assert_array_equal(ckpt.weights["blocks.0.mlp.fc.weight"], expected)
     np.testing.assert_array_equal(ckpt.weights["blocks.1.attn.qkv.weight"], expected_sliced)
 
 
 def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
     model, optimizer = trained_model()
-    path = save_checkpoint(tmp_path / "c.pt", model, ByteTokenizer(), optimizer, {"step": 1})
+    path = save_checkpoint(tmp_path / "c.pt", model, TOKENS, optimizer, {"step": 1})
     before = path.read_bytes()
 
     def crash(fd):
@@ -86,7 +87,7 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", crash)
     model.wte.weight.data[...] += 1.0
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, model, ByteTokenizer(), optimizer, {"step": 2})
+        save_checkpoint(path, model, TOKENS, optimizer, {"step": 2})
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]   # no temporary file left behind
     assert load_checkpoint(path).train_state == {"step": 1}
@@ -96,7 +97,7 @@ def test_saved_files_get_normal_permissions(tmp_path):
     from scratchlm.cli.options import write_text_atomically
 
     model, _ = trained_model()
-    path = save_checkpoint(tmp_path / "c.pt", model, ByteTokenizer())
+    path = save_checkpoint(tmp_path / "c.pt", model, TOKENS)
     text_path = tmp_path / "samples.txt"                 # generate --output-file, evaluate --output
     write_text_atomically(text_path, "text\n")
     umask = os.umask(0)
@@ -109,7 +110,7 @@ def test_saved_files_get_normal_permissions(tmp_path):
 @pytest.fixture
 def good_file(tmp_path) -> Path:
     model, optimizer = trained_model()
-    return save_checkpoint(tmp_path / "good.pt", model, ByteTokenizer(), optimizer, {"step": 2})
+    return save_checkpoint(tmp_path / "good.pt", model, TOKENS, optimizer, {"step": 2})
 
 
 def test_truncated_file_is_rejected(good_file, tmp_path):
