@@ -26,7 +26,7 @@ from scratchlm.model import NORMS, POS_ENCODINGS
 from scratchlm.optim import SCHEDULES
 from scratchlm.training.job import FIXED_ON_RESUME, SETTING_KEYS, TrainSettings, check_resumable
 
-RECORD_ONLY_KEYS = ("data", "run", "resumed_from")  # in config.yaml, but not settings --config can change
+RECORD_ONLY_KEYS = ("run", "resumed_from")  # in config.yaml, but not settings --config can change
 
 
 def whole(minimum: int):
@@ -129,7 +129,8 @@ def given_options(argv) -> set[str]:
 
 
 def read_config(path) -> dict:
-    """The settings in a YAML file with config.yaml's keys, or an OptionError saying what is wrong."""
+    """The settings in a YAML file with config.yaml's keys (its ``data`` too, which --config alone
+    trains on), or an OptionError saying what is wrong."""
     import yaml
 
     path = Path(path)
@@ -153,7 +154,7 @@ def read_config(path) -> dict:
         name = str(key).strip().lstrip("-").replace("-", "_")
         if name in RECORD_ONLY_KEYS:
             continue
-        if name not in OPTION_OF:
+        if name not in SETTING_KEYS:
             close = difflib.get_close_matches(name, list(OPTION_OF), n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(OPTION_OF)}"
             raise OptionError(f"--config {path}: unknown setting {key!r} ({hint})")
@@ -176,8 +177,13 @@ def settings_from_args(args, argv=None):
                 raw[field] = (recorded[field], f"{field} in {args['--resume-from']}")
         if "output_dir" not in from_user:
             raw["output_dir"] = (str(Path(args["--resume-from"]).parent), "--output-dir")
+    data_from = {"DATA": args["DATA"]}
+    if recorded is not None:
+        data_from[f"the data of {args['--resume-from']}"] = recorded.get("data")
     if args["--config"]:
-        for field, value in read_config(args["--config"]).items():
+        config = read_config(args["--config"])
+        data_from = {"DATA": args["DATA"], f"data in {args['--config']}": config.pop("data", None), **data_from}
+        for field, value in config.items():
             if field not in from_user:
                 raw[field] = (value, f"{field} in {args['--config']}")
                 from_user.add(field)
@@ -190,9 +196,22 @@ def settings_from_args(args, argv=None):
     if values["grad_accum"] > values["batch_size"]:
         raise OptionError(f"--grad-accum {values['grad_accum']} is more than --batch-size {values['batch_size']}: "
                           "each micro-batch needs at least one sequence")
-    data = text(args["DATA"], "DATA")
+    data = training_data(data_from)
     return TrainSettings(data=data, **values, resume_from=args["--resume-from"],
                          overwrite=bool(args["--overwrite"])), checkpoint
+
+
+def training_data(sources: dict) -> str:
+    """The text to train on: DATA, else the data a --config file names, else the resumed run's."""
+    for label, data in sources.items():
+        if data is None:
+            continue
+        data = text(data, label)
+        if label != "DATA" and not Path(data).is_file():
+            raise OptionError(f"{label} is {data}, which is not a file here: give DATA (scratchlm train DATA ...)")
+        return data
+    raise OptionError("train needs DATA, a UTF-8 text file: scratchlm train DATA [options] (or --config with "
+                      "a run's config.yaml, which names its data)")
 
 
 def resume_command(settings: TrainSettings, checkpoint, quiet: bool) -> str:
