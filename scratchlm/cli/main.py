@@ -54,6 +54,11 @@ Generate options:
   --output-file FILE      Also write the samples to FILE (once all are done).
   --interactive           A prompt loop: type text, get a continuation; /help lists commands.
 
+Generate and evaluate options:
+  --skip-unknown          Leave out the characters of the text (or --prompt) that the model never saw in
+                          training, and say how many were left out (default: stop with an error).
+  --replace-unknown CHAR  Replace each character the model never saw by CHAR, one it knows (e.g. " ").
+
 Evaluate options:
   --stride N              Positions between windows, 1 to the context length: each window after the
                           first scores only its last N characters, so a smaller stride gives every
