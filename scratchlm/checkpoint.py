@@ -160,6 +160,8 @@ def load_checkpoint(path) -> Checkpoint:
     try:
         from safetensors import safe_open
 
+        with open(path, "rb"):           # safetensors reports an unreadable file as "not found"
+            pass
         with safe_open(str(path), framework="np") as f:
             meta = f.metadata() or {}
             if meta.get("format") != FORMAT:

@@ -142,6 +142,8 @@ def read_config(path) -> dict:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise OptionError(f"--config {path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
+    except PermissionError as exc:
+        raise OptionError(f"cannot read --config {path}: permission denied") from exc
     except (UnicodeDecodeError, OSError) as exc:
         raise OptionError(f"--config {path} cannot be read as UTF-8 text: {exc}") from exc
     if values is None:
@@ -232,7 +234,8 @@ def run_train_command(args, argv=None) -> int:
 
     try:
         settings, checkpoint = settings_from_args(args, argv)
-        train(settings, make_reporter(bool(args["--quiet"]), plain=launched_by_mpi()), checkpoint)
+        reporter = make_reporter(bool(args["--quiet"]), plain=launched_by_mpi(), first_step_note=_compile_note(settings))
+        train(settings, reporter, checkpoint)
     except TrainingInterrupted as stop:
         _say(f"\n{_stopped_by(stop.signum)} at step {stop.step}; saved {stop.checkpoint}")
         _say(f"Resume with: {resume_command(settings, stop.checkpoint, bool(args['--quiet']))}")
@@ -245,6 +248,19 @@ def run_train_command(args, argv=None) -> int:
         _say(f"\n{_stopped_by(signum)} (no checkpoint was saved)")
         return 128 + signum
     return 0
+
+
+def _compile_note(settings) -> str | None:
+    """The line that says a cold kernel cache is being filled (None on a GPU or a warm cache)."""
+    from scratchlm import backend
+    from scratchlm.cli.kernel_cache import TRAIN_KERNELS, compile_notice
+    from scratchlm.errors import DeviceError
+
+    try:
+        device = backend.resolve_device(settings.device)
+    except DeviceError:                  # training reports it, after checking the data
+        return None
+    return compile_notice(TRAIN_KERNELS, device, "training")
 
 
 def _stopped_by(signum: int) -> str:
