@@ -138,7 +138,7 @@ def _run(argv) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:              # stdout's reader left: not an error, main() ends quietly
         raise
     except Exception as exc:
         return _end_all_ranks_on_error(report_error(exc, debug))
