@@ -61,7 +61,10 @@ def run_generate_command(args: dict) -> int:
     _announce_compile(device, bool(args.get("--quiet")))
 
     if args.get("--interactive"):
-        return _run_interactive(decoder, tokenizer, settings, model_summary(model, tokenizer, device), output)
+        def fit(prompt: str) -> str:
+            return fit_to_vocabulary(tokenizer, prompt, unseen_policy, "the prompt")[0]
+
+        return _run_interactive(decoder, tokenizer, settings, model_summary(model, tokenizer, device), output, fit)
 
     prompt, unseen = fit_to_vocabulary(tokenizer, args.get("--prompt") or "", unseen_policy, "--prompt")
     if unseen and not args.get("--quiet"):
@@ -116,7 +119,7 @@ def _stream_sample(pieces, prompt: str, index: int, count: int) -> str:
     return "".join(text)
 
 
-def _run_interactive(decoder, tokenizer, settings, summary: str, output) -> int:
+def _run_interactive(decoder, tokenizer, settings, summary: str, output, fit_prompt) -> int:
     from scratchlm.inference.interactive import InteractiveSession, read_line_with_editing
 
     transcript: list[str] = []
@@ -125,5 +128,6 @@ def _run_interactive(decoder, tokenizer, settings, summary: str, output) -> int:
         transcript.append(prompt + continuation)
         write_text_atomically(output, "\n\n".join(transcript) + "\n")
 
-    session = InteractiveSession(decoder, tokenizer, settings, summary, on_sample=save if output else None)
+    session = InteractiveSession(decoder, tokenizer, settings, summary, on_sample=save if output else None,
+                                 fit_prompt=fit_prompt)
     return session.run(read_line_with_editing())

@@ -75,3 +75,13 @@ def test_a_prompt_with_unseen_characters(checkpoint, capsys, option, replacement
     assert cli.main(["generate", str(checkpoint), "--prompt", "Zoë", "--max-tokens", "3", option]) == 0
     out, err = capsys.readouterr()
     assert out.startswith(expected) and "characters the model never saw" in err
+
+
+def test_interactive_prompts_follow_the_same_options(checkpoint):
+    from tiny_models import run_cli
+
+    refused = run_cli("generate", checkpoint, "--interactive", "--max-tokens", "3", input="Zoë\n/quit\n")
+    assert refused.returncode == 0 and "--skip-unknown" in refused.stderr
+    skipped = run_cli("generate", checkpoint, "--interactive", "--max-tokens", "3", "--skip-unknown",
+                      input="Zoë\n/quit\n")
+    assert skipped.returncode == 0 and "never saw" not in skipped.stderr and "o" in skipped.stdout
