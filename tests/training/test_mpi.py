@@ -96,6 +96,7 @@ def test_batch_that_does_not_split_evenly_is_refused(tmp_path):
                     "--batch-size", "7")
     assert result.returncode == 2
     assert "--batch-size 7 (the global batch) does not split evenly over 2 MPI processes" in result.stderr
+    assert result.stderr.count("does not split evenly") == 1            # rank 0 alone says it
     assert not (tmp_path / "out").exists()
 
 
