@@ -5,7 +5,9 @@ Where a setting comes from, highest first: an option given on the command line, 
 the usage string (``cli/main.py``, the only place defaults are written). docopt fills in the
 defaults itself, so "given on the command line" is found by parsing argv a second time
 against the usage string with its defaults removed. Every bad value becomes an
-``OptionError`` naming the option (or the config key) and what would be valid.
+``OptionError`` naming the option (or the config key) and what would be valid. DATA comes
+the same way: the argument, else the ``data`` of the --config file, else the resumed run's,
+so a run's config.yaml alone repeats it.
 """
 
 from __future__ import annotations
@@ -179,16 +181,16 @@ def settings_from_args(args, argv=None):
                 raw[field] = (recorded[field], f"{field} in {args['--resume-from']}")
         if "output_dir" not in from_user:
             raw["output_dir"] = (str(Path(args["--resume-from"]).parent), "--output-dir")
-    data_from = {"DATA": args["DATA"]}
-    if recorded is not None:
-        data_from[f"the data of {args['--resume-from']}"] = recorded.get("data")
+    data_from = {"DATA": args["DATA"]}                  # the first one given wins
     if args["--config"]:
         config = read_config(args["--config"])
-        data_from = {"DATA": args["DATA"], f"data in {args['--config']}": config.pop("data", None), **data_from}
+        data_from[f"data in {args['--config']}"] = config.pop("data", None)
         for field, value in config.items():
             if field not in from_user:
                 raw[field] = (value, f"{field} in {args['--config']}")
                 from_user.add(field)
+    if recorded is not None:
+        data_from[f"the data of {args['--resume-from']}"] = recorded.get("data")
     values = {field: OPTIONS[OPTION_OF[field]][1](value, label) for field, (value, label) in raw.items()}
     if recorded is not None:
         for field in FIXED_ON_RESUME:
