@@ -61,6 +61,14 @@ def test_a_runs_config_yaml_alone_repeats_the_run(tmp_path, capsys):
     assert f"data: {data}" in (again / "config.yaml").read_text()
 
 
+def test_resuming_needs_no_data_argument(tmp_path, capsys):
+    run, data = tmp_path / "run", small_text(tmp_path, 1500)
+    assert cli.main(["train", str(data), "--output-dir", str(run), *TINY, "--epochs", "1", "--quiet"]) == 0
+    code = cli.main(["train", "--resume-from", str(run / "checkpoint_epoch_1.pt"), "--epochs", "2", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert (run / "checkpoint_epoch_2.pt").is_file()
+
+
 def test_config_yaml_whose_data_is_gone_says_so(tmp_path, capsys):
     config = tmp_path / "config.yaml"
     config.write_text(f"data: {tmp_path / 'gone.txt'}\nepochs: 1\n")
