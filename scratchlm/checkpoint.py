@@ -163,6 +163,8 @@ def load_checkpoint(path) -> Checkpoint:
     try:
         from safetensors import safe_open
 
+        with open(path, "rb"):           # safetensors reports an unreadable file as "not found"
+            pass
         with safe_open(str(path), framework="np") as f:
             header = read_header(path, f)
             arrays = {name: f.get_tensor(name) for name in f.keys()}

@@ -27,9 +27,10 @@ def parse(argv):
     from docopt import docopt
 
     from scratchlm.cli import main as cli
+    from scratchlm.cli.argv import drop_line_ending_spaces, option_table
     from scratchlm.cli.train import settings_from_args
 
-    argv = cli._clean_argv(list(map(str, argv)))
+    argv = drop_line_ending_spaces(list(map(str, argv)), option_table(cli.__doc__))
     return settings_from_args(docopt(cli.__doc__, argv=argv), argv)
 
 

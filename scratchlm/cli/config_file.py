@@ -66,6 +66,8 @@ def read_yaml_settings(path) -> dict:
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or exc
         raise OptionError(f"--config {path} is not valid YAML{where}: {excerpt(str(problem), 120)}") from None
+    except PermissionError:
+        raise OptionError(f"cannot read --config {path}: permission denied") from None
     except (UnicodeDecodeError, OSError) as exc:
         raise OptionError(f"--config {path} cannot be read as UTF-8 text: {excerpt(str(exc), 120)}") from None
     except ValueError as exc:          # a number past Python's digit limit, a bad date...

@@ -11,10 +11,11 @@ import sys
 
 from scratchlm import backend
 from scratchlm.cli.options import int_option, output_file_option, write_text_atomically
+from scratchlm.cli.unseen import UnseenPolicy, fit_to_vocabulary
 
 
-def evaluation_panel(result):
-    """A rich Panel with the figures of an ``Evaluation``."""
+def evaluation_panel(result, unseen: str | None = None):
+    """A rich Panel with the figures of an ``Evaluation`` (and what became of unseen characters)."""
     from rich.panel import Panel
     from rich.table import Table
 
@@ -25,6 +26,8 @@ def evaluation_panel(result):
         ("Accuracy:", f"{100 * result.accuracy:.1f}%"),
         ("Characters scored:", f"{result.characters_scored:,}"),
     ]
+    if unseen:
+        rows.append(("Never seen in training:", unseen))
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(justify="right")
@@ -43,9 +46,11 @@ def run_evaluate_command(args: dict) -> int:
     stride = None if args.get("--stride") is None else int_option(args, "--stride", minimum=1)
     batch_size = int_option(args, "--batch-size", minimum=1)
     output = output_file_option(args, "--output", inputs=("CKPT", "DATA"))
+    unseen_policy = UnseenPolicy.from_args(args)
     device = backend.resolve_device(args["--device"])
     text = read_text(args["DATA"])
     checkpoint = load_checkpoint(args["CKPT"])
+    text, unseen = fit_to_vocabulary(checkpoint.tokenizer, text, unseen_policy, str(args["DATA"]))
     model = checkpoint.build_model(device)
 
     err = Console(stderr=True)
@@ -59,8 +64,10 @@ def run_evaluate_command(args: dict) -> int:
             result = evaluate_text(model, checkpoint.tokenizer, text, stride, batch_size,
                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
     if output is not None:
-        figures = dict(result.to_dict(), checkpoint=str(args["CKPT"]), data=str(args["DATA"]))
+        figures = dict(result.to_dict(), checkpoint=str(args["CKPT"]), data=str(args["DATA"]),
+                       unseen_characters=unseen, unseen_characters_were="skipped" if unseen_policy.skip else
+                       "replaced" if unseen else None)
         write_text_atomically(output, json.dumps(figures, indent=2) + "\n")
-    Console().print(evaluation_panel(result))
+    Console().print(evaluation_panel(result, unseen_policy.describe(unseen) if unseen else None))
     sys.stdout.flush()
     return 0

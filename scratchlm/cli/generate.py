@@ -15,6 +15,7 @@ import numpy as np
 
 from scratchlm import backend
 from scratchlm.cli.options import float_option, int_option, output_file_option, write_text_atomically
+from scratchlm.cli.unseen import UnseenPolicy, fit_to_vocabulary
 from scratchlm.errors import OptionError
 
 EXIT_INTERRUPTED = 130
@@ -49,6 +50,7 @@ def run_generate_command(args: dict) -> int:
     from scratchlm.inference.sampling import generate_text, prompt_ids
 
     settings = sampling_settings(args)
+    unseen_policy = UnseenPolicy.from_args(args)
     num_samples = int_option(args, "--num-samples", minimum=1)
     output = output_file_option(args, "--output-file", inputs=("CKPT",))
     device = backend.resolve_device(args["--device"])
@@ -56,12 +58,18 @@ def run_generate_command(args: dict) -> int:
     model = checkpoint.build_model(device)
     tokenizer = checkpoint.tokenizer
     decoder = Decoder(model)
+    _announce_compile(device, bool(args.get("--quiet")))
 
     if args.get("--interactive"):
-        return _run_interactive(decoder, tokenizer, settings, model_summary(model, tokenizer, device), output)
+        def fit(prompt: str) -> str:
+            return fit_to_vocabulary(tokenizer, prompt, unseen_policy, "the prompt")[0]
 
-    prompt = args.get("--prompt") or ""
-    prompt_ids(tokenizer, prompt)  # unknown characters: fail before printing anything
+        return _run_interactive(decoder, tokenizer, settings, model_summary(model, tokenizer, device), output, fit)
+
+    prompt, unseen = fit_to_vocabulary(tokenizer, args.get("--prompt") or "", unseen_policy, "--prompt")
+    if unseen and not args.get("--quiet"):
+        print(f"--prompt: {unseen_policy.describe(unseen)} (characters the model never saw)", file=sys.stderr)
+    prompt_ids(tokenizer, prompt)
     rng = np.random.default_rng(settings.seed)
     try:
         samples = [_stream_sample(generate_text(decoder, tokenizer, prompt, settings, rng), prompt, index, num_samples)
@@ -77,6 +85,15 @@ def run_generate_command(args: dict) -> int:
     if output is not None:
         write_text_atomically(output, "\n\n".join(samples) + "\n")
     return 0
+
+
+def _announce_compile(device: str, quiet: bool) -> None:
+    """On stderr, so that stdout holds only the text: the first token waits for the kernels' compile."""
+    from scratchlm.cli.kernel_cache import GENERATE_KERNELS, compile_notice
+
+    note = None if quiet else compile_notice(GENERATE_KERNELS, device, "generation")
+    if note:
+        print(note, file=sys.stderr, flush=True)
 
 
 def _stream_sample(pieces, prompt: str, index: int, count: int) -> str:
@@ -102,7 +119,7 @@ def _stream_sample(pieces, prompt: str, index: int, count: int) -> str:
     return "".join(text)
 
 
-def _run_interactive(decoder, tokenizer, settings, summary: str, output) -> int:
+def _run_interactive(decoder, tokenizer, settings, summary: str, output, fit_prompt) -> int:
     from scratchlm.inference.interactive import InteractiveSession, read_line_with_editing
 
     transcript: list[str] = []
@@ -111,5 +128,6 @@ def _run_interactive(decoder, tokenizer, settings, summary: str, output) -> int:
         transcript.append(prompt + continuation)
         write_text_atomically(output, "\n\n".join(transcript) + "\n")
 
-    session = InteractiveSession(decoder, tokenizer, settings, summary, on_sample=save if output else None)
+    session = InteractiveSession(decoder, tokenizer, settings, summary, on_sample=save if output else None,
+                                 fit_prompt=fit_prompt)
     return session.run(read_line_with_editing())

@@ -1,14 +1,15 @@
 """scratchlm -- train, sample and evaluate character-level GPT models built from scratch.
 
 Usage:
-  scratchlm train DATA [options]
+  scratchlm train [DATA] [options]
   scratchlm generate CKPT [options]
   scratchlm evaluate CKPT DATA [options]
   scratchlm (-h | --help)
   scratchlm --version
 
 Commands:
-  train DATA           Train a model on the text file DATA.
+  train DATA           Train a model on the text file DATA (optional with --config: a run's
+                       config.yaml names its data, so --config alone repeats that run).
   generate CKPT        Continue a prompt with the model in checkpoint CKPT.
   evaluate CKPT DATA   Score every character of DATA with the model in CKPT.
 
@@ -53,6 +54,11 @@ Generate options:
   --output-file FILE      Also write the samples to FILE (once all are done).
   --interactive           A prompt loop: type text, get a continuation; /help lists commands.
 
+Generate and evaluate options:
+  --skip-unknown          Leave out the characters of the text (or --prompt) that the model never saw in
+                          training, and say how many were left out (default: stop with an error).
+  --replace-unknown CHAR  Replace each character the model never saw by CHAR, one it knows (e.g. " ").
+
 Evaluate options:
   --stride N              Positions between windows, 1 to the context length: each window after the
                           first scores only its last N characters, so a smaller stride gives every
@@ -84,16 +90,18 @@ import sys
 from scratchlm import __version__
 
 
-def _clean_argv(argv):
-    """Drop arguments that are only whitespace (a tutorial line ending in '\\ \\' passes ' ')."""
-    return [a for a in argv if a.strip()]
-
-
 def main(argv=None) -> int:
-    """The console entry point. A Ctrl-C at any moment, even while the modules are still loading (this
-    module imports nothing heavy, so the handler is in place at once), ends with one line and 130."""
+    """The console entry point: the exit code of the command. A Ctrl-C at any moment, even while the
+    modules are still loading (this module imports nothing heavy, so the handler is in place at once),
+    ends with one line and 130; a reader of stdout that leaves early (`--help | head`) ends it with 0."""
     try:
-        return _main(argv)
+        try:
+            return _run(list(sys.argv[1:] if argv is None else argv))
+        finally:
+            sys.stdout.flush()           # inside the try: a reader gone (`--help | head`) is caught here
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 0
     except KeyboardInterrupt:
         try:
             print("interrupted", file=sys.stderr)
@@ -102,18 +110,25 @@ def main(argv=None) -> int:
         return 130
 
 
-def _main(argv) -> int:
+def _run(argv) -> int:
     from docopt import DocoptExit, docopt
 
-    argv = _clean_argv(sys.argv[1:] if argv is None else argv)
+    from scratchlm.cli.argv import check_command_line, drop_line_ending_spaces, option_table
+    from scratchlm.errors import UserError
+
+    table = option_table(__doc__)
+    argv = drop_line_ending_spaces(argv, table)
     if argv and argv[0] in COMMANDS and ("-h" in argv or "--help" in argv):
         print(command_help(argv[0]))
         return 0
     try:
+        if argv and argv[0] in COMMANDS:
+            check_command_line(argv, table, ARGUMENTS)
         args = docopt(__doc__, argv=argv, version=f"scratchlm {__version__}")
+    except UserError as exc:
+        return _usage_error(str(exc))
     except DocoptExit as exc:
-        print(f"error: {explain_usage_error(argv, str(exc))}", file=sys.stderr)
-        return 2
+        return _usage_error(explain_usage_error(argv, str(exc)))
     debug = bool(args.get("--debug")) or os.environ.get("SCRATCHLM_DEBUG") == "1"
     try:
         if args["train"]:
@@ -128,21 +143,32 @@ def _main(argv) -> int:
             from scratchlm.cli.evaluate import run_evaluate_command
 
             return run_evaluate_command(args)
+    except BrokenPipeError:              # stdout's reader left: not an error, main() ends quietly
+        raise
     except Exception as exc:
         return _end_all_ranks_on_error(report_error(exc, debug))
     return 0
 
 
+def _usage_error(message: str) -> int:
+    """Every rank of an mpirun job reads the same command line: rank 0 alone says what is wrong."""
+    from scratchlm.training.distributed import launched_rank
+
+    if launched_rank() == 0:
+        print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 COMMANDS = ("train", "generate", "evaluate")
-_USAGE_FORMS = {"train": "scratchlm train DATA [options]", "generate": "scratchlm generate CKPT [options]",
-                "evaluate": "scratchlm evaluate CKPT DATA [options]"}
+ARGUMENTS = {"train": ("[DATA]",), "generate": ("CKPT",), "evaluate": ("CKPT", "DATA")}
+_USAGE_FORMS = {command: " ".join(("scratchlm", command, *names, "[options]")) for command, names in ARGUMENTS.items()}
 
 
 def command_help(command: str) -> str:
     """The usage line, the options of one command and the common options (from the usage string)."""
-    sections = __doc__.split("\n\n")
-    wanted = (f"{command.capitalize()} options:", "Common options:")
-    picked = [sec for sec in sections if sec.lstrip().startswith(wanted)]
+    from scratchlm.cli.argv import section_commands
+
+    picked = [section.strip("\n") for section in __doc__.split("\n\n") if command in section_commands(section)]
     return "\n\n".join([f"Usage: {_USAGE_FORMS[command]}", *picked])
 
 
@@ -188,7 +214,7 @@ def report_error(exc: BaseException, debug: bool) -> int:
         traceback.print_exception(exc)
     fixable = isinstance(exc, UserError)
     if fixable:
-        print(f"error: {exc}", file=sys.stderr)
+        _say_once(f"error: {exc}")
         return 2
     if isinstance(exc, MemoryError):
         print("error: out of memory: reduce --batch-size or --model-dim", file=sys.stderr)
@@ -196,6 +222,23 @@ def report_error(exc: BaseException, debug: bool) -> int:
     if not debug:
         print(f"error: unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback)", file=sys.stderr)
     return 1
+
+
+RANK_ZERO_GRACE_S = 2.0
+
+
+def _say_once(line: str) -> None:
+    """Under mpirun the ranks meet the same bad input: rank 0 says so and ends the job, and the
+    others, waiting a moment first, speak (naming their rank) only if rank 0 did not."""
+    from scratchlm.training.distributed import launched_rank
+
+    rank = launched_rank()
+    if rank:
+        import time
+
+        time.sleep(RANK_ZERO_GRACE_S)
+        line = f"rank {rank}: {line}"
+    print(line, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

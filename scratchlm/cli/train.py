@@ -5,7 +5,9 @@ Where a setting comes from, highest first: an option given on the command line, 
 the usage string (``cli/main.py``, the only place defaults are written). docopt fills in the
 defaults itself, so "given on the command line" is found by parsing argv a second time
 against the usage string with its defaults removed. Every bad value becomes an
-``OptionError`` naming the option (or the config key) and what would be valid.
+``OptionError`` naming the option (or the config key) and what would be valid. DATA comes
+the same way: the argument, else the ``data`` of the --config file, else the resumed run's,
+so a run's config.yaml alone repeats it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from scratchlm.model import NORMS, POS_ENCODINGS
 from scratchlm.optim import SCHEDULES
 from scratchlm.training.job import FIXED_ON_RESUME, SETTING_KEYS, TrainSettings, check_resumable
 
-RECORD_ONLY_KEYS = ("data", "run", "resumed_from")  # in config.yaml, but not settings --config can change
+RECORD_ONLY_KEYS = ("run", "resumed_from")  # in config.yaml, but not settings --config can change
 
 
 def whole(minimum: int):
@@ -131,14 +133,15 @@ def given_options(argv) -> set[str]:
 
 
 def read_config(path) -> dict:
-    """The settings in a YAML file with config.yaml's keys, or an OptionError saying what is wrong."""
+    """The settings in a YAML file with config.yaml's keys (its ``data`` too, which --config alone
+    trains on), or an OptionError saying what is wrong."""
     values = read_yaml_settings(path)
     settings = {}
     for key, value in values.items():
         name = str(key).strip().lstrip("-").replace("-", "_")
         if name in RECORD_ONLY_KEYS:
             continue
-        if name not in OPTION_OF:
+        if name not in SETTING_KEYS:
             close = difflib.get_close_matches(name[:100], list(OPTION_OF), n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(OPTION_OF)}"
             raise OptionError(f"--config {path}: unknown setting {excerpt(key)} ({hint})")
@@ -162,11 +165,16 @@ def settings_from_args(args, argv=None):
                 raw[field] = (recorded[field], f"{field} in {args['--resume-from']}")
         if "output_dir" not in from_user:
             raw["output_dir"] = (str(Path(args["--resume-from"]).parent), "--output-dir")
+    data_from = {"DATA": args["DATA"]}                  # the first one given wins
     if args["--config"]:
-        for field, value in read_config(args["--config"]).items():
+        config = read_config(args["--config"])
+        data_from[f"data in {args['--config']}"] = config.pop("data", None)
+        for field, value in config.items():
             if field not in from_user:
                 raw[field] = (value, f"{field} in {args['--config']}")
                 from_user.add(field)
+    if recorded is not None:
+        data_from[f"the data of {args['--resume-from']}"] = recorded.get("data")
     values = {field: OPTIONS[OPTION_OF[field]][1](value, label) for field, (value, label) in raw.items()}
     if recorded is not None:
         for field in FIXED_ON_RESUME:
@@ -176,9 +184,22 @@ def settings_from_args(args, argv=None):
     if values["grad_accum"] > values["batch_size"]:
         raise OptionError(f"--grad-accum {values['grad_accum']} is more than --batch-size {values['batch_size']}: "
                           "each micro-batch needs at least one sequence")
-    data = text(args["DATA"], "DATA")
+    data = training_data(data_from)
     return TrainSettings(data=data, **values, resume_from=args["--resume-from"],
                          overwrite=bool(args["--overwrite"])), checkpoint
+
+
+def training_data(sources: dict) -> str:
+    """The text to train on: DATA, else the data a --config file names, else the resumed run's."""
+    for label, data in sources.items():
+        if data is None:
+            continue
+        data = text(data, label)
+        if label != "DATA" and not Path(data).is_file():
+            raise OptionError(f"{label} is {data}, which is not a file here: give DATA (scratchlm train DATA ...)")
+        return data
+    raise OptionError("train needs DATA, a UTF-8 text file: scratchlm train DATA [options] (or --config with "
+                      "a run's config.yaml, which names its data)")
 
 
 def resume_command(settings: TrainSettings, checkpoint, quiet: bool) -> str:
@@ -199,7 +220,8 @@ def run_train_command(args, argv=None) -> int:
 
     try:
         settings, checkpoint = settings_from_args(args, argv)
-        train(settings, make_reporter(bool(args["--quiet"]), plain=launched_by_mpi()), checkpoint)
+        reporter = make_reporter(bool(args["--quiet"]), plain=launched_by_mpi(), first_step_note=_compile_note(settings))
+        train(settings, reporter, checkpoint)
     except TrainingInterrupted as stop:
         _say(f"\n{_stopped_by(stop.signum)} at step {stop.step}; saved {stop.checkpoint}")
         _say(f"Resume with: {resume_command(settings, stop.checkpoint, bool(args['--quiet']))}")
@@ -212,6 +234,19 @@ def run_train_command(args, argv=None) -> int:
         _say(f"\n{_stopped_by(signum)} (no checkpoint was saved)")
         return 128 + signum
     return 0
+
+
+def _compile_note(settings) -> str | None:
+    """The line that says a cold kernel cache is being filled (None on a GPU or a warm cache)."""
+    from scratchlm import backend
+    from scratchlm.cli.kernel_cache import TRAIN_KERNELS, compile_notice
+    from scratchlm.errors import DeviceError
+
+    try:
+        device = backend.resolve_device(settings.device)
+    except DeviceError:                  # training reports it, after checking the data
+        return None
+    return compile_notice(TRAIN_KERNELS, device, "training")
 
 
 def _stopped_by(signum: int) -> str:

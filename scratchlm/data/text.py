@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scratchlm.data.encoding import not_utf8_hint
 from scratchlm.errors import DataError
 from scratchlm.limits import regular_file_problem
 
@@ -33,6 +34,9 @@ def read_text(path) -> str:
         raise DataError(f"cannot read {path}: permission denied") from exc
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    wide = not_utf8_hint(path, raw)
+    if wide:
+        raise DataError(wide)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

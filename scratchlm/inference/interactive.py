@@ -32,7 +32,8 @@ class InteractiveSession:
     """One session: its settings, its random generator and its history of prompts."""
 
     def __init__(self, decoder, tokenizer, settings: SamplingSettings, model_summary: str,
-                 out=None, err=None, on_sample: Callable[[str, str], None] | None = None):
+                 out=None, err=None, on_sample: Callable[[str, str], None] | None = None,
+                 fit_prompt: Callable[[str], str] | None = None):
         self.decoder = decoder
         self.tokenizer = tokenizer
         self.settings = settings
@@ -40,6 +41,7 @@ class InteractiveSession:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.on_sample = on_sample
+        self.fit_prompt = fit_prompt            # what becomes of characters the model never saw
         self.rng = np.random.default_rng(settings.seed)
         self.history: list[str] = []
 
@@ -75,6 +77,7 @@ class InteractiveSession:
 
     def _continue(self, prompt: str) -> None:
         try:
+            prompt = self.fit_prompt(prompt) if self.fit_prompt else prompt
             prompt_ids(self.tokenizer, prompt)  # characters the model never saw: say so, print nothing
         except UserError as exc:
             self._error(str(exc))

@@ -59,6 +59,11 @@ def launched_by_mpi() -> bool:
     return _env_int(RANK_VARIABLES) is not None          # a launcher that names the rank but not the size
 
 
+def launched_rank() -> int:
+    """This process's rank as the MPI launcher numbered it (0 without one), from the environment only."""
+    return (_env_int(RANK_VARIABLES) or 0) if launched_by_mpi() else 0
+
+
 class SingleProcess:
     """The group of one: training as if MPI did not exist."""
 

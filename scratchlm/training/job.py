@@ -125,6 +125,7 @@ class TrainJob:
     output_dir: Path
     resumed_from: str | None = None
     processes: int = 1                   # MPI ranks sharing each global batch
+    resumed_settings: dict | None = None  # the settings the resumed checkpoint was trained with
 
     @property
     def window(self) -> int:
@@ -180,7 +181,8 @@ def prepare(settings: TrainSettings, checkpoint=None) -> TrainJob:
     chars = int(np.count_nonzero((val_ids & 0xC0) != 0x80)) if tokenizer.kind == "byte" else len(val_ids)
     job = TrainJob(settings, tokenizer, train_ids, val_ids, data_info, len(val_ids) / max(chars, 1),
                    model, optimizer, device, state, output_dir,
-                   str(settings.resume_from) if checkpoint else None)
+                   str(settings.resume_from) if checkpoint else None,
+                   resumed_settings=checkpoint.train_state.get("settings") if checkpoint else None)
     check_work_left(job)
     return job
 

@@ -368,7 +368,9 @@ class Trainer:
         return self.epoch_tokens / self.epoch_train_s if self.epoch_train_s > 0 else 0.0
 
     def _eta_s(self) -> float:
-        """Seconds left for the remaining steps (the session's first step, which compiles, is left out)."""
+        """Seconds left for the remaining steps; unknown (NaN, shown as "-") until a second step is
+        timed, since the session's first step also compiles kernels (up to a minute on a cold cache)."""
         n = self.session_steps
-        per_step = self.later_steps_s / (n - 1) if n > 1 else self.first_step_s
-        return (self.job.last_step - self.state.step) * per_step
+        if n < 2:
+            return math.nan
+        return (self.job.last_step - self.state.step) * self.later_steps_s / (n - 1)

@@ -99,6 +99,7 @@ def run_facts(job) -> dict:
                            f"{job.steps_per_epoch} (batch {s.batch_size} = {job.processes} MPI processes x "
                            f"{s.batch_size // job.processes})",
         "Epochs": s.epochs,
+        **learning_rate_change(job),
         "Device": job.device,
         "Output": str(job.output_dir),
     }
@@ -111,6 +112,26 @@ def run_facts(job) -> dict:
         "versions": {"scratchlm": __version__, "numpy": np.__version__, "python": platform.python_version()},
     }
     return {"panel": panel, "run": run}
+
+
+def learning_rate_change(job) -> dict:
+    """A "Learning rate" panel row when a resumed run's schedule moved (more --epochs stretch the
+    cosine, so the rate at the resumed step jumps back up); else nothing."""
+    from scratchlm.optim import lr_at
+    from scratchlm.training.job import MIN_LR_RATIO
+
+    s, before, step = job.settings, job.resumed_settings, job.state.step
+    keys = ("epochs", "learning_rate", "lr_schedule", "warmup_steps")
+    if not before or any(key not in before for key in keys) or all(before[k] == getattr(s, k) for k in keys):
+        return {}
+    old = lr_at(step, before["learning_rate"], before["lr_schedule"], before["warmup_steps"],
+                before["epochs"] * job.steps_per_epoch, MIN_LR_RATIO)
+    new = lr_at(step, s.learning_rate, s.lr_schedule, s.warmup_steps, job.schedule_steps, MIN_LR_RATIO)
+    if math.isclose(old, new, rel_tol=1e-9):
+        return {}
+    why = (f"the schedule now spans {s.epochs} epochs, not {before['epochs']}" if before["epochs"] != s.epochs
+           else "the schedule's settings changed")
+    return {"Learning rate": f"{'raised' if new > old else 'lowered'} at step {step}, {old:.3g} -> {new:.3g}: {why}"}
 
 
 def write_config(job) -> None:

@@ -35,16 +35,17 @@ class Reporter:
     def close(self) -> None: ...
 
 
-def make_reporter(quiet: bool = False, plain: bool = False) -> Reporter:
+def make_reporter(quiet: bool = False, plain: bool = False, first_step_note: str | None = None) -> Reporter:
     """``plain``: no colours or live bars even on a terminal (under mpirun, whose ranks always
-    write to a pseudo-terminal, even when mpirun's own output goes to a file)."""
+    write to a pseudo-terminal, even when mpirun's own output goes to a file). ``first_step_note``:
+    a line shown before the first step (that kernels are being compiled)."""
     if quiet:
         return QuietReporter()
     if plain:
         from rich.console import Console
 
-        return ConsoleReporter(Console(force_terminal=False))
-    return ConsoleReporter()
+        return ConsoleReporter(Console(force_terminal=False), first_step_note)
+    return ConsoleReporter(first_step_note=first_step_note)
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -65,10 +66,11 @@ class QuietReporter(Reporter):
 
 
 class ConsoleReporter(Reporter):
-    def __init__(self, console=None):
+    def __init__(self, console=None, first_step_note: str | None = None):
         from rich.console import Console
 
         self.console = console or Console()
+        self.first_step_note = first_step_note
         self.live = self.console.is_terminal
         self.progress = self.task = None
         self.epoch_label, self.steps, self.next_line_at = "", 1, 0.0
@@ -88,6 +90,9 @@ class ConsoleReporter(Reporter):
         self.epoch_label, self.steps = f"Epoch {epoch}/{epochs}", steps
         self.console.print()
         self.console.print(self.epoch_label, style="bold", highlight=False)
+        if self.first_step_note:
+            self._print(self.first_step_note)
+            self.first_step_note = None
         self.next_line_at = time.monotonic() + PLAIN_EVERY_S
         if not self.live:
             return

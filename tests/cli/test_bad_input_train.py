@@ -178,7 +178,7 @@ def test_bad_input_through_the_console_script_has_no_traceback(tmp_path):
     [
         ([], "no command given"),
         (["bogus"], "unknown command 'bogus'"),
-        (["train"], "usage: scratchlm train DATA"),
+        (["train"], "train needs DATA"),
         (["train", "x.txt", "--nope"], "unknown option --nope"),
         (["generate", "m.pt", "--stop"], "--stop needs a value"),
     ],

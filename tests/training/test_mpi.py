@@ -90,12 +90,22 @@ def test_two_ranks_resume_a_single_process_run(tmp_path):
     assert_close_runs(one, tmp_path / "two", TOLERANCE["float32"])
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["train", "missing.txt"], "error: data file not found"),
+    (["train", "d.txt", "--epochs", "3", "--epochs", "4"], "error: --epochs is given twice"),
+])
+def test_bad_input_is_reported_once_not_once_per_rank(tmp_path, argv, message):
+    result = mpirun(2, "-m", "scratchlm", *argv)
+    assert result.returncode == 2 and result.stderr.count(message) == 1, result.stderr
+
+
 def test_batch_that_does_not_split_evenly_is_refused(tmp_path):
     data = small_text(tmp_path, CHARS)
     result = mpirun(2, "-m", "scratchlm", "train", data, "--output-dir", tmp_path / "out", *TINY[:-2],
                     "--batch-size", "7")
     assert result.returncode == 2
     assert "--batch-size 7 (the global batch) does not split evenly over 2 MPI processes" in result.stderr
+    assert result.stderr.count("does not split evenly") == 1            # rank 0 alone says it
     assert not (tmp_path / "out").exists()
 
 
