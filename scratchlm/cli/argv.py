@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from scratchlm.errors import OptionError
+from scratchlm.limits import excerpt
 
 COMMANDS = ("train", "generate", "evaluate")
 HINT = "(scratchlm {command} --help lists its options)"
@@ -76,14 +77,14 @@ def check_command_line(argv, table: dict[str, OptionSpec], arguments: dict[str, 
         arg = argv[i]
         if not arg.startswith("--") or arg == "--":
             if arg.startswith("-") and len(arg) > 1 and arg not in ("-h", "--"):
-                raise OptionError(f"unknown option {arg} {hint}")
+                raise OptionError(f"unknown option {excerpt(arg, quoted=False)} {hint}")
             positionals.append(arg)
             i += 1
             continue
         name, has_inline, _ = arg.partition("=")
         spec = table.get(name)
         if spec is None:
-            raise OptionError(f"unknown option {name}{did_you_mean(name, table, command)} {hint}")
+            raise OptionError(f"unknown option {excerpt(name, quoted=False)}{did_you_mean(name, table, command)} {hint}")
         if command not in spec.commands:
             users = " and ".join(spec.commands)
             raise OptionError(f"{name} is an option of {users}, not of {command} {hint}")
@@ -94,9 +95,9 @@ def check_command_line(argv, table: dict[str, OptionSpec], arguments: dict[str, 
             i += 1
             shown = f"{arg} {argv[i]}"
         elif has_inline and not spec.takes_value:
-            raise OptionError(f"{name} takes no value, got {arg!r} {hint}")
+            raise OptionError(f"{name} takes no value, got {excerpt(arg)} {hint}")
         if name in seen:
-            raise OptionError(f"{name} is given twice ({seen[name]!r} and {shown!r}): give it once")
+            raise OptionError(f"{name} is given twice ({excerpt(seen[name])} and {excerpt(shown)}): give it once")
         seen[name] = shown
         i += 1
     _check_arguments(command, positionals, arguments[command])
@@ -111,13 +112,14 @@ def _check_arguments(command: str, given: list[str], wanted: tuple[str, ...]) ->
         raise OptionError(f"{command} needs {missing}, {ARGUMENT_MEANINGS[missing]}: {usage} "
                           f"{HINT.format(command=command)}")
     if len(given) > len(wanted):
-        raise OptionError(f"unexpected argument {given[len(wanted)]!r}: {usage} (quote a value that holds spaces)")
+        raise OptionError(f"unexpected argument {excerpt(given[len(wanted)])}: {usage} (quote a value that holds spaces)")
 
 
 def did_you_mean(name: str, table: dict[str, OptionSpec], command: str) -> str:
     """' (did you mean --x?)': options this command uses that ``name`` abbreviates (--lr:
     --learning-rate), starts, or resembles; '' when none comes close."""
     mine = [option for option, spec in table.items() if command in spec.commands]
+    name = name[:100]                                  # difflib on a huge argument would take minutes
     stem = name.lstrip("-")
     initials = [o for o in mine if "".join(word[0] for word in o.lstrip("-").split("-")) == stem]
     prefixed = [o for o in mine if o.startswith(name)]
