@@ -149,6 +149,27 @@ def saved_step(path) -> int | None:
     return step if isinstance(step, int) else None
 
 
+WEIGHTS_ONLY = "weights_only"        # train_state key of a checkpoint whose AdamW moments were dropped
+
+
+def drop_optimizer_state(path) -> bool:
+    """Rewrite the training checkpoint ``path`` without AdamW's moments (two thirds of its bytes),
+    atomically. Its weights, tokenizer and training record stay, so it still generates, evaluates
+    and says what it is; resuming from it is refused by name. False when it holds no moments."""
+    from safetensors import safe_open
+    from safetensors.numpy import save
+
+    with safe_open(str(path), framework="np") as f:
+        meta = dict(f.metadata() or {})
+        if "optimizer" not in meta:
+            return False
+        tensors = {name: f.get_tensor(name) for name in f.keys() if not name.startswith(OPTIMIZER_PREFIX)}
+    del meta["optimizer"]
+    meta["train_state"] = json.dumps({**json.loads(meta.get("train_state") or "{}"), WEIGHTS_ONLY: True})
+    write_atomically(Path(path), save(tensors, metadata=meta))
+    return True
+
+
 def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint, or raise CheckpointError saying what is wrong with the file. The header is
     checked (``checkpoint_header``) before any tensor is read; the weights must all be finite."""

@@ -38,7 +38,8 @@ Train options:
   --resume-from CKPT      Continue a run exactly from one of its checkpoints.
   --config FILE           Read settings from a YAML file (the keys of a run's config.yaml);
                           options given on the command line win.
-  --keep-checkpoints N    Keep only the newest N epoch checkpoints (0: keep all) [default: 0].
+  --keep-checkpoints N    Keep only the newest N epoch checkpoints (0: keep all) [default: 0]; all but
+                          the newest keep the weights only (a third of the disk).
   --overwrite             Replace the run already in --output-dir (resuming in its own folder: the checkpoints after CKPT).
   --dtype NAME            float32, or float64 for exact numerical checks (about 2x slower) [default: float32].
 

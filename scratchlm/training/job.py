@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchlm import backend
+from scratchlm.checkpoint import WEIGHTS_ONLY
 from scratchlm.data.text import read_text, split_tokens, windows_per_epoch
 from scratchlm.data.tokenizer import build_tokenizer
 from scratchlm.errors import CheckpointError, DataError, OptionError
@@ -126,6 +127,7 @@ class TrainJob:
     resumed_from: str | None = None
     processes: int = 1                   # MPI ranks sharing each global batch
     resumed_settings: dict | None = None  # the settings the resumed checkpoint was trained with
+    fresh_moments: bool = False          # resumed from weights only: AdamW's moments start from zero
 
     @property
     def window(self) -> int:
@@ -176,13 +178,14 @@ def prepare(settings: TrainSettings, checkpoint=None) -> TrainJob:
         state = RunState()
     optimizer = AdamW(model.parameters(), lr=settings.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS,
                       weight_decay=settings.weight_decay)
-    if checkpoint:
+    if checkpoint and checkpoint.optimizer_state is not None:
         optimizer.load_state_dict(checkpoint.optimizer_state)
     chars = int(np.count_nonzero((val_ids & 0xC0) != 0x80)) if tokenizer.kind == "byte" else len(val_ids)
     job = TrainJob(settings, tokenizer, train_ids, val_ids, data_info, len(val_ids) / max(chars, 1),
                    model, optimizer, device, state, output_dir,
                    str(settings.resume_from) if checkpoint else None,
-                   resumed_settings=checkpoint.train_state.get("settings") if checkpoint else None)
+                   resumed_settings=checkpoint.train_state.get("settings") if checkpoint else None,
+                   fresh_moments=bool(checkpoint) and checkpoint.optimizer_state is None)
     check_work_left(job)
     return job
 
@@ -221,12 +224,14 @@ def check_processes(settings: TrainSettings, processes: int) -> None:
 
 
 def check_resumable(checkpoint, path) -> None:
-    """A checkpoint to resume from must carry the training state, not only weights."""
+    """A checkpoint to resume from must carry the training state, not only weights. An older epoch
+    checkpoint whose AdamW moments were dropped (``WEIGHTS_ONLY``) resumes with fresh moments."""
     ts = checkpoint.train_state
-    if checkpoint.optimizer_state is None or "settings" not in ts or "state" not in ts:
+    weights_only = checkpoint.optimizer_state is None and ts.get(WEIGHTS_ONLY) is True
+    if (checkpoint.optimizer_state is None and not weights_only) or "settings" not in ts or "state" not in ts:
         raise CheckpointError(f"{path} holds a model but no training state, so a run cannot resume from it: "
                               "use a checkpoint_epoch_N.pt, final_model.pt or interrupted.pt written by scratchlm train")
-    check_resume_state(path, ts, checkpoint.optimizer_state["step"])
+    check_resume_state(path, ts, None if weights_only else checkpoint.optimizer_state["step"])
 
 
 def _check_same_data(settings, recorded: dict, data_info: dict) -> None:

@@ -175,6 +175,8 @@ class Trainer:
         if stop is None:
             stop = "done" if state.epochs_done >= s.epochs else "max-steps"
         self._clock()
+        if self.writes:
+            outputs.remove_passed_interruption(job.output_dir, state.step)
         summary = outputs.summary(job, stop)
         self._write_reports(summary)
         self.reporter.finish(summary, [r["val_loss"] for r in state.history])
@@ -207,6 +209,8 @@ class Trainer:
         state.epoch_loss_sum, state.epoch_loss_steps, state.epoch_time_s = 0.0, 0, 0.0
         path = self._save(job.output_dir / f"checkpoint_epoch_{epoch}.pt", best=record["best"])
         if self.writes:
+            with self._writing(job.output_dir / f"checkpoint_epoch_{epoch - 1}.pt"):
+                outputs.slim_older_checkpoints(job.output_dir, epoch)
             outputs.prune_checkpoints(job.output_dir, epoch, s.keep_checkpoints)
         self.reporter.epoch_end(record, path)
         if s.patience and state.bad_evals >= s.patience:

@@ -24,8 +24,9 @@ HISTORY_NUMBERS = ("step", "epoch", "train_loss", "val_loss", "val_perplexity", 
                    "tokens_per_s", "epoch_time_s")
 
 
-def check_resume_state(path, train_state: dict, optimizer_step: int) -> None:
-    """Raise CheckpointError unless ``train_state`` is one a run can go on from."""
+def check_resume_state(path, train_state: dict, optimizer_step: int | None) -> None:
+    """Raise CheckpointError unless ``train_state`` is one a run can go on from (``optimizer_step``:
+    None for a checkpoint that keeps the weights only)."""
     for key in ("settings", "state"):
         if not isinstance(train_state.get(key), dict):
             _damaged(path, f"train_state.{key}", train_state.get(key), "a JSON object")
@@ -43,7 +44,7 @@ def check_resume_state(path, train_state: dict, optimizer_step: int) -> None:
     for key in RNG_STATES:
         _check_rng_state(path, key, state.get(key))
     _check_history(path, state.get("history", []), state.get("curve", []))
-    if state.get("step", 0) != optimizer_step:
+    if optimizer_step is not None and state.get("step", 0) != optimizer_step:
         raise CheckpointError(f"{path} is inconsistent: the run is at step {excerpt(state.get('step', 0))} but its "
                               f"optimizer at step {optimizer_step}: the file is damaged, resume from another one")
 
