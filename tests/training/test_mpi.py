@@ -31,6 +31,7 @@ TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
 # (split 2 + 3 over two ranks); 148 val tokens = one batch of 8 windows plus a tail (one batch per rank).
 CHARS = 1478
 RUN = [*TINY, "--epochs", "2", "--warmup-steps", "3", "--eval-interval", "5"]
+STEPS_PER_EPOCH = 10                        # of RUN on CHARS characters
 
 
 def mpirun(n: int, *args, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -69,7 +70,7 @@ def assert_close_runs(a, b, tolerance: float, checkpoint="checkpoint_epoch_2.pt"
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_two_ranks_train_like_one_process_and_resume_in_one(tmp_path, dtype):
     data = small_text(tmp_path, CHARS)
-    one, two, resumed = tmp_path / "one", tmp_path / "two", tmp_path / "resumed"
+    one, two, half, resumed = (tmp_path / name for name in ("one", "two", "half", "resumed"))
     train_in_process(["train", data, "--output-dir", one, *RUN, "--dtype", dtype])
     result = mpi_train(2, data, "--output-dir", two, *RUN, "--dtype", dtype)
 
@@ -77,16 +78,20 @@ def test_two_ranks_train_like_one_process_and_resume_in_one(tmp_path, dtype):
     assert "batch 8 = 2 MPI processes x 4" in result.stdout
     assert str(load_checkpoint(two / "final_model.pt").dtype) == dtype
     assert_close_runs(one, two, TOLERANCE[dtype])
-    # The 2-rank run's epoch-1 checkpoint goes on in a single process, to the same end.
-    train_in_process(["train", data, "--resume-from", two / "checkpoint_epoch_1.pt", "--output-dir", resumed])
+    # A 2-rank run's epoch-1 checkpoint goes on in a single process, to the same end. (It stops
+    # there, so epoch 1 is its newest checkpoint: the one that keeps AdamW's moments.)
+    mpi_train(2, data, "--output-dir", half, *RUN, "--dtype", dtype, "--max-steps", str(STEPS_PER_EPOCH))
+    train_in_process(["train", data, "--resume-from", half / "checkpoint_epoch_1.pt", "--output-dir", resumed,
+                      "--max-steps", "0"])
     assert_close_runs(one, resumed, TOLERANCE[dtype])
 
 
 def test_two_ranks_resume_a_single_process_run(tmp_path):
     data = small_text(tmp_path, CHARS)
-    one = tmp_path / "one"
+    one, half = tmp_path / "one", tmp_path / "half"
     train_in_process(["train", data, "--output-dir", one, *RUN])
-    mpi_train(2, data, "--resume-from", one / "checkpoint_epoch_1.pt", "--output-dir", tmp_path / "two")
+    train_in_process(["train", data, "--output-dir", half, *RUN, "--max-steps", str(STEPS_PER_EPOCH)])
+    mpi_train(2, data, "--resume-from", half / "checkpoint_epoch_1.pt", "--output-dir", tmp_path / "two", "--max-steps", "0")
     assert_close_runs(one, tmp_path / "two", TOLERANCE["float32"])
 
 
