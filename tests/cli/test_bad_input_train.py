@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from train_helpers import TINY, run_console, small_text
+from train_helpers import TINY, refused, run_console, small_text
 
 from scratchlm import backend
 from scratchlm.checkpoint import save_checkpoint
-from scratchlm.cli import main as cli
 from scratchlm.data.tokenizer import ByteTokenizer
 from scratchlm.model import GPT, GPTConfig
 
@@ -24,18 +23,6 @@ NUMERIC = {  # option -> bad values (zero is fine where 0 means "off")
 }
 
 
-def fails(argv, capsys, *fragments):
-    """Run the command in process; it must exit 2 with exactly one 'error:' line naming every fragment."""
-    code = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
-
-
 @pytest.fixture
 def data(tmp_path):
     return small_text(tmp_path, 1000)
@@ -44,23 +31,23 @@ def data(tmp_path):
 @pytest.mark.parametrize("option, value", [(o, v) for o, values in NUMERIC.items() for v in values])
 def test_bad_numbers(tmp_path, data, capsys, option, value):
     out = tmp_path / "out"
-    fails(["train", data, "--output-dir", out, f"{option}={value}"], capsys, option, repr(value))
+    refused(["train", data, "--output-dir", out, f"{option}={value}"], capsys, option, repr(value))
     assert not out.exists()
 
 
 @pytest.mark.parametrize("option", ["--lr-schedule", "--tokenizer", "--pos-encoding", "--norm", "--device"])
 def test_bad_choices(tmp_path, data, capsys, option):
-    fails(["train", data, "--output-dir", tmp_path / "out", option, "bogus"], capsys, option, "must be one of")
+    refused(["train", data, "--output-dir", tmp_path / "out", option, "bogus"], capsys, option, "must be one of")
     assert not (tmp_path / "out").exists()
 
 
 def test_grad_accum_larger_than_the_batch(tmp_path, data, capsys):
-    fails(["train", data, "--output-dir", tmp_path / "o", "--batch-size", "4", "--grad-accum", "8"], capsys,
+    refused(["train", data, "--output-dir", tmp_path / "o", "--batch-size", "4", "--grad-accum", "8"], capsys,
           "--grad-accum 8", "--batch-size 4")
 
 
 def test_heads_must_divide_the_model_dim(tmp_path, data, capsys):
-    fails(["train", data, "--output-dir", tmp_path / "o", "--model-dim", "64", "--num-heads", "3"], capsys,
+    refused(["train", data, "--output-dir", tmp_path / "o", "--model-dim", "64", "--num-heads", "3"], capsys,
           "not divisible by 3 heads", "--num-heads 2")
     assert not (tmp_path / "o").exists()
 
@@ -79,18 +66,18 @@ def test_unusable_data_files(tmp_path, capsys, kind, message):
         path.write_text(" \n\t \n")
     elif kind == "latin1":
         path.write_bytes("caf\u00e9 au lait, s'il vous pla\u00eet".encode("latin-1") * 20)
-    fails(["train", path, "--output-dir", tmp_path / "o"], capsys, message)
+    refused(["train", path, "--output-dir", tmp_path / "o"], capsys, message)
     assert not (tmp_path / "o").exists()
 
 
 def test_text_too_short_says_how_much_is_needed(tmp_path, capsys):
     path = tmp_path / "short.txt"
     path.write_text("a" * 100)                     # 90 to train: room for --max-seq-len 89, not 128
-    line = fails(["train", path, "--output-dir", tmp_path / "o"], capsys, "has 100 characters", "needs at least 143",
+    line = refused(["train", path, "--output-dir", tmp_path / "o"], capsys, "has 100 characters", "needs at least 143",
                  "lower --max-seq-len to 89")
     assert "129 to train on" in line
     path.write_text("abc")
-    fails(["train", path, "--output-dir", tmp_path / "o", "--max-seq-len", "8"], capsys, "has 3 characters",
+    refused(["train", path, "--output-dir", tmp_path / "o", "--max-seq-len", "8"], capsys, "has 3 characters",
           "use a longer file")
     assert not (tmp_path / "o").exists()
 
@@ -98,8 +85,8 @@ def test_text_too_short_says_how_much_is_needed(tmp_path, capsys):
 def test_output_path_that_is_a_file(tmp_path, data, capsys):
     target = tmp_path / "taken"
     target.write_text("x")
-    fails(["train", data, "--output-dir", target], capsys, "is a file, not a directory")
-    fails(["train", data, "--output-dir", target / "sub"], capsys, "cannot be created", "is a file")
+    refused(["train", data, "--output-dir", target], capsys, "is a file, not a directory")
+    refused(["train", data, "--output-dir", target / "sub"], capsys, "cannot be created", "is a file")
     assert target.read_text() == "x"
 
 
@@ -112,7 +99,7 @@ def test_output_path_not_writable(tmp_path, data, capsys, monkeypatch):
         monkeypatch.setattr(scratchlm.training.job.os, "access", lambda path, mode: False)
     locked.chmod(0o500)
     try:
-        fails(["train", data, "--output-dir", locked / "run"], capsys, "is not writable", "permission denied")
+        refused(["train", data, "--output-dir", locked / "run"], capsys, "is not writable", "permission denied")
     finally:
         locked.chmod(0o700)
     assert list(locked.iterdir()) == []
@@ -142,13 +129,13 @@ def test_bad_resume_checkpoints(tmp_path, data, capsys, kind, message):
         save_file({"w": np.zeros(3, np.float32)}, str(path))
     elif kind == "weights_only":
         path = _not_a_training_checkpoint(tmp_path)
-    fails(["train", data, "--resume-from", path, "--output-dir", tmp_path / "o"], capsys, message)
+    refused(["train", data, "--resume-from", path, "--output-dir", tmp_path / "o"], capsys, message)
     assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.skipif(backend.cuda_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu(tmp_path, data, capsys):
-    fails(["train", data, "--output-dir", tmp_path / "o", "--device", "cuda"], capsys, "no usable CUDA GPU",
+    refused(["train", data, "--output-dir", tmp_path / "o", "--device", "cuda"], capsys, "no usable CUDA GPU",
           "--device cpu")
     assert not (tmp_path / "o").exists()
 
@@ -161,8 +148,8 @@ def test_cuda_without_a_gpu(tmp_path, data, capsys):
 def test_bad_config_files(tmp_path, data, capsys, content, message):
     config = tmp_path / "bad.yaml"
     config.write_text(content)
-    fails(["train", data, "--output-dir", tmp_path / "o", "--config", config], capsys, message)
-    fails(["train", data, "--output-dir", tmp_path / "o", "--config", tmp_path / "none.yaml"], capsys, "file not found")
+    refused(["train", data, "--output-dir", tmp_path / "o", "--config", config], capsys, message)
+    refused(["train", data, "--output-dir", tmp_path / "o", "--config", tmp_path / "none.yaml"], capsys, "file not found")
     assert not (tmp_path / "o").exists()
 
 

@@ -119,16 +119,3 @@ def test_a_full_disk_before_any_checkpoint(tmp_path, capsys, monkeypatch):
     fill_the_disk_at(monkeypatch, ".config.yaml.")
     refused(["train", data, "--output-dir", out, *TINY, "--epochs", "1", "--quiet"], capsys,
             f"cannot write {out / 'config.yaml'}", "no checkpoint had been saved yet")
-
-
-def test_a_normal_start_removes_our_temporary_files_only(tmp_path):
-    """Item 15: what a killed write left (our names only) goes at the next start, --overwrite or not."""
-    data, out = small_text(tmp_path, 1500), tmp_path / "out"
-    out.mkdir()
-    ours = [out / ".checkpoint_epoch_1.pt.k2j3h4.tmp", out / ".metrics.jsonl.abc.tmp", out / ".final_model.pt.link.tmp"]
-    for path in ours:
-        path.write_bytes(b"half")
-    (out / ".notes.txt.x1.tmp").write_text("not ours")
-    train_in_process(["train", data, "--output-dir", out, *TINY, "--max-steps", "1", "--quiet"])
-    assert not any(path.exists() for path in ours)
-    assert (out / ".notes.txt.x1.tmp").read_text() == "not ours"

@@ -14,27 +14,14 @@ import time
 import numpy as np
 import pytest
 from tiny_models import tiny_model
-from train_helpers import CONSOLE, REPO, TINY, small_text, train_in_process
+from train_helpers import CONSOLE, REPO, TINY, refused, small_text, train_in_process
 
 from scratchlm.checkpoint import save_checkpoint, write_atomically
-from scratchlm.cli import main as cli
 from scratchlm.data.tokenizer import ByteTokenizer
 from scratchlm.errors import TrainingDiverged
 from scratchlm.model import GPT, GPTConfig
 from scratchlm.training import loop
 from scratchlm.training.progress import Reporter
-
-
-def refused(argv, capsys, *fragments) -> str:
-    """Run the command in process: exit 2 with exactly one 'error:' line naming every fragment."""
-    code = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def snapshot(folder) -> dict:
@@ -269,16 +256,24 @@ def test_resuming_a_run_stopped_by_max_steps_names_max_steps(tmp_path, data, cap
 
 
 # ---- temporary files left by a kill ----------------------------------------------------------------
-def test_overwrite_removes_temporary_files_left_by_a_kill(tmp_path, data):
+@pytest.mark.parametrize("overwrite", [True, False])
+def test_a_start_removes_temporary_files_left_by_a_kill_ours_only(tmp_path, data, overwrite):
+    """Item 15: what a killed write left goes at the next start, over a run with --overwrite or into a
+    folder that holds nothing else; a file that only looks like ours stays."""
     out = tmp_path / "out"
-    train_in_process(["train", data, "--output-dir", out, *TINY, "--max-steps", "1"])
-    left = [out / ".checkpoint_epoch_1.pt.k2j3h4.tmp", out / ".final_model.pt.link.tmp", out / ".config.yaml.x1.tmp"]
+    if overwrite:
+        train_in_process(["train", data, "--output-dir", out, *TINY, "--max-steps", "1"])
+    else:
+        out.mkdir()
+    left = [out / ".checkpoint_epoch_1.pt.k2j3h4.tmp", out / ".final_model.pt.link.tmp", out / ".config.yaml.x1.tmp",
+            out / ".metrics.jsonl.abc.tmp"]
     for path in left:
         path.write_bytes(b"half")
     (out / ".notes.txt.x1.tmp").write_text("not ours")
-    train_in_process(["train", data, "--output-dir", out, *TINY, "--max-steps", "1", "--overwrite"])
+    train_in_process(["train", data, "--output-dir", out, *TINY, "--max-steps", "1", "--quiet",
+                      *(["--overwrite"] if overwrite else [])])
     assert not any(path.exists() for path in left)
-    assert (out / ".notes.txt.x1.tmp").exists()
+    assert (out / ".notes.txt.x1.tmp").read_text() == "not ours"
 
 
 def test_a_folder_with_only_temporary_files_holds_no_run(tmp_path, data):
