@@ -77,8 +77,8 @@ def prune_checkpoints(output_dir: Path, epoch: int, keep: int) -> None:
 def slim_older_checkpoints(output_dir: Path, epoch: int) -> None:
     """Drop AdamW's moments from the epoch checkpoints before ``epoch``: each keeps its weights (to
     generate from, evaluate, compare), and the newest alone keeps the full state to resume from
-    exactly. That keeps a 20-epoch run at about a third of the disk (the tutorial's step 7: 1.2 GB
-    -> 403 MB). ``final_model.pt``, ``interrupted.pt`` and step checkpoints are left whole."""
+    exactly, so a many-epoch run takes about a third of the disk (docs/tutorial.md, step 3).
+    ``final_model.pt``, ``interrupted.pt`` and step checkpoints are left whole."""
     for path in output_dir.glob("checkpoint_epoch_*.pt"):
         number = path.stem.rsplit("_", 1)[-1]
         if number.isdigit() and int(number) < epoch:
