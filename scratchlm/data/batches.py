@@ -94,7 +94,7 @@ def eval_starts(n_tokens: int, window: int, eval_tokens: int = 0) -> tuple[np.nd
     scored: a fixed sample that needs no RNG, so every evaluation and every resume sees the same one.
     """
     n_full = n_tokens // window
-    whole = not eval_tokens or predicted_tokens(n_tokens, window) <= eval_tokens
+    whole = not eval_tokens or n_full == 0 or predicted_tokens(n_tokens, window) <= eval_tokens  # no window: the tail
     if whole:
         picked = np.arange(n_full, dtype=np.int64)                                 # (N,)
     else:

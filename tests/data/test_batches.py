@@ -94,6 +94,8 @@ def test_offsets_past_2_to_the_31_on_a_memory_map(tmp_path, dtype):
 def test_validation_scores_a_small_split_whole():
     starts, whole = eval_starts(25, 10, eval_tokens=1000)
     assert whole and starts.tolist() == [0, 10] and predicted_tokens(25, 10) == 9 + 9 + 4
+    starts, whole = eval_starts(100, 129, eval_tokens=10)                                  # shorter than a window
+    assert whole and len(starts) == 0                                                      # only the tail, whole
     assert eval_starts(10_000, 129, 0)[1] and scored_tokens(10_000, 129, 262144) == predicted_tokens(10_000, 129)
 
 
