@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from configs import CONFIGS, VOCAB_SIZE
 
+from scratchlm.data.batches import epoch_order
 from scratchlm.training import distributed
 from scratchlm.training.job import TrainSettings, prepare
 from scratchlm.training.loop import Trainer
@@ -56,13 +57,14 @@ def measure(key: str, warmup: int, steps: int) -> dict | None:
         job = prepare(settings_for(key, data, Path(tmp) / "out"))
     job.processes = group.size
     trainer = Trainer(job, Reporter(), group)
-    batches = [rng.integers(0, VOCAB_SIZE, (cfg.batch, cfg.seq_len + 1)) for _ in range(4)]  # each (B, T+1)
+    order = epoch_order(len(job.train_ids), job.window, rng)             # the same windows on every rank
+    n_batches = len(order) // cfg.batch
     times, comm = [], []
     for i in range(warmup + steps):
-        ids = batches[i % len(batches)]
+        first = (i % n_batches) * cfg.batch
         group.barrier()
         comm_before, start = group.comm_s, time.perf_counter()
-        trainer._step(ids[:, :-1], ids[:, 1:])
+        trainer._step(order, first, first + cfg.batch)                  # each rank gathers its rows
         times.append(time.perf_counter() - start)
         comm.append(group.comm_s - comm_before)
     times, comm = times[warmup:], comm[warmup:]

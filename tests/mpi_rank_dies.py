@@ -21,12 +21,12 @@ def main() -> int:
     how, argv = sys.argv[1], sys.argv[2:]
     real_step = Trainer._step
 
-    def step(self, inputs, targets):
+    def step(self, *batch):
         if self.group.rank == FAILING_RANK and self.state.step == FAILING_STEP:
             if how == "exit":
                 os._exit(7)
             raise RuntimeError(f"rank {FAILING_RANK} fails on purpose at step {FAILING_STEP}")
-        return real_step(self, inputs, targets)
+        return real_step(self, *batch)
 
     Trainer._step = step
     return cli.main(argv)

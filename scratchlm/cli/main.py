@@ -28,6 +28,10 @@ Train options:
   --warmup-steps N        Linear warm-up steps before the schedule [default: 10].
   --lr-schedule NAME      cosine (decay to 10% of the peak) or constant [default: cosine].
   --val-split F           Fraction of the text (its tail) held out for validation, in (0, 1) [default: 0.1].
+  --validation-data FILE  Validate on this held-out text file instead (all of DATA then trains);
+                          it may use only characters of DATA (or use --tokenizer byte).
+  --eval-tokens N         Score a fixed, evenly spread sample of about N validation tokens at each
+                          evaluation when the split is larger; evaluate scores all (0: all) [default: 262144].
   --gradient-clip C       Clip the global gradient norm to C (0: off) [default: 1.0].
   --grad-accum N          Micro-batches accumulated per optimizer step [default: 1].
   --eval-interval N       Also evaluate every N steps (0: only at the end of each epoch) [default: 0].

@@ -31,6 +31,7 @@ from scratchlm.optim import SCHEDULES
 from scratchlm.training.job import FIXED_ON_RESUME, SETTING_KEYS, TrainSettings, check_resumable
 
 RECORD_ONLY_KEYS = ("run", "resumed_from")  # in config.yaml, but not settings --config can change
+BEFORE_RECORDED = {"eval_tokens": 0}        # what a checkpoint from before a setting existed did (scored all)
 
 
 def whole(minimum: int):
@@ -90,6 +91,11 @@ def text(value, label):
     return value
 
 
+def optional_text(value, label):
+    """A path that may be left out (None, or empty in a config file)."""
+    return None if value is None or not str(value).strip() else text(value, label)
+
+
 OPTIONS = {  # usage-string option -> (TrainSettings field, converter)
     "--output-dir": ("output_dir", text),
     "--model-dim": ("model_dim", whole(1)),
@@ -105,6 +111,8 @@ OPTIONS = {  # usage-string option -> (TrainSettings field, converter)
     "--warmup-steps": ("warmup_steps", whole(0)),
     "--lr-schedule": ("lr_schedule", choice(SCHEDULES)),
     "--val-split": ("val_split", real(0.0, 1.0, low_open=True)),
+    "--validation-data": ("validation_data", optional_text),
+    "--eval-tokens": ("eval_tokens", whole(0)),
     "--gradient-clip": ("gradient_clip", real(0.0)),
     "--grad-accum": ("grad_accum", whole(1)),
     "--eval-interval": ("eval_interval", whole(0)),
@@ -161,8 +169,8 @@ def settings_from_args(args, argv=None):
         check_resumable(checkpoint, args["--resume-from"])
         recorded = checkpoint.train_state["settings"]
         for field in OPTION_OF:
-            if field not in from_user and field in recorded:
-                raw[field] = (recorded[field], f"{field} in {args['--resume-from']}")
+            if field not in from_user and (field in recorded or field in BEFORE_RECORDED):
+                raw[field] = (recorded.get(field, BEFORE_RECORDED.get(field)), f"{field} in {args['--resume-from']}")
         if "output_dir" not in from_user:
             raw["output_dir"] = (str(Path(args["--resume-from"]).parent), "--output-dir")
     data_from = {"DATA": args["DATA"]}                  # the first one given wins
@@ -181,6 +189,9 @@ def settings_from_args(args, argv=None):
             if field in from_user and field in recorded and values[field] != recorded[field]:
                 raise OptionError(f"{raw[field][1]} {excerpt(raw[field][0])} differs from the resumed run's {field} "
                                   f"{recorded[field]}: a resumed run keeps it (drop the option, or start a new run)")
+    if values["validation_data"] and "--val-split" in given:
+        raise OptionError(f"--val-split holds out the tail of DATA, --validation-data {excerpt(values['validation_data'])} "
+                          "validates on a file of its own: give one of them")
     if values["grad_accum"] > values["batch_size"]:
         raise OptionError(f"--grad-accum {values['grad_accum']} is more than --batch-size {values['batch_size']}: "
                           "each micro-batch needs at least one sequence")

@@ -19,8 +19,10 @@ import numpy as np
 
 from scratchlm import backend
 from scratchlm.checkpoint import WEIGHTS_ONLY
-from scratchlm.data.text import read_text, split_tokens, windows_per_epoch
+from scratchlm.data.batches import windows_per_epoch
+from scratchlm.data.text import read_text, split_tokens
 from scratchlm.data.tokenizer import build_tokenizer
+from scratchlm.data.validation import validation_ids
 from scratchlm.errors import CheckpointError, DataError, OptionError
 from scratchlm.limits import check_memory, excerpt, human_number
 from scratchlm.model import GPT, GPTConfig, model_bytes, parameter_count
@@ -34,7 +36,10 @@ MIN_LR_RATIO = 0.1             # cosine decays to 10% of the peak learning rate
 TRAINING_COPIES = 4            # weights, gradients and AdamW's two moments, each one flat buffer
 # Settings that define the model or the data order: a resumed run must keep them.
 FIXED_ON_RESUME = ("model_dim", "num_heads", "num_layers", "max_seq_len", "dropout", "tokenizer",
-                   "pos_encoding", "norm", "seed", "val_split", "batch_size")
+                   "pos_encoding", "norm", "seed", "val_split", "batch_size", "eval_tokens")
+# Enough windows that the validation loss is steady, few enough that evaluating costs about as much
+# as ten training steps at config c; the tutorial's splits (10 k tokens) are scored whole.
+DEFAULT_EVAL_TOKENS = 262144
 
 
 @dataclass
@@ -67,6 +72,8 @@ class TrainSettings:
     keep_checkpoints: int
     device: str
     dtype: str = "float32"
+    validation_data: str | None = None   # a held-out file instead of the tail split (--val-split then unused)
+    eval_tokens: int = DEFAULT_EVAL_TOKENS  # periodic evaluation scores a fixed sample this size (0: all)
     resume_from: str | None = None
     overwrite: bool = False
 
@@ -155,9 +162,13 @@ def prepare(settings: TrainSettings, checkpoint=None) -> TrainJob:
     ids = tokenizer.encode(text)                                              # (N,)
     data_info = {"path": str(settings.data), "characters": len(text), "tokens": int(len(ids)),
                  "crc32": zlib.crc32(text.encode("utf-8"))}
+    del text                                                                  # only the ids are needed now
+    if settings.validation_data:
+        train_ids, (val_ids, data_info["validation"]) = ids, validation_ids(settings.validation_data, tokenizer)
+    else:
+        train_ids, val_ids = split_tokens(ids, settings.val_split)
     if checkpoint:
         _check_same_data(settings, checkpoint.train_state.get("data", {}), data_info)
-    train_ids, val_ids = split_tokens(ids, settings.val_split)
     _check_lengths(settings, len(ids), len(train_ids), len(val_ids), tokenizer.kind)
     data_info.update(train_tokens=int(len(train_ids)), val_tokens=int(len(val_ids)))
     config = checkpoint.config if checkpoint else GPTConfig(
@@ -235,10 +246,21 @@ def check_resumable(checkpoint, path) -> None:
 
 
 def _check_same_data(settings, recorded: dict, data_info: dict) -> None:
+    """A resumed run trains and validates on the texts it began with (a run without a
+    validation file, or from before there was one, records none)."""
     if recorded and (recorded.get("tokens"), recorded.get("crc32")) != (data_info["tokens"], data_info["crc32"]):
         raise DataError(f"{settings.data} is not the text this run was trained on "
                         f"({excerpt(recorded.get('path'), quoted=False)}, {excerpt(recorded.get('characters'))} "
                         "characters): resume with the same DATA file")
+    was, now = recorded.get("validation") if recorded else None, data_info.get("validation")
+    if recorded and _text_key(was) != _text_key(now):
+        before = f"--validation-data {excerpt(was.get('path'), quoted=False)}" if isinstance(was, dict) else \
+            "the tail of DATA (--val-split)"
+        raise DataError(f"a resumed run keeps its validation text: this run was validated on {before}; resume with it")
+
+
+def _text_key(info) -> tuple | None:
+    return (info.get("tokens"), info.get("crc32")) if isinstance(info, dict) else None
 
 
 def _check_lengths(settings, n_total: int, n_train: int, n_val: int, kind: str) -> None:
@@ -247,6 +269,10 @@ def _check_lengths(settings, n_total: int, n_train: int, n_val: int, kind: str) 
     window = settings.max_seq_len + 1
     if n_train >= window and n_val >= 2:
         return
+    if settings.validation_data:           # all of DATA trains; validation_ids has checked the file
+        raise DataError(f"{settings.data} is too short: it has {n_total} {unit}, but --max-seq-len "
+                        f"{settings.max_seq_len} needs at least {window} to train on: use a longer file or lower "
+                        f"--max-seq-len to {max(n_train - 1, 1)} or less")
     needed = _shortest_usable_length(window, settings.val_split)
     hint = f"use a longer file or lower --max-seq-len to {n_train - 1} or less" if n_train >= 3 and n_val >= 2 \
         else "use a longer file"

@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from scratchlm.autograd.function import no_grad
-from scratchlm.backend import array_module_for
+from scratchlm.backend import array_module_for, get_array_module
 from scratchlm.checkpoint import load_checkpoint, save_checkpoint
-from scratchlm.data.text import epoch_batches, eval_windows, micro_batch_bounds
+from scratchlm.data.batches import epoch_order, eval_starts, gather_windows, to_device_batch
+from scratchlm.data.text import micro_batch_bounds
 from scratchlm.errors import OutputWriteError, TrainingAborted, TrainingDiverged, TrainingInterrupted
 from scratchlm.optim import lr_at
 from scratchlm.training import distributed, outputs
@@ -83,23 +84,28 @@ def train(settings: TrainSettings, reporter: Reporter | None = None, checkpoint=
             lock.release()
 
 
-def validation_loss(model, val_ids, window: int, batch_size: int, group=None) -> float:
-    """Mean loss per predicted token over the whole validation split (dropout off, no tape).
+def validation_loss(model, val_ids, window: int, batch_size: int, group=None, eval_tokens: int = 0) -> float:
+    """Mean loss per predicted token over the validation split (dropout off, no tape): all of it,
+    or the fixed sample ``eval_starts`` picks when it holds more than ``eval_tokens`` (0: all).
 
+    ``val_ids`` stays on the host; each batch's rows are gathered and copied to the device alone.
     With several ranks, batch i is scored by rank i mod N and the sums are added up.
     """
     group = group or distributed.SingleProcess()
-    full, tail = eval_windows(val_ids, window)
-    batches = [full[start : start + batch_size] for start in range(0, len(full), batch_size)]  # each (B, W)
-    if tail is not None:
-        batches.append(tail)                                                   # (1, R)
+    xp = get_array_module(model.parameters()[0].data)
+    starts, whole = eval_starts(len(val_ids), window, eval_tokens)                 # (M,) int64
+    pieces = [(starts[i : i + batch_size], window) for i in range(0, len(starts), batch_size)]
+    rest = len(val_ids) - len(starts) * window
+    if whole and rest >= 2:                                                        # the shorter tail window
+        pieces.append((np.array([len(starts) * window], dtype=np.int64), rest))
     total, count = 0.0, 0
     model.eval()
     with no_grad():
-        for rows in batches[group.rank :: group.size]:
-            _, loss = model(rows[:, :-1], rows[:, 1:])
-            total = total + loss.data * rows[:, 1:].size
-            count += rows[:, 1:].size
+        for rows_at, width in pieces[group.rank :: group.size]:
+            inputs, targets = to_device_batch(gather_windows(val_ids, rows_at, width), xp)  # 2 x (B, W-1)
+            _, loss = model(inputs, targets)
+            total = total + loss.data * targets.size
+            count += targets.size
     model.train()
     total, count = group.sum(float(total), count)
     return total / count
@@ -145,8 +151,7 @@ class Trainer:
         self.group = group or distributed.SingleProcess()
         self.writes = self.group.is_main                                       # rank 0 writes every file
         self.xp = array_module_for(job.device)
-        self.train_ids = self.xp.asarray(job.train_ids)                       # (N_train,) moved once
-        self.val_ids = self.xp.asarray(job.val_ids)                           # (N_val,)
+        self.train_ids, self.val_ids = job.train_ids, job.val_ids             # (N_train,), (N_val,) on the host
         self.data_rng = np.random.default_rng(self.s.seed + 2)                # weights: seed, dropout: seed + 1
         if self.state.epoch_rng_state is None:                               # a new run
             self.state.epoch_rng_state = copy.deepcopy(self.data_rng.bit_generator.state)
@@ -185,7 +190,7 @@ class Trainer:
     def _epoch(self, epoch: int) -> str | None:
         job, s, state = self.job, self.s, self.state
         self.data_rng.bit_generator.state = state.epoch_rng_state            # as this epoch began
-        inputs, targets = epoch_batches(self.train_ids, job.window, self.data_rng, self.xp)  # 2 x (N, T)
+        order = epoch_order(len(self.train_ids), job.window, self.data_rng)  # offset and (N,) window indices
         spe, B = job.steps_per_epoch, s.batch_size
         self.epoch_tokens, self.epoch_train_s = 0, 0.0
         self.reporter.epoch_start(epoch, s.epochs, spe, state.step_in_epoch)
@@ -195,7 +200,7 @@ class Trainer:
                 return self._stop_mid_epoch(epoch, started, "max-steps")
             if self.stop_request.requested:
                 self._interrupt(started)
-            self._step(inputs[b * B : (b + 1) * B], targets[b * B : (b + 1) * B])  # 2 x (B, T)
+            self._step(order, b * B, min((b + 1) * B, len(order)))              # windows [bB, bB + B)
             state.step_in_epoch = b + 1
             state.epoch_time_s = time.perf_counter() - started
             if s.eval_interval and state.step % s.eval_interval == 0 and b + 1 < spe:
@@ -217,13 +222,15 @@ class Trainer:
             return "early-stop"
         return None
 
-    def _step(self, inputs, targets) -> None:
-        """One optimizer step on a global batch (B, T) of inputs and targets (this rank does its rows)."""
+    def _step(self, order, first_window: int, stop_window: int) -> None:
+        """One optimizer step on the global batch of windows [first_window, stop_window) of the
+        epoch's ``order``: this rank gathers only its own rows and copies them to the device."""
         t0 = time.perf_counter()
         state, opt, s = self.state, self.job.optimizer, self.s
-        rows = len(inputs)
+        rows = stop_window - first_window
         first, end = self.group.shard(rows)
-        mine_in, mine_out = inputs[first:end], targets[first:end]              # 2 x (B/N, T)
+        mine = gather_windows(self.train_ids, order.starts(first_window + first, first_window + end), order.window)
+        mine_in, mine_out = to_device_batch(mine, self.xp)                    # 2 x (B/N, T)
         opt.zero_grad()
         step_loss = 0.0
         for a, b in micro_batch_bounds(end - first, s.grad_accum):
@@ -249,7 +256,7 @@ class Trainer:
             self.first_step_s = took
         else:
             self.later_steps_s += took
-        self.epoch_tokens += inputs.size
+        self.epoch_tokens += rows * (order.window - 1)
         self.epoch_train_s += took
         self.reporter.step(state.step_in_epoch + 1, self.last_loss, self.last_val, self._tokens_per_s(), self._eta_s())
 
@@ -293,7 +300,7 @@ class Trainer:
     def _evaluate(self, epoch: int, end_of_epoch: bool, started: float) -> dict:
         job, state = self.job, self.state
         self._read_losses()
-        val = validation_loss(job.model, self.val_ids, job.window, self.s.batch_size, self.group)
+        val = validation_loss(job.model, self.val_ids, job.window, self.s.batch_size, self.group, self.s.eval_tokens)
         if not math.isfinite(val):
             self._diverged(val, f"on the validation split after step {state.step}")
         self.last_val = val

@@ -102,6 +102,25 @@ def bits_per_char(job, loss: float) -> float:
 
 
 # ---- records -------------------------------------------------------------------------------
+def scored_val_tokens(job) -> int:
+    """How many validation tokens each periodic evaluation predicts (all, or --eval-tokens' sample)."""
+    from scratchlm.data.batches import scored_tokens
+
+    return scored_tokens(len(job.val_ids), job.window, job.settings.eval_tokens)
+
+
+def validation_summary(job) -> str:
+    """Where the validation text comes from and how much of it each evaluation scores."""
+    s, n = job.settings, len(job.val_ids)
+    source = f"{s.validation_data}" if s.validation_data else f"the last {s.val_split:g} of DATA"
+    from scratchlm.data.batches import predicted_tokens
+
+    scored = scored_val_tokens(job)
+    share = "all scored" if scored == predicted_tokens(n, job.window) else \
+        f"a fixed sample of {scored:,} scored per evaluation (--eval-tokens)"
+    return f"{source}: {n:,} tokens, {share}"
+
+
 def run_facts(job) -> dict:
     """What the configuration panel shows ("panel") and what config.yaml records ("run")."""
     from scratchlm.training.job import ADAM_BETAS, ADAM_EPS, MIN_LR_RATIO
@@ -118,6 +137,7 @@ def run_facts(job) -> dict:
         "Vocabulary": f"{cfg.vocab_size} ({job.tokenizer.kind})",
         "Data": f"{info['path']}: {info['characters']:,} characters "
                 f"({info['train_tokens']:,} train / {info['val_tokens']:,} val tokens)",
+        "Validation": validation_summary(job),
         "Steps per epoch": f"{job.steps_per_epoch} (batch {s.batch_size})" if job.processes == 1 else
                            f"{job.steps_per_epoch} (batch {s.batch_size} = {job.processes} MPI processes x "
                            f"{s.batch_size // job.processes})",
@@ -134,6 +154,8 @@ def run_facts(job) -> dict:
         "schedule_steps": job.schedule_steps, "device_used": job.device, "processes": job.processes,
         "adam_betas": list(ADAM_BETAS), "adam_eps": ADAM_EPS, "min_lr_ratio": MIN_LR_RATIO,
         "val_tokens_per_char": round(job.tokens_per_char, 6),
+        "validation": info.get("validation", {"tail_of_data": s.val_split}),
+        "val_tokens_scored_per_eval": scored_val_tokens(job),
         "versions": {"scratchlm": __version__, "numpy": np.__version__, "python": platform.python_version()},
     }
     return {"panel": panel, "run": run}
