@@ -92,3 +92,17 @@ def test_option_mistakes_are_named(argv, expected, capsys):
 
 def test_a_value_that_looks_like_an_option_is_a_value(checkpoint, capsys):
     assert cli.main(["generate", str(checkpoint), "--stop", "--epochs", "--max-tokens", "3", "--quiet"]) == 0
+
+
+def test_the_settings_defaults_are_the_usage_strings_defaults(tmp_path):
+    """TrainSettings' own defaults (the library's) must be what the command line gives by default."""
+    import dataclasses
+
+    from train_helpers import parse
+
+    from scratchlm.training.job import TrainSettings
+
+    settings, _ = parse(["train", tmp_path / "d.txt"])
+    for field in dataclasses.fields(TrainSettings):
+        if field.default is not dataclasses.MISSING and field.name not in ("resume_from", "validation_data"):
+            assert getattr(settings, field.name) == field.default, field.name
