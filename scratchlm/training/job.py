@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import zlib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -19,8 +18,8 @@ import numpy as np
 
 from scratchlm import backend
 from scratchlm.checkpoint import WEIGHTS_ONLY
-from scratchlm.data.text import read_text, split_tokens, windows_per_epoch
-from scratchlm.data.tokenizer import build_tokenizer
+from scratchlm.data.corpus import data_specs, read_corpus
+from scratchlm.data.text import split_tokens, windows_per_epoch
 from scratchlm.errors import CheckpointError, DataError, OptionError
 from scratchlm.limits import check_memory, excerpt, human_number
 from scratchlm.model import GPT, GPTConfig, model_bytes, parameter_count
@@ -41,7 +40,7 @@ FIXED_ON_RESUME = ("model_dim", "num_heads", "num_layers", "max_seq_len", "dropo
 class TrainSettings:
     """Every setting of a run; the field names are the keys of a run's config.yaml."""
 
-    data: str
+    data: str | list            # one DATA argument, or several (files, folders, glob patterns)
     output_dir: str
     model_dim: int
     num_heads: int
@@ -148,13 +147,11 @@ class TrainJob:
         return min(planned, self.settings.max_steps) if self.settings.max_steps else planned
 
 
-def prepare(settings: TrainSettings, checkpoint=None) -> TrainJob:
-    """Check everything and build the run; raises a typed error for anything a user can fix."""
-    text = read_text(settings.data)
-    tokenizer = checkpoint.tokenizer if checkpoint else build_tokenizer(settings.tokenizer, text)
-    ids = tokenizer.encode(text)                                              # (N,)
-    data_info = {"path": str(settings.data), "characters": len(text), "tokens": int(len(ids)),
-                 "crc32": zlib.crc32(text.encode("utf-8"))}
+def prepare(settings: TrainSettings, checkpoint=None, progress=None) -> TrainJob:
+    """Check everything and build the run; raises a typed error for anything a user can fix.
+    ``progress(done_bytes, total_bytes)`` follows the tokenizing of the data."""
+    corpus = read_corpus(settings.data, settings.tokenizer, checkpoint.tokenizer if checkpoint else None, progress)
+    tokenizer, ids, data_info = corpus.tokenizer, corpus.ids, corpus.info()  # ids (N,)
     if checkpoint:
         _check_same_data(settings, checkpoint.train_state.get("data", {}), data_info)
     train_ids, val_ids = split_tokens(ids, settings.val_split)
@@ -236,9 +233,9 @@ def check_resumable(checkpoint, path) -> None:
 
 def _check_same_data(settings, recorded: dict, data_info: dict) -> None:
     if recorded and (recorded.get("tokens"), recorded.get("crc32")) != (data_info["tokens"], data_info["crc32"]):
-        raise DataError(f"{settings.data} is not the text this run was trained on "
+        raise DataError(f"{data_info['path']} is not the text this run was trained on "
                         f"({excerpt(recorded.get('path'), quoted=False)}, {excerpt(recorded.get('characters'))} "
-                        "characters): resume with the same DATA file")
+                        "characters): resume with the same DATA")
 
 
 def _check_lengths(settings, n_total: int, n_train: int, n_val: int, kind: str) -> None:
@@ -251,7 +248,8 @@ def _check_lengths(settings, n_total: int, n_train: int, n_val: int, kind: str) 
     hint = f"use a longer file or lower --max-seq-len to {n_train - 1} or less" if n_train >= 3 and n_val >= 2 \
         else "use a longer file"
     raise DataError(
-        f"{settings.data} is too short: it has {n_total} {unit}, but --max-seq-len {settings.max_seq_len} with "
+        f"{' '.join(data_specs(settings.data))} is too short: it has {n_total} {unit}, but "
+        f"--max-seq-len {settings.max_seq_len} with "
         f"--val-split {settings.val_split:g} needs at least {needed} ({window} to train on, 2 to validate): {hint}")
 
 

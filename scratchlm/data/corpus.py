@@ -1,0 +1,238 @@
+"""A corpus: DATA as files, folders and glob patterns, tokenized in one streaming, vectorised pass.
+
+Sources: each DATA argument, in the order given, is a file, a folder (its text files,
+recursively, sorted by path; a text file is one whose name ends in ``TEXT_SUFFIXES``,
+hidden files and folders left out) or a glob pattern (``*``, ``?``, ``[...]``, ``**``; the
+matching files, sorted). A file named twice is read once. The files are joined in that
+order, with a newline added after a file that does not end in one (never after the
+last), so a single file's tokens are exactly those of the file alone.
+
+Tokenizing reads ``CHUNK_BYTES`` at a time, cut at UTF-8 character boundaries. Python's
+decoder checks each chunk (its error gives the byte offset of the first bad byte); the
+code points come from the bytes themselves for ASCII chunks and from UTF-32 otherwise,
+and the vocabulary (the sorted distinct characters) is gathered in the same pass. Ids
+come from one lookup table, so they are exactly ``CharTokenizer.encode``'s (``ByteTokenizer``:
+the raw UTF-8 bytes). Nothing here loops over characters in Python.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from scratchlm.data.encoding import not_utf8_hint
+from scratchlm.data.tokenizer import KINDS, ByteTokenizer, CharTokenizer, unknown_characters_error
+from scratchlm.errors import DataError, TokenizerError
+from scratchlm.limits import excerpt, regular_file_problem
+
+TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".rst")
+CHUNK_BYTES = 1 << 24             # 16 MB: large enough that NumPy's per-call cost vanishes
+MAX_CODE_POINT = 0x10FFFF
+GLOB_CHARS = set("*?[")
+SHOWN_SOURCES = 3                 # how many file names a panel lists before "and N more"
+
+
+def data_specs(data) -> list[str]:
+    """DATA as a list of arguments: a run records one as a string, several as a list."""
+    return [str(d) for d in data] if isinstance(data, (list, tuple)) else [str(data)]
+
+
+def resolve_sources(specs) -> list[Path]:
+    """The files that DATA names, in reading order; a DataError for a spec that names none."""
+    found: dict[Path, None] = {}
+    for spec in data_specs(specs):
+        for path in _expand(spec):
+            found.setdefault(path, None)
+    return list(found)
+
+
+def _expand(spec: str) -> list[Path]:
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if _is_text_file(p, path))
+        if not files:
+            raise DataError(f"folder {excerpt(spec, quoted=False)} holds no text files "
+                            f"({', '.join(TEXT_SUFFIXES)}): give files, or a folder that has some")
+        return files
+    if not path.exists() and GLOB_CHARS & set(spec):
+        files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+        if not files:
+            raise DataError(f"no file matches the pattern {excerpt(spec)}")
+        return files
+    return [path]                 # read_source reports a missing or unreadable file by name
+
+
+def _is_text_file(path: Path, top: Path) -> bool:
+    hidden = any(part.startswith(".") for part in path.relative_to(top).parts)
+    return not hidden and path.suffix.lower() in TEXT_SUFFIXES and path.is_file()
+
+
+def describe_sources(paths: list[Path]) -> str:
+    """'a.txt', or 'a.txt, b.txt, c.txt and 4 more' for a panel or a log line."""
+    names = [str(p) for p in paths[:SHOWN_SOURCES]]
+    more = len(paths) - len(names)
+    return ", ".join(names) + (f" and {more} more" if more else "")
+
+
+@dataclass
+class Corpus:
+    """The token ids of the joined sources and what a run records about them."""
+
+    ids: np.ndarray               # (N,) int32
+    tokenizer: object
+    paths: list
+    characters: int
+    crc32: int                    # of the joined UTF-8 bytes, separators included
+
+    def info(self) -> dict:
+        return {"path": describe_sources(self.paths), "files": len(self.paths), "characters": self.characters,
+                "tokens": int(len(self.ids)), "crc32": self.crc32}
+
+
+def read_corpus(specs, kind: str = "char", tokenizer=None, progress=None) -> Corpus:
+    """Tokenize the sources of DATA. ``tokenizer`` (a resumed run's) fixes the vocabulary;
+    otherwise one of ``kind`` is built from the text. ``progress(done_bytes, total_bytes)``."""
+    paths = resolve_sources(specs)
+    for path in paths:
+        check_readable(path)
+    kind = tokenizer.kind if tokenizer is not None else kind
+    if kind not in KINDS:
+        raise TokenizerError(f"unknown tokenizer {excerpt(kind)}: choose one of {', '.join(KINDS)}")
+    scan = _Scan(kind, sum(p.stat().st_size for p in paths), progress)
+    for i, path in enumerate(paths):
+        scan.read_file(path, last=i == len(paths) - 1)
+    if scan.characters == 0 or not scan.visible:
+        what = paths[0] if len(paths) == 1 else f"all {len(paths)} files of DATA"
+        raise DataError(f"{what} is empty (or only whitespace): a model needs text to learn from")
+    if tokenizer is None:
+        tokenizer = ByteTokenizer() if kind == "byte" else CharTokenizer("".join(map(chr, scan.vocabulary())))
+    return Corpus(scan.ids(tokenizer), tokenizer, paths, scan.characters, scan.crc)
+
+
+def check_readable(path: Path) -> None:
+    problem = regular_file_problem(path)   # by stat: a FIFO would block the open, /dev/zero never end
+    if problem == "not found":
+        raise DataError(f"data file not found: {path}")
+    if problem == "is a directory":
+        raise DataError(f"{path} is a directory: give a text file")
+    if problem:
+        raise DataError(f"data file {path} {problem}")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"cannot read {path}: permission denied")
+
+
+class _Scan:
+    """One pass over the sources: checked chunks of code points (or bytes), the characters seen."""
+
+    def __init__(self, kind: str, total_bytes: int, progress):
+        self.kind, self.total, self.progress = kind, total_bytes, progress
+        self.chunks: list[np.ndarray] = []     # (n_i,) uint8 (ASCII or bytes) or uint32 code points
+        self.seen = np.zeros(MAX_CODE_POINT + 1, dtype=bool)  # (0x110000,) characters met so far
+        self.characters = self.done = self.crc = 0
+        self.visible = False                   # met a character that is not whitespace
+
+    def read_file(self, path: Path, last: bool) -> None:
+        ends_in_newline = True
+        for offset, data in _utf8_chunks(path):
+            text = decode_checked(path, data, offset)
+            self._add(data, text)
+            ends_in_newline = data.endswith(b"\n")
+            self.done += len(data)
+            if self.progress:
+                self.progress(self.done, self.total)
+        if not last and not ends_in_newline:
+            self._add(b"\n", "\n")
+
+    def _add(self, data: bytes, text: str) -> None:
+        self.crc = zlib.crc32(data, self.crc)
+        self.characters += len(text)
+        self.visible = self.visible or not text.isspace()
+        if self.kind == "byte" or text.isascii():   # an ASCII byte is its own code point
+            points = np.frombuffer(data, dtype=np.uint8)                             # (n,)
+        else:
+            points = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")            # (n,)
+        if self.kind == "char":
+            self.seen[points] = True
+        self.chunks.append(points)
+
+    def vocabulary(self) -> np.ndarray:
+        return np.flatnonzero(self.seen)                                             # (V,) sorted code points
+
+    def ids(self, tokenizer) -> np.ndarray:
+        """The ids of every chunk in one int32 array; each chunk is freed once it is mapped."""
+        out = np.empty(sum(len(c) for c in self.chunks), dtype=np.int32)            # (N,)
+        table = None if tokenizer.kind == "byte" else _lookup_table(tokenizer, self)
+        start = 0
+        while self.chunks:
+            points = self.chunks.pop(0)
+            out[start : start + len(points)] = points if table is None else table[points]
+            start += len(points)
+        return out
+
+
+def _lookup_table(tokenizer, scan: _Scan) -> np.ndarray:
+    """code point -> id (-1: not in the vocabulary); a TokenizerError when the text has such characters."""
+    table = np.full(MAX_CODE_POINT + 1, -1, dtype=np.int32)                         # (0x110000,)
+    known = np.array([ord(c) for c in tokenizer.chars], dtype=np.int64)             # (V,)
+    table[known] = np.arange(len(known), dtype=np.int32)
+    for points in scan.chunks:    # a fixed vocabulary (a resumed run) may lack characters of this text
+        scan.seen[points] = True
+    missing = np.flatnonzero(scan.seen & (table < 0))
+    if len(missing):
+        raise unknown_characters_error([chr(c) for c in missing])
+    return table
+
+
+def _utf8_chunks(path: Path, size: int = CHUNK_BYTES):
+    """(byte offset, bytes) pieces of ``path`` that never split a UTF-8 character."""
+    try:
+        with open(path, "rb") as f:
+            offset, carry = 0, b""
+            while True:
+                block = f.read(size)
+                data = carry + block
+                if not block:
+                    if data:
+                        yield offset, data        # an unfinished character: the decoder says where
+                    return
+                cut = _last_boundary(data)
+                if cut:
+                    yield offset, data[:cut]
+                offset, carry = offset + cut, data[cut:]
+    except PermissionError as exc:
+        raise DataError(f"cannot read {path}: permission denied") from exc
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _last_boundary(data: bytes) -> int:
+    """The length of ``data`` less a character its last bytes begin but do not finish."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return len(data)
+        if byte >= 0xC0:          # a lead byte: 110xxxxx needs 2 bytes, 1110xxxx 3, 11110xxx 4
+            needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) if back >= needed else len(data) - back
+    return len(data)              # only continuation bytes: invalid, the decoder reports it
+
+
+def decode_checked(path: Path, data: bytes, offset: int) -> str:
+    """``data`` (bytes ``offset``... of ``path``) as text; a DataError naming the first bad byte."""
+    if offset == 0:
+        wide = not_utf8_hint(path, data)
+        if wide:
+            raise DataError(wide)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path} is not UTF-8 text (byte {offset + exc.start} is 0x{data[exc.start]:02x}): "
+            "convert it to UTF-8 first, e.g. iconv -f latin1 -t utf-8"
+        ) from exc
+
