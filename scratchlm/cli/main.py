@@ -9,8 +9,8 @@ Usage:
 
 Commands:
   train DATA...        Train a model on DATA: UTF-8 text files, folders (their .txt, .md, .rst
-                       files, recursively) or glob patterns, joined in order (optional with
-                       --config: a run's config.yaml names its data, so --config alone repeats it).
+                       files, recursively) or glob patterns, joined in order (optional with a
+                       run's config.yaml as --config: it names its data, so it alone repeats the run).
   generate CKPT        Continue a prompt with the model in checkpoint CKPT.
   evaluate CKPT DATA   Score every character of DATA with the model in CKPT.
 

@@ -209,7 +209,8 @@ def training_data(sources: dict) -> str | list:
             except DataError:
                 files = []
             if not files or not all(f.is_file() for f in files):
-                raise OptionError(f"{label} is {excerpt(' '.join(specs), quoted=False)}, which is not a file here: "
+                shown = " ".join(excerpt(spec, 200, quoted=False) for spec in specs[:3])
+                raise OptionError(f"{label} is {shown}, which is not a file here: "
                                   "give DATA (scratchlm train DATA ...)")
         return specs[0] if len(specs) == 1 else specs
     raise OptionError("train needs DATA, UTF-8 text files or folders: scratchlm train DATA... [options] (or --config "
