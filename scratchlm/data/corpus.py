@@ -128,7 +128,7 @@ class _Scan:
 
     def __init__(self, kind: str, total_bytes: int, progress):
         self.kind, self.total, self.progress = kind, total_bytes, progress
-        self.chunks: list[np.ndarray] = []     # (n_i,) uint8 (ASCII or bytes) or uint32 code points
+        self.chunks: list = []                 # bytes (ASCII, or any for the byte tokenizer) or (n_i,) uint32
         self.seen = np.zeros(MAX_CODE_POINT + 1, dtype=bool)  # (0x110000,) characters met so far
         self.characters = self.done = self.crc = 0
         self.visible = False                   # met a character that is not whitespace
@@ -149,13 +149,24 @@ class _Scan:
         self.crc = zlib.crc32(data, self.crc)
         self.characters += len(text)
         self.visible = self.visible or not text.isspace()
-        if self.kind == "byte" or text.isascii():   # an ASCII byte is its own code point
-            points = np.frombuffer(data, dtype=np.uint8)                             # (n,)
-        else:
-            points = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")            # (n,)
-        if self.kind == "char":
-            self.seen[points] = True
+        if self.kind == "byte" or text.isascii():   # an ASCII byte is its own code point: keep the bytes
+            self.chunks.append(data)
+            if self.kind == "char":
+                self._mark_ascii(data)
+            return
+        points = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")                # (n,)
+        self.seen[points] = True
         self.chunks.append(points)
+
+    def _mark_ascii(self, data: bytes) -> None:
+        """Mark the distinct bytes of ``data`` seen: delete the known ones (C speed, no index
+        arrays), learn those in a sample of what is left, repeat until nothing is left."""
+        known = bytes(np.flatnonzero(self.seen[:128]).astype(np.uint8))
+        rest = data.translate(None, known)
+        while rest:
+            new = bytes(sorted(set(rest[:4096])))
+            self.seen[list(new)] = True
+            rest = rest.translate(None, new)
 
     def vocabulary(self) -> np.ndarray:
         return np.flatnonzero(self.seen)                                             # (V,) sorted code points
@@ -164,21 +175,26 @@ class _Scan:
         """The ids of every chunk in one int32 array; each chunk is freed once it is mapped."""
         out = np.empty(sum(len(c) for c in self.chunks), dtype=np.int32)            # (N,)
         table = None if tokenizer.kind == "byte" else _lookup_table(tokenizer, self)
+        # ASCII characters have the lowest code points, so their ids are below 128: a byte table
+        ascii_ids = None if table is None else bytes(np.maximum(table[:128], 0).astype(np.uint8)) + bytes(128)
         start = 0
         while self.chunks:
-            points = self.chunks.pop(0)
-            out[start : start + len(points)] = points if table is None else table[points]
-            start += len(points)
+            chunk = self.chunks.pop(0)
+            if isinstance(chunk, bytes):
+                chunk = np.frombuffer(chunk if table is None else chunk.translate(ascii_ids), dtype=np.uint8)
+            else:
+                chunk = table[chunk]                                                 # (n,) code points -> ids
+            out[start : start + len(chunk)] = chunk
+            start += len(chunk)
         return out
 
 
 def _lookup_table(tokenizer, scan: _Scan) -> np.ndarray:
-    """code point -> id (-1: not in the vocabulary); a TokenizerError when the text has such characters."""
+    """code point -> id (-1: not in the vocabulary); a TokenizerError when the text has characters
+    outside it (a resumed run's fixed vocabulary)."""
     table = np.full(MAX_CODE_POINT + 1, -1, dtype=np.int32)                         # (0x110000,)
     known = np.array([ord(c) for c in tokenizer.chars], dtype=np.int64)             # (V,)
     table[known] = np.arange(len(known), dtype=np.int32)
-    for points in scan.chunks:    # a fixed vocabulary (a resumed run) may lack characters of this text
-        scan.seen[points] = True
     missing = np.flatnonzero(scan.seen & (table < 0))
     if len(missing):
         raise unknown_characters_error([chr(c) for c in missing])
