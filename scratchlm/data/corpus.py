@@ -102,15 +102,34 @@ def read_corpus(specs, kind: str = "char", tokenizer=None, progress=None) -> Cor
     kind = tokenizer.kind if tokenizer is not None else kind
     if kind not in KINDS:
         raise TokenizerError(f"unknown tokenizer {excerpt(kind)}: choose one of {', '.join(KINDS)}")
-    scan = _Scan(kind, sum(p.stat().st_size for p in paths), progress)
+    scan = _Scan(kind, sum(p.stat().st_size for p in paths) + len(paths) - 1, progress)  # + separators
     for i, path in enumerate(paths):
         scan.read_file(path, last=i == len(paths) - 1)
     if scan.characters == 0 or not scan.visible:
-        what = paths[0] if len(paths) == 1 else f"all {len(paths)} files of DATA"
-        raise DataError(f"{what} is empty (or only whitespace): a model needs text to learn from")
+        raise _empty(paths)
     if tokenizer is None:
         tokenizer = ByteTokenizer() if kind == "byte" else CharTokenizer("".join(map(chr, scan.vocabulary())))
     return Corpus(scan.ids(tokenizer), tokenizer, paths, scan.characters, scan.crc)
+
+
+def read_joined_text(specs) -> tuple[str, list[Path]]:
+    """DATA's files joined as one string, as ``read_corpus`` joins them (``evaluate`` scores a string)."""
+    paths = resolve_sources(specs)
+    parts = []
+    for i, path in enumerate(paths):
+        check_readable(path)
+        parts.append("".join(decode_checked(path, data, offset) for offset, data in _utf8_chunks(path)))
+        if i < len(paths) - 1 and not parts[-1].endswith("\n"):
+            parts.append("\n")
+    text = "".join(parts)
+    if not text.strip():
+        raise _empty(paths)
+    return text, paths
+
+
+def _empty(paths: list[Path]) -> DataError:
+    what = paths[0] if len(paths) == 1 else f"all {len(paths)} files of DATA"
+    return DataError(f"{what} is empty (or only whitespace): a model needs text to learn from")
 
 
 def check_readable(path: Path) -> None:
@@ -124,39 +143,45 @@ def check_readable(path: Path) -> None:
 
 
 class _Scan:
-    """One pass over the sources: checked chunks of code points (or bytes), the characters seen."""
+    """One pass over the sources: the code points (or bytes) of every chunk, written into the
+    array that becomes the ids (so no chunk is kept), and the characters seen."""
 
     def __init__(self, kind: str, total_bytes: int, progress):
         self.kind, self.total, self.progress = kind, total_bytes, progress
-        self.chunks: list = []                 # bytes (ASCII, or any for the byte tokenizer) or (n_i,) uint32
+        # A character takes at least one byte, so the bytes bound the length; np.empty commits
+        # no memory, so the part that multi-byte characters leave unused never costs any.
+        self.out = np.empty(total_bytes, dtype=np.int32)                            # (bytes,)
         self.seen = np.zeros(MAX_CODE_POINT + 1, dtype=bool)  # (0x110000,) characters met so far
-        self.characters = self.done = self.crc = 0
+        self.length = self.characters = self.done = self.crc = 0
         self.visible = False                   # met a character that is not whitespace
 
     def read_file(self, path: Path, last: bool) -> None:
         ends_in_newline = True
         for offset, data in _utf8_chunks(path):
-            text = decode_checked(path, data, offset)
-            self._add(data, text)
+            self._add(path, data, decode_checked(path, data, offset))
             ends_in_newline = data.endswith(b"\n")
             self.done += len(data)
             if self.progress:
                 self.progress(self.done, self.total)
         if not last and not ends_in_newline:
-            self._add(b"\n", "\n")
+            self._add(path, b"\n", "\n")
 
-    def _add(self, data: bytes, text: str) -> None:
+    def _add(self, path: Path, data: bytes, text: str) -> None:
         self.crc = zlib.crc32(data, self.crc)
         self.characters += len(text)
         self.visible = self.visible or not text.isspace()
-        if self.kind == "byte" or text.isascii():   # an ASCII byte is its own code point: keep the bytes
-            self.chunks.append(data)
+        if self.kind == "byte" or text.isascii():   # an ASCII byte is its own code point
+            points = np.frombuffer(data, dtype=np.uint8)                             # (n,)
             if self.kind == "char":
                 self._mark_ascii(data)
-            return
-        points = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")                # (n,)
-        self.seen[points] = True
-        self.chunks.append(points)
+        else:
+            points = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")            # (n,)
+            self.seen[points] = True
+        end = self.length + len(points)
+        if end > len(self.out):
+            raise DataError(f"{path} grew while it was being read: train on a copy that nothing writes to")
+        self.out[self.length : end] = points
+        self.length = end
 
     def _mark_ascii(self, data: bytes) -> None:
         """Mark the distinct bytes of ``data`` seen: delete the known ones (C speed, no index
@@ -172,21 +197,16 @@ class _Scan:
         return np.flatnonzero(self.seen)                                             # (V,) sorted code points
 
     def ids(self, tokenizer) -> np.ndarray:
-        """The ids of every chunk in one int32 array; each chunk is freed once it is mapped."""
-        out = np.empty(sum(len(c) for c in self.chunks), dtype=np.int32)            # (N,)
-        table = None if tokenizer.kind == "byte" else _lookup_table(tokenizer, self)
-        # ASCII characters have the lowest code points, so their ids are below 128: a byte table
-        ascii_ids = None if table is None else bytes(np.maximum(table[:128], 0).astype(np.uint8)) + bytes(128)
-        start = 0
-        while self.chunks:
-            chunk = self.chunks.pop(0)
-            if isinstance(chunk, bytes):
-                chunk = np.frombuffer(chunk if table is None else chunk.translate(ascii_ids), dtype=np.uint8)
-            else:
-                chunk = table[chunk]                                                 # (n,) code points -> ids
-            out[start : start + len(chunk)] = chunk
-            start += len(chunk)
-        return out
+        """The ids, mapped from the code points in place, a slice at a time (no temporaries)."""
+        ids = self.out
+        self.out = None
+        ids.resize(self.length, refcheck=False)                                     # (N,) gives back the rest
+        if tokenizer.kind == "char":
+            table = _lookup_table(tokenizer, self)                                  # (0x110000,)
+            for start in range(0, len(ids), CHUNK_BYTES):
+                piece = ids[start : start + CHUNK_BYTES]
+                np.take(table, piece, out=piece, mode="clip")   # "clip": unbuffered, so it may write in place
+        return ids
 
 
 def _lookup_table(tokenizer, scan: _Scan) -> np.ndarray:
@@ -208,7 +228,7 @@ def _utf8_chunks(path: Path, size: int = CHUNK_BYTES):
             offset, carry = 0, b""
             while True:
                 block = f.read(size)
-                data = carry + block
+                data = carry + block if carry else block
                 if not block:
                     if data:
                         yield offset, data        # an unfinished character: the decoder says where
