@@ -40,15 +40,16 @@ def run_evaluate_command(args: dict) -> int:
     from rich.console import Console
 
     from scratchlm.checkpoint import load_checkpoint
-    from scratchlm.data.corpus import describe_sources, read_joined_text
+    from scratchlm.data.corpus import describe_sources, read_joined_text, resolve_sources
     from scratchlm.inference.scoring import evaluate_text
 
     stride = None if args.get("--stride") is None else int_option(args, "--stride", minimum=1)
     batch_size = int_option(args, "--batch-size", minimum=1)
-    output = output_file_option(args, "--output", inputs=("CKPT", "DATA"))
+    paths = resolve_sources(args["DATA"])
+    output = output_file_option(dict(args, DATA=[str(p) for p in paths]), "--output", inputs=("CKPT", "DATA"))
     unseen_policy = UnseenPolicy.from_args(args)
     device = backend.resolve_device(args["--device"])
-    text, paths = read_joined_text(args["DATA"])
+    text, paths = read_joined_text(paths)
     checkpoint = load_checkpoint(args["CKPT"])
     text, unseen = fit_to_vocabulary(checkpoint.tokenizer, text, unseen_policy, describe_sources(paths))
     model = checkpoint.build_model(device)

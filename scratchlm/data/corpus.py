@@ -30,7 +30,8 @@ from scratchlm.errors import DataError, TokenizerError
 from scratchlm.limits import excerpt, regular_file_problem
 
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".rst")
-CHUNK_BYTES = 1 << 24             # 16 MB: large enough that NumPy's per-call cost vanishes
+CHUNK_BYTES = 1 << 20             # 1 MB: stays in cache; its temporaries stay small (see docs/performance.md)
+MAP_SLICE = 1 << 20              # ids mapped per np.take: 4 MB, in cache, a small constant temporary
 MAX_CODE_POINT = 0x10FFFF
 GLOB_CHARS = set("*?[")
 SHOWN_SOURCES = 3                 # how many file names a panel lists before "and N more"
@@ -197,15 +198,17 @@ class _Scan:
         return np.flatnonzero(self.seen)                                             # (V,) sorted code points
 
     def ids(self, tokenizer) -> np.ndarray:
-        """The ids, mapped from the code points in place, a slice at a time (no temporaries)."""
+        """The ids, mapped from the code points in place, a slice at a time."""
         ids = self.out
         self.out = None
         ids.resize(self.length, refcheck=False)                                     # (N,) gives back the rest
         if tokenizer.kind == "char":
             table = _lookup_table(tokenizer, self)                                  # (0x110000,)
-            for start in range(0, len(ids), CHUNK_BYTES):
-                piece = ids[start : start + CHUNK_BYTES]
-                np.take(table, piece, out=piece, mode="clip")   # "clip": unbuffered, so it may write in place
+            buffer = np.empty(min(MAP_SLICE, len(ids)), dtype=np.int32)             # (S,)
+            for start in range(0, len(ids), MAP_SLICE):  # take() into ids itself would copy all of ids
+                piece = ids[start : start + MAP_SLICE]
+                np.take(table, piece, out=buffer[: len(piece)], mode="clip")       # "clip": no bounds pass
+                piece[:] = buffer[: len(piece)]
         return ids
 
 

@@ -58,3 +58,23 @@ def test_bad_data_arguments_are_one_line(tmp_path, capsys):
     refused(["train", good, str(tmp_path / "*.none"), "--output-dir", tmp_path / "o"], capsys, "no file matches")
     refused(["train", good, bad, "--output-dir", tmp_path / "o"], capsys, "latin.txt is not UTF-8", "byte 33 is 0xe9")
     assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_scores_files_and_a_folder_alike(tmp_path, capsys):
+    import json
+
+    from scratchlm.cli import main as cli
+
+    folder = two_files(tmp_path)
+    out = tmp_path / "run"
+    train_in_process(["train", folder, *TINY, "--max-steps", "1", "--output-dir", out])
+    figures = []
+    for data in ([folder / "a.txt", folder / "b.txt"], [folder]):
+        report = tmp_path / "eval.json"
+        argv = ["evaluate", out / "final_model.pt", *data, "--output", report, "--quiet"]
+        assert cli.main([str(a) for a in argv]) == 0
+        figures.append(json.loads(report.read_text()))
+    assert figures[0]["characters_scored"] == figures[1]["characters_scored"] == 3001 - 1
+    assert figures[0]["data"] == [str(folder / "a.txt"), str(folder / "b.txt")]
+    capsys.readouterr()
+    refused(["evaluate", out / "final_model.pt", folder, "--output", folder / "b.txt"], capsys, "that this command reads")
