@@ -64,7 +64,7 @@ def _expand(spec: str) -> list[Path]:
         if not files:
             raise DataError(f"no file matches the pattern {excerpt(spec, 300)}")
         return files
-    return [path]                 # read_source reports a missing or unreadable file by name
+    return [path]                 # check_readable reports a missing or unreadable file by name
 
 
 def _is_text_file(path: Path, top: Path) -> bool:
@@ -103,7 +103,7 @@ def read_corpus(specs, kind: str = "char", tokenizer=None, progress=None) -> Cor
     kind = tokenizer.kind if tokenizer is not None else kind
     if kind not in KINDS:
         raise TokenizerError(f"unknown tokenizer {excerpt(kind)}: choose one of {', '.join(KINDS)}")
-    scan = _Scan(kind, sum(p.stat().st_size for p in paths) + len(paths) - 1, progress)  # + separators
+    scan = _Scan(kind, sum(p.stat().st_size for p in paths), len(paths) - 1, progress)
     for i, path in enumerate(paths):
         scan.read_file(path, last=i == len(paths) - 1)
     if scan.characters == 0 or not scan.visible:
@@ -147,14 +147,16 @@ class _Scan:
     """One pass over the sources: the code points (or bytes) of every chunk, written into the
     array that becomes the ids (so no chunk is kept), and the characters seen."""
 
-    def __init__(self, kind: str, total_bytes: int, progress):
+    def __init__(self, kind: str, total_bytes: int, separators: int, progress):
         self.kind, self.total, self.progress = kind, total_bytes, progress
         # A character takes at least one byte, so the bytes bound the length; np.empty commits
         # no memory, so the part that multi-byte characters leave unused never costs any.
-        self.out = np.empty(total_bytes, dtype=np.int32)                            # (bytes,)
+        self.out = np.empty(total_bytes + separators, dtype=np.int32)               # (bytes,)
         self.seen = np.zeros(MAX_CODE_POINT + 1, dtype=bool)  # (0x110000,) characters met so far
         self.length = self.characters = self.done = self.crc = 0
         self.visible = False                   # met a character that is not whitespace
+        if progress:
+            progress(0, total_bytes)           # the clock for MB/s starts here
 
     def read_file(self, path: Path, last: bool) -> None:
         ends_in_newline = True

@@ -15,6 +15,7 @@ import time
 from scratchlm.training.outputs import format_duration, sparkline
 
 PLAIN_EVERY_S = 5.0
+LIVE_EVERY_S = 0.25
 TOKENIZE_SHOWN_FROM = 32 << 20    # bytes of DATA: smaller inputs tokenize in well under a second
 STOP_REASONS = {
     "max-steps": "Reached --max-steps",
@@ -84,14 +85,16 @@ class ConsoleReporter(Reporter):
             return
         now = time.monotonic()
         if self.tokenize_started is None:
-            self.tokenize_started, self.next_line_at = now, now + PLAIN_EVERY_S
+            self.tokenize_started, self.next_line_at = now, now
+        if now < self.next_line_at and done_bytes < total_bytes:
+            return
+        self.next_line_at = now + (LIVE_EVERY_S if self.live else PLAIN_EVERY_S)
         rate = done_bytes / max(now - self.tokenize_started, 1e-9)
         line = (f"Tokenizing: {done_bytes / 1e6:,.0f} of {total_bytes / 1e6:,.0f} MB | {rate / 1e6:,.0f} MB/s | "
-                f"ETA: {format_duration((total_bytes - done_bytes) / max(rate, 1.0))}")
-        if self.live:
-            self.console.print(line, end="\r" if done_bytes < total_bytes else "\n", highlight=False)
-        elif now >= self.next_line_at or done_bytes >= total_bytes:
-            self.next_line_at = now + PLAIN_EVERY_S
+                f"ETA: {format_duration((total_bytes - done_bytes) / rate) if done_bytes else '-'}")
+        if self.live:            # one line, rewritten in place
+            self.console.print(line.ljust(72), end="\r" if done_bytes < total_bytes else "\n", highlight=False)
+        elif done_bytes:
             self._print(line)
 
     def start(self, facts: dict, resumed_from: str | None, step: int) -> None:

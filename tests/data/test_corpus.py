@@ -110,3 +110,13 @@ def test_utf16_and_blank_corpora_are_refused(tmp_path):
     (tmp_path / "b.txt").write_text("", encoding="utf-8")
     with pytest.raises(DataError, match="all 2 files of DATA is empty"):
         read_corpus([tmp_path / "a.txt", tmp_path / "b.txt"])
+
+
+def test_progress_goes_from_zero_to_every_byte(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus._utf8_chunks, "__defaults__", (10,))
+    (tmp_path / "a.txt").write_text("x" * 25, encoding="utf-8")
+    (tmp_path / "b.txt").write_text("y" * 5, encoding="utf-8")
+    calls = []
+    read_corpus([tmp_path], progress=lambda done, total: calls.append((done, total)))
+    assert calls[0] == (0, 30) and calls[-1] == (30, 30)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
