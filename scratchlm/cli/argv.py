@@ -104,14 +104,15 @@ def check_command_line(argv, table: dict[str, OptionSpec], arguments: dict[str, 
 
 
 def _check_arguments(command: str, given: list[str], wanted: tuple[str, ...]) -> None:
-    """``wanted``: the command's arguments in order, an optional one in brackets ("[DATA]")."""
-    required = [name for name in wanted if not name.startswith("[")]
+    """``wanted``: the command's arguments in order, an optional one in brackets ("[DATA]"),
+    any number of them with dots ("[DATA...]")."""
+    required = [name.rstrip(".") for name in wanted if not name.startswith("[")]
     usage = f"scratchlm {' '.join((command, *wanted))} [options]"
     if len(given) < len(required):
         missing = required[len(given)]
         raise OptionError(f"{command} needs {missing}, {ARGUMENT_MEANINGS[missing]}: {usage} "
                           f"{HINT.format(command=command)}")
-    if len(given) > len(wanted):
+    if len(given) > len(wanted) and not wanted[-1].rstrip("]").endswith("..."):   # "DATA..." takes any number
         raise OptionError(f"unexpected argument {excerpt(given[len(wanted)])}: {usage} (quote a value that holds spaces)")
 
 

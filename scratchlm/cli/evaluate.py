@@ -40,17 +40,18 @@ def run_evaluate_command(args: dict) -> int:
     from rich.console import Console
 
     from scratchlm.checkpoint import load_checkpoint
-    from scratchlm.data.text import read_text
+    from scratchlm.data.corpus import describe_sources, read_joined_text, resolve_sources
     from scratchlm.inference.scoring import evaluate_text
 
     stride = None if args.get("--stride") is None else int_option(args, "--stride", minimum=1)
     batch_size = int_option(args, "--batch-size", minimum=1)
-    output = output_file_option(args, "--output", inputs=("CKPT", "DATA"))
+    paths = resolve_sources(args["DATA"])
+    output = output_file_option(dict(args, DATA=[str(p) for p in paths]), "--output", inputs=("CKPT", "DATA"))
     unseen_policy = UnseenPolicy.from_args(args)
     device = backend.resolve_device(args["--device"])
-    text = read_text(args["DATA"])
+    text, paths = read_joined_text(paths)
     checkpoint = load_checkpoint(args["CKPT"])
-    text, unseen = fit_to_vocabulary(checkpoint.tokenizer, text, unseen_policy, str(args["DATA"]))
+    text, unseen = fit_to_vocabulary(checkpoint.tokenizer, text, unseen_policy, describe_sources(paths))
     model = checkpoint.build_model(device)
 
     err = Console(stderr=True)
@@ -64,7 +65,8 @@ def run_evaluate_command(args: dict) -> int:
             result = evaluate_text(model, checkpoint.tokenizer, text, stride, batch_size,
                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
     if output is not None:
-        figures = dict(result.to_dict(), checkpoint=str(args["CKPT"]), data=str(args["DATA"]),
+        figures = dict(result.to_dict(), checkpoint=str(args["CKPT"]),
+                       data=[str(p) for p in paths] if len(paths) > 1 else str(paths[0]),
                        unseen_characters=unseen, unseen_characters_were="skipped" if unseen_policy.skip else
                        "replaced" if unseen else None)
         write_text_atomically(output, json.dumps(figures, indent=2) + "\n")

@@ -1,17 +1,19 @@
 """scratchlm -- train, sample and evaluate character-level GPT models built from scratch.
 
 Usage:
-  scratchlm train [DATA] [options]
+  scratchlm train [DATA...] [options]
   scratchlm generate CKPT [options]
-  scratchlm evaluate CKPT DATA [options]
+  scratchlm evaluate CKPT DATA... [options]
   scratchlm (-h | --help)
   scratchlm --version
 
 Commands:
-  train DATA           Train a model on the text file DATA (optional with --config: a run's
-                       config.yaml names its data, so --config alone repeats that run).
+  train DATA...        Train a model on DATA: UTF-8 text files, folders (their .txt, .md, .rst
+                       files, recursively) or glob patterns, joined in order (optional with a
+                       run's config.yaml as --config: it names its data, so it alone repeats the run).
   generate CKPT        Continue a prompt with the model in checkpoint CKPT.
-  evaluate CKPT DATA   Score every character of DATA with the model in CKPT.
+  evaluate CKPT DATA... Score every character of DATA (files, folders or patterns, as for
+                       train) with the model in CKPT.
 
 Train options:
   --output-dir DIR        Where checkpoints, logs and config.yaml go [default: runs/model].
@@ -165,7 +167,7 @@ def _usage_error(message: str) -> int:
 
 
 COMMANDS = ("train", "generate", "evaluate")
-ARGUMENTS = {"train": ("[DATA]",), "generate": ("CKPT",), "evaluate": ("CKPT", "DATA")}
+ARGUMENTS = {"train": ("[DATA...]",), "generate": ("CKPT",), "evaluate": ("CKPT", "DATA...")}
 _USAGE_FORMS = {command: " ".join(("scratchlm", command, *names, "[options]")) for command, names in ARGUMENTS.items()}
 
 

@@ -65,8 +65,10 @@ def output_file_option(args: dict, name: str, inputs: tuple[str, ...] = ()) -> P
 def _check_not_an_input(args: dict, name: str, path: Path, inputs: tuple[str, ...]) -> None:
     """Writing the output would replace a file the command reads (the same inode, through a symlink
     or a hard link too): a checkpoint overwritten by its own evaluation is lost."""
-    for argument in inputs:
-        source = Path(args[argument]).expanduser()
+    named = [(argument, value) for argument in inputs
+             for value in (args[argument] if isinstance(args[argument], list) else [args[argument]])]
+    for argument, value in named:        # DATA... may name several files
+        source = Path(value).expanduser()
         try:
             same = os.path.samefile(path, source)
         except OSError:                  # one of them does not exist (yet): they cannot be one file

@@ -23,6 +23,7 @@ from pathlib import Path
 from scratchlm.backend import FLOAT_DTYPES
 from scratchlm.checkpoint import load_checkpoint
 from scratchlm.cli.config_file import check_scalar, read_yaml_settings
+from scratchlm.data.corpus import data_specs
 from scratchlm.data.tokenizer import KINDS
 from scratchlm.errors import OptionError
 from scratchlm.limits import excerpt
@@ -153,7 +154,8 @@ def read_config(path) -> dict:
             close = difflib.get_close_matches(name[:100], list(OPTION_OF), n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(OPTION_OF)}"
             raise OptionError(f"--config {path}: unknown setting {excerpt(key)} ({hint})")
-        check_scalar(path, key, value)
+        if name != "data" or not isinstance(value, list):   # data may list several files
+            check_scalar(path, key, value)
         settings[name] = value
     return settings
 
@@ -173,7 +175,7 @@ def settings_from_args(args, argv=None):
                 raw[field] = (recorded.get(field, BEFORE_RECORDED.get(field)), f"{field} in {args['--resume-from']}")
         if "output_dir" not in from_user:
             raw["output_dir"] = (str(Path(args["--resume-from"]).parent), "--output-dir")
-    data_from = {"DATA": args["DATA"]}                  # the first one given wins
+    data_from = {"DATA": args["DATA"] or None}          # the first one given wins
     if args["--config"]:
         config = read_config(args["--config"])
         data_from[f"data in {args['--config']}"] = config.pop("data", None)
@@ -200,25 +202,38 @@ def settings_from_args(args, argv=None):
                          overwrite=bool(args["--overwrite"])), checkpoint
 
 
-def training_data(sources: dict) -> str:
-    """The text to train on: DATA, else the data a --config file names, else the resumed run's."""
+def training_data(sources: dict) -> str | list:
+    """The text to train on: DATA, else the data a --config file names, else the resumed run's
+    (one argument as a string, several as a list, as config.yaml records them)."""
+    from scratchlm.data.corpus import resolve_sources
+    from scratchlm.errors import DataError
+
     for label, data in sources.items():
         if data is None:
             continue
-        data = text(data, label)
-        if label != "DATA" and not Path(data).is_file():
-            raise OptionError(f"{label} is {data}, which is not a file here: give DATA (scratchlm train DATA ...)")
-        return data
-    raise OptionError("train needs DATA, a UTF-8 text file: scratchlm train DATA [options] (or --config with "
-                      "a run's config.yaml, which names its data)")
+        specs = [text(d, label) for d in (data if isinstance(data, (list, tuple)) else [data])]
+        if not specs:
+            raise OptionError(f"{label} must not be empty")
+        if label != "DATA":
+            try:
+                files = resolve_sources(specs)
+            except DataError:
+                files = []
+            if not files or not all(f.is_file() for f in files):
+                shown = " ".join(excerpt(spec, 200, quoted=False) for spec in specs[:3])
+                raise OptionError(f"{label} is {shown}, which is not a file here: "
+                                  "give DATA (scratchlm train DATA ...)")
+        return specs[0] if len(specs) == 1 else specs
+    raise OptionError("train needs DATA, UTF-8 text files or folders: scratchlm train DATA... [options] (or --config "
+                      "with a run's config.yaml, which names its data)")
 
 
 def resume_command(settings: TrainSettings, checkpoint, quiet: bool) -> str:
     """The command line that continues this run from ``checkpoint``."""
     program = Path(sys.argv[0]).name
     program = program if program in ("scratchlm", "fundamentallm") else "python -m scratchlm"
-    parts = [program, "train", settings.data, "--output-dir", settings.output_dir, "--resume-from", str(checkpoint)]
-    return " ".join(shlex.quote(p) if i > 1 else p for i, p in enumerate(parts)) + (" --quiet" if quiet else "")
+    parts = [program, "train", *data_specs(settings.data), "--output-dir", settings.output_dir, "--resume-from", str(checkpoint)]
+    return " ".join(shlex.quote(str(p)) if i > 1 else p for i, p in enumerate(parts)) + (" --quiet" if quiet else "")
 
 
 def run_train_command(args, argv=None) -> int:

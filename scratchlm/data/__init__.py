@@ -1,1 +1,2 @@
-"""Text in, token ids out: reading text files (``text.py``) and the tokenizers (``tokenizer.py``)."""
+"""Text in, token ids out: DATA's files and their streaming tokenizing (``corpus.py``), reading text
+and cutting batches (``text.py``) and the tokenizers (``tokenizer.py``)."""

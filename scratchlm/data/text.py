@@ -12,37 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchlm.data.encoding import not_utf8_hint
+from scratchlm.data.corpus import check_readable, decode_checked
 from scratchlm.errors import DataError
-from scratchlm.limits import regular_file_problem
 
 
 def read_text(path) -> str:
     """The UTF-8 text of ``path``, or a DataError naming the problem."""
     path = Path(path)
-    problem = regular_file_problem(path)   # by stat: a FIFO would block the open, /dev/zero never end
-    if problem == "not found":
-        raise DataError(f"data file not found: {path}")
-    if problem == "is a directory":
-        raise DataError(f"{path} is a directory: give a text file")
-    if problem:
-        raise DataError(f"data file {path} {problem}")
+    check_readable(path)
     try:
         raw = path.read_bytes()
     except PermissionError as exc:
         raise DataError(f"cannot read {path}: permission denied") from exc
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    wide = not_utf8_hint(path, raw)
-    if wide:
-        raise DataError(wide)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path} is not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}): "
-            "convert it to UTF-8 first, e.g. iconv -f latin1 -t utf-8"
-        ) from exc
+    text = decode_checked(path, raw, 0)
     if not text.strip():
         raise DataError(f"{path} is empty (or only whitespace): a model needs text to learn from")
     return text

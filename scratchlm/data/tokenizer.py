@@ -37,11 +37,7 @@ class CharTokenizer:
     def encode(self, text: str) -> np.ndarray:
         missing = self.unknown(text)
         if missing:
-            shown = ", ".join(repr(c) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
-            raise TokenizerError(
-                f"{len(missing)} character(s) the model never saw in training: {shown} "
-                "(remove them, or train with --tokenizer byte)"
-            )
+            raise unknown_characters_error(missing)
         return np.fromiter((self.index[c] for c in text), dtype=np.int32, count=len(text))
 
     def decode(self, ids) -> str:
@@ -49,6 +45,13 @@ class CharTokenizer:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "chars": "".join(self.chars)}
+
+
+def unknown_characters_error(missing: list[str]) -> TokenizerError:
+    """The error for text with characters outside a char vocabulary (``missing``, sorted)."""
+    shown = ", ".join(repr(c) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
+    return TokenizerError(f"{len(missing)} character(s) the model never saw in training: {shown} "
+                          "(remove them, or train with --tokenizer byte)")
 
 
 class ByteTokenizer:

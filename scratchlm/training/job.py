@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import zlib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -20,8 +19,8 @@ import numpy as np
 from scratchlm import backend
 from scratchlm.checkpoint import WEIGHTS_ONLY
 from scratchlm.data.batches import windows_per_epoch
-from scratchlm.data.text import read_text, split_tokens
-from scratchlm.data.tokenizer import build_tokenizer
+from scratchlm.data.corpus import data_specs, read_corpus
+from scratchlm.data.text import split_tokens
 from scratchlm.data.validation import validation_ids
 from scratchlm.errors import CheckpointError, DataError, OptionError
 from scratchlm.limits import check_memory, excerpt, human_number
@@ -46,7 +45,7 @@ DEFAULT_EVAL_TOKENS = 262144
 class TrainSettings:
     """Every setting of a run; the field names are the keys of a run's config.yaml."""
 
-    data: str
+    data: str | list            # one DATA argument, or several (files, folders, glob patterns)
     output_dir: str
     model_dim: int
     num_heads: int
@@ -155,14 +154,11 @@ class TrainJob:
         return min(planned, self.settings.max_steps) if self.settings.max_steps else planned
 
 
-def prepare(settings: TrainSettings, checkpoint=None) -> TrainJob:
-    """Check everything and build the run; raises a typed error for anything a user can fix."""
-    text = read_text(settings.data)
-    tokenizer = checkpoint.tokenizer if checkpoint else build_tokenizer(settings.tokenizer, text)
-    ids = tokenizer.encode(text)                                              # (N,)
-    data_info = {"path": str(settings.data), "characters": len(text), "tokens": int(len(ids)),
-                 "crc32": zlib.crc32(text.encode("utf-8"))}
-    del text                                                                  # only the ids are needed now
+def prepare(settings: TrainSettings, checkpoint=None, progress=None) -> TrainJob:
+    """Check everything and build the run; raises a typed error for anything a user can fix.
+    ``progress(done_bytes, total_bytes)`` follows the tokenizing of the data."""
+    corpus = read_corpus(settings.data, settings.tokenizer, checkpoint.tokenizer if checkpoint else None, progress)
+    tokenizer, ids, data_info = corpus.tokenizer, corpus.ids, corpus.info()  # ids (N,)
     if settings.validation_data:
         train_ids, (val_ids, data_info["validation"]) = ids, validation_ids(settings.validation_data, tokenizer)
     else:
@@ -249,9 +245,9 @@ def _check_same_data(settings, recorded: dict, data_info: dict) -> None:
     """A resumed run trains and validates on the texts it began with (a run without a
     validation file, or from before there was one, records none)."""
     if recorded and (recorded.get("tokens"), recorded.get("crc32")) != (data_info["tokens"], data_info["crc32"]):
-        raise DataError(f"{settings.data} is not the text this run was trained on "
+        raise DataError(f"{data_info['path']} is not the text this run was trained on "
                         f"({excerpt(recorded.get('path'), quoted=False)}, {excerpt(recorded.get('characters'))} "
-                        "characters): resume with the same DATA file")
+                        "characters): resume with the same DATA")
     was, now = recorded.get("validation") if recorded else None, data_info.get("validation")
     if recorded and _text_key(was) != _text_key(now):
         before = f"--validation-data {excerpt(was.get('path'), quoted=False)}" if isinstance(was, dict) else \
@@ -277,7 +273,8 @@ def _check_lengths(settings, n_total: int, n_train: int, n_val: int, kind: str) 
     hint = f"use a longer file or lower --max-seq-len to {n_train - 1} or less" if n_train >= 3 and n_val >= 2 \
         else "use a longer file"
     raise DataError(
-        f"{settings.data} is too short: it has {n_total} {unit}, but --max-seq-len {settings.max_seq_len} with "
+        f"{' '.join(data_specs(settings.data))} is too short: it has {n_total} {unit}, but "
+        f"--max-seq-len {settings.max_seq_len} with "
         f"--val-split {settings.val_split:g} needs at least {needed} ({window} to train on, 2 to validate): {hint}")
 
 

@@ -121,6 +121,12 @@ def validation_summary(job) -> str:
     return f"{source}: {n:,} tokens, {share}"
 
 
+def data_label(info: dict) -> str:
+    """'a.txt', or '12 files (a.txt, b.txt, c.txt and 9 more)'."""
+    files = info.get("files", 1)
+    return info["path"] if files == 1 else f"{files} files ({info['path']})"
+
+
 def run_facts(job) -> dict:
     """What the configuration panel shows ("panel") and what config.yaml records ("run")."""
     from scratchlm.training.job import ADAM_BETAS, ADAM_EPS, MIN_LR_RATIO
@@ -135,7 +141,7 @@ def run_facts(job) -> dict:
         "Attention heads": cfg.n_heads,
         "Context": f"{cfg.max_seq_len} tokens",
         "Vocabulary": f"{cfg.vocab_size} ({job.tokenizer.kind})",
-        "Data": f"{info['path']}: {info['characters']:,} characters "
+        "Data": f"{data_label(info)}: {info['characters']:,} characters "
                 f"({info['train_tokens']:,} train / {info['val_tokens']:,} val tokens)",
         "Validation": validation_summary(job),
         "Steps per epoch": f"{job.steps_per_epoch} (batch {s.batch_size})" if job.processes == 1 else
@@ -149,6 +155,7 @@ def run_facts(job) -> dict:
         "Output": str(job.output_dir),
     }
     run = {
+        "data_files": info.get("files", 1), "data_sources": info["path"],
         "data_characters": info["characters"], "train_tokens": info["train_tokens"], "val_tokens": info["val_tokens"],
         "vocab_size": cfg.vocab_size, "parameters": params, "steps_per_epoch": job.steps_per_epoch,
         "schedule_steps": job.schedule_steps, "device_used": job.device, "processes": job.processes,
@@ -233,7 +240,7 @@ def training_log(job, final: dict | None) -> str:
                 else f"x {job.tokens_per_char:.4f} bytes per character of the validation text")
     lines = [
         "scratchlm training log",
-        f"data: {info['path']} ({info['characters']:,} characters; {info['train_tokens']:,} train and "
+        f"data: {data_label(info)} ({info['characters']:,} characters; {info['train_tokens']:,} train and "
         f"{info['val_tokens']:,} validation tokens)",
         f"model: {job.model.num_parameters():,} parameters; d_model {cfg.d_model}, {cfg.n_layers} layers, "
         f"{cfg.n_heads} heads, context {cfg.max_seq_len}, vocabulary {cfg.vocab_size} ({job.tokenizer.kind})",

@@ -15,6 +15,8 @@ import time
 from scratchlm.training.outputs import format_duration, sparkline
 
 PLAIN_EVERY_S = 5.0
+LIVE_EVERY_S = 0.25
+TOKENIZE_SHOWN_FROM = 32 << 20    # bytes of DATA: smaller inputs tokenize in well under a second
 STOP_REASONS = {
     "max-steps": "Reached --max-steps",
     "early-stop": "Early stopping: the val loss did not improve for --patience evaluations",
@@ -25,6 +27,7 @@ STOP_OPTIONS = {"max-steps": "--max-steps", "early-stop": "--patience"}
 class Reporter:
     """The reporter interface; every method does nothing."""
 
+    def tokenizing(self, done_bytes: int, total_bytes: int) -> None: ...
     def start(self, facts: dict, resumed_from: str | None, step: int) -> None: ...
     def epoch_start(self, epoch: int, epochs: int, steps: int, done: int) -> None: ...
     def step(self, done: int, loss, val_loss, tokens_per_s: float, eta_s: float) -> None: ...
@@ -74,6 +77,25 @@ class ConsoleReporter(Reporter):
         self.live = self.console.is_terminal
         self.progress = self.task = None
         self.epoch_label, self.steps, self.next_line_at = "", 1, 0.0
+        self.tokenize_started: float | None = None
+
+    def tokenizing(self, done_bytes: int, total_bytes: int) -> None:
+        """A line (a live one on a terminal) with MB/s and the ETA while a big DATA is tokenized."""
+        if total_bytes < TOKENIZE_SHOWN_FROM:
+            return
+        now = time.monotonic()
+        if self.tokenize_started is None:
+            self.tokenize_started, self.next_line_at = now, now
+        if now < self.next_line_at and done_bytes < total_bytes:
+            return
+        self.next_line_at = now + (LIVE_EVERY_S if self.live else PLAIN_EVERY_S)
+        rate = done_bytes / max(now - self.tokenize_started, 1e-9)
+        line = (f"Tokenizing: {done_bytes / 1e6:,.0f} of {total_bytes / 1e6:,.0f} MB | {rate / 1e6:,.0f} MB/s | "
+                f"ETA: {format_duration((total_bytes - done_bytes) / rate) if done_bytes else '-'}")
+        if self.live:            # one line, rewritten in place
+            self.console.print(line.ljust(72), end="\r" if done_bytes < total_bytes else "\n", highlight=False)
+        elif done_bytes:
+            self._print(line)
 
     def start(self, facts: dict, resumed_from: str | None, step: int) -> None:
         from rich.panel import Panel

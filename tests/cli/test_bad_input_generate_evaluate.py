@@ -79,7 +79,7 @@ GENERATE_CASES = {
 
 EVALUATE_CASES = {
     "missing data": (["nothere.txt"], "data file not found"),
-    "directory data": (["folder"], "is a directory"),
+    "directory data": (["folder"], "holds no text files"),
     "empty data": (["empty.txt"], "is empty"),
     "whitespace data": (["blank.txt"], "is empty (or only whitespace)"),
     "not utf-8": (["latin1.txt"], "is not UTF-8 text (byte 3 is 0xe9)"),

@@ -53,7 +53,7 @@ def test_heads_must_divide_the_model_dim(tmp_path, data, capsys):
 
 
 @pytest.mark.parametrize("kind, message", [
-    ("missing", "data file not found"), ("directory", "is a directory"), ("empty", "is empty"),
+    ("missing", "data file not found"), ("directory", "holds no text files"), ("empty", "is empty"),
     ("whitespace", "is empty"), ("latin1", "is not UTF-8"),
 ])
 def test_unusable_data_files(tmp_path, capsys, kind, message):
