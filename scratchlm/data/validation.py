@@ -20,7 +20,10 @@ SHOWN_UNKNOWN = 10
 
 def validation_ids(path, tokenizer) -> tuple[np.ndarray, dict]:
     """(ids (N,), a record of the file for config.yaml and resume checks) or a DataError."""
-    text = read_text(path)
+    try:
+        text = read_text(path)
+    except DataError as exc:                 # the reader speaks of "data"; say which file it was
+        raise DataError(f"--validation-data: {exc}") from None
     unknown = tokenizer.unknown(text)
     if unknown:
         shown = ", ".join(excerpt(c) for c in unknown[:SHOWN_UNKNOWN]) + (" ..." if len(unknown) > SHOWN_UNKNOWN else "")

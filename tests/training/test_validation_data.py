@@ -54,7 +54,8 @@ def test_bad_validation_files(tmp_path, capsys, content, fragment):
         val.write_bytes(content)
     elif content is not None:
         val.write_text(content, encoding="utf-8")
-    refused(["train", data, "--output-dir", tmp_path / "out", *TINY, "--validation-data", val], capsys, fragment)
+    refused(["train", data, "--output-dir", tmp_path / "out", *TINY, "--validation-data", val], capsys, fragment,
+            "--validation-data")
 
 
 def test_val_split_and_a_validation_file_are_refused_together(tmp_path, capsys):
