@@ -41,7 +41,8 @@ Train options:
   --tokenizer KIND        char (a vocabulary of the text's characters) or byte (all 256 bytes) [default: char].
   --pos-encoding KIND     learned, sinusoidal or rope [default: learned].
   --norm KIND             layernorm or rmsnorm [default: layernorm].
-  --resume-from CKPT      Continue a run exactly from one of its checkpoints.
+  --resume-from CKPT      Continue a run from one of its checkpoints: exactly from the newest epoch
+                          checkpoint, final_model.pt or interrupted.pt (older epochs keep weights only).
   --config FILE           Read settings from a YAML file (the keys of a run's config.yaml);
                           options given on the command line win.
   --keep-checkpoints N    Keep only the newest N epoch checkpoints (0: keep all) [default: 0]; all but
