@@ -21,6 +21,10 @@ class CharTokenizer:
     def __init__(self, chars):
         self.chars = list(chars)
         self.index = {c: i for i, c in enumerate(self.chars)}
+        codes = np.array([ord(c) for c in self.chars], dtype=np.int64)             # (V,)
+        # code point -> id, as long as the largest code point in the vocabulary (128 for ASCII text)
+        self._ids_by_code = np.full(int(codes.max(initial=-1)) + 1, -1, dtype=np.int32)
+        self._ids_by_code[codes] = np.arange(len(codes), dtype=np.int32)
 
     @classmethod
     def from_text(cls, text: str) -> CharTokenizer:
@@ -35,10 +39,14 @@ class CharTokenizer:
         return sorted(set(text) - self.index.keys())
 
     def encode(self, text: str) -> np.ndarray:
-        missing = self.unknown(text)
-        if missing:
-            raise unknown_characters_error(missing)
-        return np.fromiter((self.index[c] for c in text), dtype=np.int32, count=len(text))
+        points = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")             # (N,) code points
+        table = self._ids_by_code
+        if len(points) and int(points.max()) >= len(table):
+            raise unknown_characters_error(self.unknown(text))
+        ids = table[points]                                                       # (N,) ids, no loop per character
+        if len(ids) and int(ids.min()) < 0:                                       # a code point the vocabulary lacks
+            raise unknown_characters_error(self.unknown(text))
+        return ids
 
     def decode(self, ids) -> str:
         return "".join(self.chars[int(i)] for i in ids)
