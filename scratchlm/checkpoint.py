@@ -32,7 +32,7 @@ import numpy as np
 from scratchlm import backend
 from scratchlm.checkpoint_header import FORMAT, FORMAT_VERSION, OPTIMIZER_PREFIX, read_header
 from scratchlm.errors import CheckpointError, UserError
-from scratchlm.limits import regular_file_problem
+from scratchlm.limits import check_regular_file
 from scratchlm.model import GPT, GPTConfig
 
 
@@ -174,13 +174,8 @@ def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint, or raise CheckpointError saying what is wrong with the file. The header is
     checked (``checkpoint_header``) before any tensor is read; the weights must all be finite."""
     path = Path(path)
-    problem = regular_file_problem(path)
-    if problem == "not found":
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if problem == "is a directory":
-        raise CheckpointError(f"{path} is a directory, not a checkpoint file (did you mean {path / 'final_model.pt'}?)")
-    if problem:
-        raise CheckpointError(f"checkpoint {path} {problem}")
+    check_regular_file(path, CheckpointError, "checkpoint",
+                       f", not a checkpoint file (did you mean {path / 'final_model.pt'}?)")
     try:
         from safetensors import safe_open
 

@@ -3,7 +3,8 @@
 - ``excerpt``: the one way an error shows a value the user gave: a short, bounded repr (a 4 MB
   string, a number with 10^5 digits or a YAML alias bomb all come out as a few dozen characters);
 - ``regular_file_problem``: why a path cannot be read as a file (a device such as /dev/zero is read
-  forever, a FIFO blocks the open); found with ``stat``, which never blocks;
+  forever, a FIFO blocks the open); found with ``stat``, which never blocks; ``check_regular_file``
+  turns it into one error line;
 - ``check_memory``: refuse a job that needs more memory than the machine has available, before
   anything is allocated (Linux's MemAvailable; the check is skipped where it cannot be read).
 """
@@ -54,6 +55,18 @@ def regular_file_problem(path) -> str | None:
              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
     kind = next((name for test, name in kinds if test(mode)), "not a regular file")
     return f"is {kind}, not a regular file (copy what it holds into a file first)"
+
+
+def check_regular_file(path, error: type, label: str, on_directory: str) -> None:
+    """Raise ``error`` with one line unless ``path`` is a regular file: "<label> not found: <path>",
+    "<path> is a directory<on_directory>", or "<label> <path> <what it is>"."""
+    problem = regular_file_problem(path)
+    if problem == "not found":
+        raise error(f"{label} not found: {path}")
+    if problem == "is a directory":
+        raise error(f"{path} is a directory{on_directory}")
+    if problem:
+        raise error(f"{label} {path} {problem}")
 
 
 def available_memory() -> int | None:

@@ -27,7 +27,7 @@ import numpy as np
 from scratchlm.data.encoding import not_utf8_hint
 from scratchlm.data.tokenizer import KINDS, ByteTokenizer, CharTokenizer, unknown_characters_error
 from scratchlm.errors import DataError, TokenizerError
-from scratchlm.limits import excerpt, regular_file_problem
+from scratchlm.limits import check_regular_file, excerpt
 
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".rst")
 CHUNK_BYTES = 1 << 20             # 1 MB: stays in cache; its temporaries stay small (see docs/performance.md)
@@ -134,13 +134,8 @@ def _empty(paths: list[Path]) -> DataError:
 
 
 def check_readable(path: Path) -> None:
-    problem = regular_file_problem(path)   # by stat: a FIFO would block the open, /dev/zero never end
-    if problem == "not found":
-        raise DataError(f"data file not found: {path}")
-    if problem == "is a directory":
-        raise DataError(f"{path} is a directory: give a text file")
-    if problem:
-        raise DataError(f"data file {path} {problem}")
+    """By stat, before any open: a FIFO would block the open, /dev/zero never end."""
+    check_regular_file(path, DataError, "data file", ": give a text file")
 
 
 class _Scan:
