@@ -259,12 +259,17 @@ def matmul_reference(a, b):
     return a @ b
 
 
+def _operands_and_result(a, b):
+    """(a as BLAS reads it, transposed?, the same for b, an empty c (M, N))."""
+    (a_op, trans_a), (b_op, trans_b) = _as_operand(a), _as_operand(b)
+    return a_op, trans_a, b_op, trans_b, np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+
+
 def matmul_rows_v1(a, b):
     """a (M, K) @ b (K, N), c's rows cut into one block per Numba thread, one gemm each."""
     import numba
 
-    (a_op, trans_a), (b_op, trans_b) = _as_operand(a), _as_operand(b)
-    c = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)                   # (M, N)
+    a_op, trans_a, b_op, trans_b, c = _operands_and_result(a, b)                # c (M, N)
     with one_thread_each():
         _matmul_rows_kernel.dispatcher()(c, a_op, trans_a, b_op, trans_b, numba.get_num_threads())
     return c
@@ -274,8 +279,7 @@ def matmul_depth_v2(a, b):
     """a (M, K) @ b (K, N), K cut into one block per Numba thread, the partial products added."""
     import numba
 
-    (a_op, trans_a), (b_op, trans_b) = _as_operand(a), _as_operand(b)
-    c = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)                   # (M, N)
+    a_op, trans_a, b_op, trans_b, c = _operands_and_result(a, b)                # c (M, N)
     partials = np.empty((numba.get_num_threads(), *c.shape), dtype=a.dtype)  # (blocks, M, N)
     with one_thread_each():
         _matmul_depth_kernel.dispatcher()(c, partials, a_op, trans_a, b_op, trans_b)

@@ -14,8 +14,9 @@ Nothing is cached but the input x (the op keeps it); t is recomputed in backward
 
 Versions: 0 the NumPy reference; 1 Numba with the scalar libm tanh (a lesson in what
 not to do here); 2 Numba with a rational tanh that vectorises (float32; the default);
-CUDA (CuPy arrays), one thread per element. Run ``python -m scratchlm.kernels.gelu``
-to check and time them.
+CUDA (CuPy arrays), one thread per element. Then the MLP's two fused passes, each with
+its reference (the separate calls) and a Numba version 1. Run
+``python -m scratchlm.kernels.gelu`` to check and time them.
 """
 
 from __future__ import annotations
@@ -232,6 +233,18 @@ def gelu_backward(dy, x):
 # two passes over the (N, 4C) hidden in forward and three in backward (two of them also
 # computing tanh); fused, one each, with tanh computed once in backward. dh overwrites the
 # incoming gradient in place.
+def bias_gelu_forward_reference(h, b):
+    """h (N, H) += b (H,) in place; returns gelu(h) (N, H), as the separate calls compute it."""
+    h += b
+    return gelu_forward_reference(h)
+
+
+def gelu_backward_recompute_reference(da, h):
+    """da, h (N, H) -> gelu(h), dh, dh summed over rows (H,), as the separate calls compute them."""
+    dh = gelu_backward_reference(da, h)
+    return gelu_forward_reference(h), dh, dh.sum(axis=0)
+
+
 @lazy_njit(parallel=True, error_model=NO_DIVISION_CHECK)
 def _bias_gelu_forward_kernel(h, b, y):
     # h (N, H) += b (H,) in place; y (N, H) = gelu(h)
@@ -263,18 +276,6 @@ def _fusable(*arrays):
     """float32 NumPy arrays, C-contiguous, the first 2-D: what the fused kernels take."""
     return (use_numba(*arrays) and all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays)
             and arrays[0].ndim == 2)
-
-
-def bias_gelu_forward_reference(h, b):
-    """h (N, H) += b (H,) in place; returns gelu(h) (N, H), as the separate calls compute it."""
-    h += b
-    return gelu_forward_reference(h)
-
-
-def gelu_backward_recompute_reference(da, h):
-    """da, h (N, H) -> gelu(h), dh, dh summed over rows (H,), as the separate calls compute them."""
-    dh = gelu_backward_reference(da, h)
-    return gelu_forward_reference(h), dh, dh.sum(axis=0)
 
 
 def bias_gelu_forward_v1(h, b):
