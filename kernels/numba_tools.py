@@ -126,6 +126,20 @@ def keyed_cache_dir(user_dir: str | None, digest: str) -> str:
     return root if os.path.basename(os.path.normpath(root)) == name else os.path.join(root, name)
 
 
+_digest = None                # of all of kernels/*.py, read once per process
+
+
+def kernel_cache_dir(user_dir: str | None = None) -> str:
+    """The cache folder for the kernel sources as they are now (see the function below)."""
+    global _digest
+    if _digest is None:
+        import glob
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        _digest = sources_digest(sorted(glob.glob(os.path.join(here, "*.py"))))
+    return keyed_cache_dir(user_dir, _digest)
+
+
 _cache_keyed = False
 
 
@@ -139,11 +153,7 @@ def _key_the_cache_by_every_kernel_source(numba) -> None:
     if _cache_keyed:
         return
     _cache_keyed = True
-    import glob
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    digest = sources_digest(sorted(glob.glob(os.path.join(here, "*.py"))))
-    numba.config.CACHE_DIR = keyed_cache_dir(numba.config.CACHE_DIR, digest)
+    numba.config.CACHE_DIR = kernel_cache_dir(numba.config.CACHE_DIR)
 
 
 def _numba_compile(py_func, options):

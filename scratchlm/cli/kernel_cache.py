@@ -20,9 +20,7 @@ def kernel_cache_folder() -> str:
     """Numba's cache folder for the current kernel sources (as ``numba_tools`` names it)."""
     from scratchlm.kernels import numba_tools
 
-    here = os.path.dirname(os.path.abspath(numba_tools.__file__))
-    digest = numba_tools.sources_digest(sorted(glob.glob(os.path.join(here, "*.py"))))
-    return numba_tools.keyed_cache_dir(os.environ.get("NUMBA_CACHE_DIR") or None, digest)
+    return numba_tools.kernel_cache_dir(os.environ.get("NUMBA_CACHE_DIR") or None)
 
 
 def kernels_cached(module: str) -> bool:
