@@ -58,18 +58,19 @@ def run_generate_command(args: dict) -> int:
     model = checkpoint.build_model(device)
     tokenizer = checkpoint.tokenizer
     decoder = Decoder(model)
-    _announce_compile(device, bool(args.get("--quiet")))
 
     if args.get("--interactive"):
         def fit(prompt: str) -> str:
             return fit_to_vocabulary(tokenizer, prompt, unseen_policy, "the prompt")[0]
 
+        _announce_compile(device, bool(args.get("--quiet")))
         return _run_interactive(decoder, tokenizer, settings, model_summary(model, tokenizer, device), output, fit)
 
     prompt, unseen = fit_to_vocabulary(tokenizer, args.get("--prompt") or "", unseen_policy, "--prompt")
     if unseen and not args.get("--quiet"):
         print(f"--prompt: {unseen_policy.describe(unseen)} (characters the model never saw)", file=sys.stderr)
     prompt_ids(tokenizer, prompt)
+    _announce_compile(device, bool(args.get("--quiet")))      # only once the input has passed every check
     rng = np.random.default_rng(settings.seed)
     try:
         samples = [_stream_sample(generate_text(decoder, tokenizer, prompt, settings, rng), prompt, index, num_samples)
