@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from scratchlm.errors import OptionError
 from scratchlm.limits import excerpt
 
-COMMANDS = ("train", "generate", "evaluate")
+COMMANDS = ("train", "generate", "interactive", "evaluate")
 HINT = "(scratchlm {command} --help lists its options)"
 # What a tutorial line ending in '\ \' passes: an escaped space, then the line continuation.
 LINE_ENDING_ARGUMENT = " "
@@ -32,12 +32,13 @@ class OptionSpec:
 
 
 def section_commands(section: str) -> tuple[str, ...]:
-    """The commands an options section of the usage string is for ("Generate and evaluate
-    options:" -> generate, evaluate; "Common options:" -> all); () for any other section."""
+    """The commands an options section of the usage string is for ("Generate, interactive and
+    evaluate options:" -> generate, interactive, evaluate; "Common options:" -> all); () for any
+    other section."""
     title = section.strip("\n").partition("\n")[0]
     if not title.endswith("options:"):
         return ()
-    words = title.lower().split()
+    words = re.findall(r"\w+", title.lower())
     return COMMANDS if "common" in words else tuple(c for c in COMMANDS if c in words)
 
 
@@ -127,3 +128,13 @@ def did_you_mean(name: str, table: dict[str, OptionSpec], command: str) -> str:
     similar = difflib.get_close_matches(name, mine, n=2, cutoff=0.6)
     close = list(dict.fromkeys(initials + prefixed or similar))[:3]
     return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+def given_options(argv, usage: str) -> set[str]:
+    """The long options that ``argv`` really names (not docopt's filled-in defaults): ``argv``
+    parsed again against ``usage`` with its defaults removed."""
+    from docopt import docopt
+
+    bare = re.sub(r"\s*\[default:[^\]]*\]", "", usage)
+    parsed = docopt(bare, argv=list(argv), default_help=False)
+    return {key for key, value in parsed.items() if key.startswith("--") and value not in (None, False)}

@@ -12,6 +12,19 @@ import sys
 from scratchlm import backend
 from scratchlm.cli.options import int_option, output_file_option, write_text_atomically
 from scratchlm.cli.unseen import UnseenPolicy, fit_to_vocabulary
+from scratchlm.errors import OptionError
+
+
+def data_argument(args: dict) -> list[str]:
+    """The text to score: DATA... or --data FILE (one of them)."""
+    if args.get("--data") is not None and args.get("DATA"):
+        raise OptionError("give the text to score once: as DATA or as --data FILE, not both")
+    if args.get("--data") is not None:
+        return [args["--data"]]
+    if not args.get("DATA"):
+        raise OptionError("evaluate needs the text to score: scratchlm evaluate CKPT DATA... "
+                          "or scratchlm evaluate CKPT --data FILE")
+    return list(args["DATA"])
 
 
 def evaluation_panel(result, unseen: str | None = None):
@@ -45,6 +58,7 @@ def run_evaluate_command(args: dict) -> int:
 
     stride = None if args.get("--stride") is None else int_option(args, "--stride", minimum=1)
     batch_size = int_option(args, "--batch-size", minimum=1)
+    args = dict(args, DATA=data_argument(args))
     paths = resolve_sources(args["DATA"])
     output = output_file_option(dict(args, DATA=[str(p) for p in paths]), "--output", inputs=("CKPT", "DATA"))
     unseen_policy = UnseenPolicy.from_args(args)

@@ -3,7 +3,8 @@
 Usage:
   scratchlm train [DATA...] [options]
   scratchlm generate CKPT [options]
-  scratchlm evaluate CKPT DATA... [options]
+  scratchlm interactive CKPT [options]
+  scratchlm evaluate CKPT [DATA...] [options]
   scratchlm (-h | --help)
   scratchlm --version
 
@@ -12,8 +13,9 @@ Commands:
                        files, recursively) or glob patterns, joined in order (optional with a
                        run's config.yaml as --config: it names its data, so it alone repeats the run).
   generate CKPT        Continue a prompt with the model in checkpoint CKPT.
+  interactive CKPT     A prompt loop with the model in CKPT (the same as generate CKPT --interactive).
   evaluate CKPT DATA... Score every character of DATA (files, folders or patterns, as for
-                       train) with the model in CKPT.
+                       train) with the model in CKPT; evaluate CKPT --data FILE is the same.
 
 Train options:
   --output-dir DIR        Where checkpoints, logs and config.yaml go [default: runs/model].
@@ -49,20 +51,35 @@ Train options:
                           the newest keep the weights only (a third of the disk).
   --overwrite             Replace the run already in --output-dir (resuming in its own folder: the checkpoints after CKPT).
   --dtype NAME            float32, or float64 for exact numerical checks (about 2x slower) [default: float32].
+  --profile               Profile a few warm training steps: a table of where their time goes (matrix
+                          products, attention, norms, the tape, AdamW), shown at the end and kept
+                          in profile.md in --output-dir.
 
 Generate options:
   --prompt TEXT           Text to continue (empty: start from a new line) [default: ].
+  --num-samples N         Independent samples to draw; the same --seed gives the same samples [default: 1].
+  --interactive           A prompt loop: type text, get a continuation; /help lists commands.
+
+Generate and interactive options:
   --max-tokens N          Tokens to generate, exactly; past the context length the window slides [default: 200].
   --temperature T         Sampling temperature, 0 or more; 0 means greedy [default: 0.8].
   --top-k K               Sample among the K likeliest tokens (0: off) [default: 0].
   --top-p P               Sample among the likeliest tokens holding probability P, in (0, 1];
                           combines with --top-k (1.0: off) [default: 1.0].
-  --num-samples N         Independent samples to draw; the same --seed gives the same samples [default: 1].
+  --repetition-penalty P  Make tokens already in the text less likely (CTRL's penalty: their logits are
+                          divided by P where positive, multiplied where negative); more than 0,
+                          1.2 is typical (1.0: off) [default: 1.0].
+  --beam-width N          Beam search with N beams, 1 or more: the likeliest continuation, deterministic
+                          (no --temperature, --top-k, --top-p or --num-samples) (default: sample).
+  --length-penalty A      With --beam-width: rank finished beams by log-probability / length^A; 0 prefers
+                          short ones, more than 0 longer ones (default: 1.0).
+  --show-probs            After each sample, list every generated token with its probability and the
+                          likeliest alternatives (the model's own, before temperature and penalties).
+  --top-probs K           How many alternatives --show-probs lists, 1 or more (default: 5).
   --stop STRING           End a sample just before it would produce STRING.
-  --output-file FILE      Also write the samples to FILE (once all are done).
-  --interactive           A prompt loop: type text, get a continuation; /help lists commands.
+  --output-file FILE      Also write the samples to FILE (once all are done); JSON with --show-probs.
 
-Generate and evaluate options:
+Generate, interactive and evaluate options:
   --skip-unknown          Leave out the characters of the text (or --prompt) that the model never saw in
                           training, and say how many were left out (default: stop with an error).
   --replace-unknown CHAR  Replace each character the model never saw by CHAR, one it knows (e.g. " ").
@@ -72,6 +89,7 @@ Evaluate options:
                           first scores only its last N characters, so a smaller stride gives every
                           character more context (and takes longer). Windows are scored --batch-size
                           at a time (default: the context length).
+  --data FILE             The text to score, instead of DATA (a file, folder or pattern).
   --output FILE           Also write the figures as JSON to FILE.
 
 Common options:
@@ -87,7 +105,9 @@ Examples:
   scratchlm train data/samples/sample_data.txt --output-dir my_first_model --model-dim 64 --num-heads 2 --num-layers 2 --epochs 5 --batch-size 16
   mpirun -n 2 scratchlm train data/samples/sample_data.txt --batch-size 32    (data-parallel; docs/scale-out.md)
   scratchlm generate my_first_model/final_model.pt --prompt "The" --max-tokens 50 --temperature 0.8
-  scratchlm evaluate my_first_model/final_model.pt data/samples/sample_data.txt
+  scratchlm generate my_first_model/final_model.pt --prompt "The" --beam-width 4 --show-probs
+  scratchlm interactive my_first_model/final_model.pt
+  scratchlm evaluate my_first_model/final_model.pt --data data/samples/sample_data.txt
 """
 
 from __future__ import annotations
@@ -143,10 +163,10 @@ def _run(argv) -> int:
             from scratchlm.cli.train import run_train_command
 
             return _end_all_ranks_on_error(run_train_command(args, argv))
-        if args["generate"]:
+        if args["generate"] or args["interactive"]:
             from scratchlm.cli.generate import run_generate_command
 
-            return run_generate_command(args)
+            return run_generate_command(args, argv)
         if args["evaluate"]:
             from scratchlm.cli.evaluate import run_evaluate_command
 
@@ -167,8 +187,8 @@ def _usage_error(message: str) -> int:
     return 2
 
 
-COMMANDS = ("train", "generate", "evaluate")
-ARGUMENTS = {"train": ("[DATA...]",), "generate": ("CKPT",), "evaluate": ("CKPT", "DATA...")}
+COMMANDS = ("train", "generate", "interactive", "evaluate")
+ARGUMENTS = {"train": ("[DATA...]",), "generate": ("CKPT",), "interactive": ("CKPT",), "evaluate": ("CKPT", "[DATA...]")}
 _USAGE_FORMS = {command: " ".join(("scratchlm", command, *names, "[options]")) for command, names in ARGUMENTS.items()}
 
 
@@ -188,9 +208,9 @@ def explain_usage_error(argv, message: str) -> str:
 
     hint = "(scratchlm --help lists the commands and options)"
     if not argv:
-        return f"no command given: use scratchlm train, generate or evaluate {hint}"
+        return f"no command given: use scratchlm train, generate, interactive or evaluate {hint}"
     if argv[0] not in COMMANDS and not argv[0].startswith("-"):
-        return f"unknown command {excerpt(argv[0])}: use train, generate or evaluate {hint}"
+        return f"unknown command {excerpt(argv[0])}: use train, generate, interactive or evaluate {hint}"
     first = message.strip().splitlines()[0] if message.strip() else ""
     if first.endswith("requires argument"):
         return f"{first.split()[0]} needs a value {hint}"

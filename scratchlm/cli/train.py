@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 import shlex
 import signal
 import sys
@@ -132,13 +131,10 @@ assert set(OPTION_OF) == set(SETTING_KEYS) - {"data"}, "every setting but DATA n
 
 def given_options(argv) -> set[str]:
     """The long options that ``argv`` really names (not docopt's filled-in defaults)."""
-    from docopt import docopt
-
+    from scratchlm.cli.argv import given_options as named_in
     from scratchlm.cli.main import __doc__ as usage
 
-    bare = re.sub(r"\s*\[default:[^\]]*\]", "", usage)
-    parsed = docopt(bare, argv=list(argv), default_help=False)
-    return {key for key, value in parsed.items() if key.startswith("--") and value not in (None, False)}
+    return named_in(argv, usage)
 
 
 def read_config(path) -> dict:

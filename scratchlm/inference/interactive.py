@@ -1,4 +1,4 @@
-"""The prompt loop of ``scratchlm generate --interactive``.
+"""The prompt loop of ``scratchlm interactive`` (also ``scratchlm generate --interactive``).
 
 Each line typed at ``> `` is continued by the model and printed as it is produced;
 a line starting with ``/`` is a command (``/help`` lists them). Ctrl-C stops the
@@ -15,17 +15,21 @@ from collections.abc import Callable
 import numpy as np
 
 from scratchlm.errors import UserError
+from scratchlm.inference.probs import ProbabilityRecorder
 from scratchlm.inference.sampling import SamplingSettings, generate_text, prompt_ids
 
 PROMPT = "> "
 HELP = """Type text and press Enter: the model continues it. Commands:
-  /set NAME=VALUE ...  change settings: temperature, max_tokens, top_k, top_p, seed
+  /set NAME=VALUE ...  change settings: temperature, max_tokens, top_k, top_p, seed,
+                       repetition_penalty (1.0: off), beam_width (0: sample; N: beam search),
+                       length_penalty (ranks the beams), show_probs (K alternatives; 0: off)
   /status              show the model and the current settings
   /history             list this session's prompts
   /clear               forget the history
   /help                show this help
   /quit or /exit       leave (Ctrl-D too); Ctrl-C stops a generation"""
-SETTINGS_SHOWN = ("max_tokens", "temperature", "top_k", "top_p", "seed")
+SETTINGS_SHOWN = ("max_tokens", "temperature", "top_k", "top_p", "seed", "repetition_penalty", "beam_width",
+                  "length_penalty", "show_probs")
 
 
 class InteractiveSession:
@@ -33,7 +37,7 @@ class InteractiveSession:
 
     def __init__(self, decoder, tokenizer, settings: SamplingSettings, model_summary: str,
                  out=None, err=None, on_sample: Callable[[str, str], None] | None = None,
-                 fit_prompt: Callable[[str], str] | None = None):
+                 fit_prompt: Callable[[str], str] | None = None, show_probabilities: Callable | None = None):
         self.decoder = decoder
         self.tokenizer = tokenizer
         self.settings = settings
@@ -42,6 +46,7 @@ class InteractiveSession:
         self.err = err or sys.stderr
         self.on_sample = on_sample
         self.fit_prompt = fit_prompt            # what becomes of characters the model never saw
+        self.show_probabilities = show_probabilities   # (records, out): how show_probs is printed
         self.rng = np.random.default_rng(settings.seed)
         self.history: list[str] = []
 
@@ -84,8 +89,10 @@ class InteractiveSession:
             return
         self._write(prompt)
         pieces: list[str] = []
+        k = self.settings.show_probs
+        recorder = ProbabilityRecorder(self.tokenizer, k) if k else None
         try:
-            for piece in generate_text(self.decoder, self.tokenizer, prompt, self.settings, self.rng):
+            for piece in generate_text(self.decoder, self.tokenizer, prompt, self.settings, self.rng, recorder):
                 pieces.append(piece)
                 self._write(piece)
         except KeyboardInterrupt:
@@ -93,6 +100,8 @@ class InteractiveSession:
             self._say("(stopped)")
             return
         self._write("\n")
+        if recorder is not None and self.show_probabilities is not None:
+            self.show_probabilities(recorder.take(), self.out)
         if self.on_sample is not None:
             self.on_sample(prompt, "".join(pieces))
 

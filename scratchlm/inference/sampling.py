@@ -2,7 +2,8 @@
 
 ``generate_text`` continues a prompt with a ``Decoder`` (the KV-cache decoder of
 ``decoder.py``) and yields the new text piece by piece as it is produced, so a
-caller can print each piece at once. Sampling happens on the host with NumPy:
+caller can print each piece at once; with ``beam_width`` set it runs the beam search
+of ``beam.py`` instead and yields the best hypothesis once it is found. Sampling happens on the host with NumPy:
 the logits of one position are a few dozen numbers, and a host draw from one
 seeded ``numpy.random.Generator`` makes "same seed, same text" hold on every device.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import codecs
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -25,7 +26,10 @@ START_CHARACTERS = ("\n", " ")
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """How a continuation is drawn. ``top_k`` 0 and ``top_p`` 1.0 mean "off"; they combine."""
+    """How a continuation is drawn. ``top_k`` 0 and ``top_p`` 1.0 mean "off"; they combine.
+    ``repetition_penalty`` 1.0 is off; ``beam_width`` 0 samples, N >= 1 runs a beam search of N
+    beams (temperature, top-k and top-p then play no part); ``show_probs`` K >= 1 records each
+    token's probability and the K likeliest alternatives (0: off)."""
 
     max_tokens: int = 200
     temperature: float = 0.8
@@ -33,6 +37,10 @@ class SamplingSettings:
     top_p: float = 1.0
     seed: int = 42
     stop: str | None = None
+    repetition_penalty: float = 1.0
+    beam_width: int = 0
+    length_penalty: float = 1.0
+    show_probs: int = 0
 
     def __post_init__(self):
         if self.max_tokens < 0:
@@ -47,6 +55,13 @@ class SamplingSettings:
             raise OptionError(f"seed must be 0 or more, got {self.seed}")
         if self.stop == "":
             raise OptionError("the stop string must not be empty")
+        if not self.repetition_penalty > 0.0:
+            raise OptionError(f"repetition penalty must be more than 0 (1.0 is off, 1.2 is typical), "
+                              f"got {self.repetition_penalty}")
+        if self.beam_width < 0:
+            raise OptionError(f"beam width must be 0 (off: sample) or a number of beams, got {self.beam_width}")
+        if self.show_probs < 0:
+            raise OptionError(f"show_probs must be 0 (off) or the number of alternatives to show, got {self.show_probs}")
 
     def updated(self, name: str, text: str) -> SamplingSettings:
         """A copy with one setting parsed from text (``/set top_k=5``); OptionError if it is bad."""
@@ -63,6 +78,23 @@ class SamplingSettings:
             wanted = "a whole number" if whole else "a finite number"
             raise OptionError(f"{name} needs {wanted}, got {excerpt(text.strip())}")
         return replace(self, **{name: value})
+
+
+def penalize_repeats(logits: np.ndarray, seen: np.ndarray, penalty: float) -> np.ndarray:
+    """CTRL's repetition penalty (Keskar et al. 2019): a copy of ``logits`` (..., V) in which the
+    logits of the tokens marked in ``seen`` (a bool mask of the same shape) are divided by
+    ``penalty`` where positive and multiplied by it where negative, so both move towards "less likely"."""
+    shaped = logits.copy()                                                    # (..., V)
+    hit = shaped[seen]                                                        # (n,) the tokens seen
+    shaped[seen] = np.where(hit > 0, hit / penalty, hit * penalty)
+    return shaped
+
+
+def seen_mask(ids, vocab_size: int) -> np.ndarray:
+    """A bool mask (V,) of the token ids in ``ids``: the context the repetition penalty looks at."""
+    seen = np.zeros(vocab_size, dtype=bool)                                   # (V,)
+    seen[np.asarray(ids, dtype=np.int64)] = True
+    return seen
 
 
 def sample_token(logits: np.ndarray, settings: SamplingSettings, rng: np.random.Generator) -> int:
@@ -120,31 +152,48 @@ def prompt_ids(tokenizer, prompt: str) -> np.ndarray:
     return np.zeros(1, dtype=np.int32)
 
 
-def generate_tokens(decoder, ids, settings: SamplingSettings, rng: np.random.Generator) -> Iterator[int]:
-    """Up to ``settings.max_tokens`` sampled token ids continuing ``ids`` (the decoder is reset first)."""
+def generate_tokens(decoder, ids, settings: SamplingSettings, rng: np.random.Generator,
+                    on_token: Callable[[np.ndarray, int], None] | None = None) -> Iterator[int]:
+    """Up to ``settings.max_tokens`` sampled token ids continuing ``ids`` (the decoder is reset first).
+    ``on_token(logits, token)`` is told the model's logits (V,) behind each token, before any penalty."""
     if settings.max_tokens == 0:
         return
     decoder.reset()
     logits = decoder.feed(ids)                                                # (V,)
+    penalty = settings.repetition_penalty
+    seen = seen_mask(ids, len(logits)) if penalty != 1.0 else None          # (V,) only when it is on
     for produced in range(1, settings.max_tokens + 1):
-        token = sample_token(logits, settings, rng)
+        token = sample_token(logits if seen is None else penalize_repeats(logits, seen, penalty), settings, rng)
+        if on_token is not None:
+            on_token(logits, token)
+        if seen is not None:
+            seen[token] = True
         yield token
         if produced < settings.max_tokens:
             logits = decoder.feed([token])
 
 
 def generate_text(decoder, tokenizer, prompt: str, settings: SamplingSettings,
-                  rng: np.random.Generator) -> Iterator[str]:
+                  rng: np.random.Generator, on_token: Callable[[np.ndarray, int], None] | None = None) -> Iterator[str]:
     """The continuation of ``prompt`` (not the prompt itself), as pieces of text, as produced.
 
     With ``settings.stop``, the text ends just before the first occurrence of the stop
     string (which is not yielded); text that might be the start of it is held back
-    until the next tokens show whether it is.
+    until the next tokens show whether it is. ``on_token`` as for ``generate_tokens``
+    (a beam search tells it about the tokens of the best hypothesis, at the end).
     """
     ids = prompt_ids(tokenizer, prompt)
+    if settings.beam_width:
+        from scratchlm.inference.beam import beam_search
+
+        tokens = beam_search(decoder.model, tokenizer, ids, settings, on_token)
+        ready, _, _ = _release(tokenizer.decode(tokens), settings.stop, final=True)
+        if ready:
+            yield ready
+        return
     stream = TextStream(tokenizer)
     pending = ""
-    for token in generate_tokens(decoder, ids, settings, rng):
+    for token in generate_tokens(decoder, ids, settings, rng, on_token):
         pending += stream.push(token)
         ready, pending, stopped = _release(pending, settings.stop)
         if ready:
