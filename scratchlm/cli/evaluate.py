@@ -22,7 +22,7 @@ def data_argument(args: dict) -> list[str]:
     if args.get("--data") is not None:
         return [args["--data"]]
     if not args.get("DATA"):
-        raise OptionError("evaluate needs the text to score: scratchlm evaluate CKPT DATA... "
+        raise OptionError("evaluate needs DATA, the text to score: scratchlm evaluate CKPT DATA... "
                           "or scratchlm evaluate CKPT --data FILE")
     return list(args["DATA"])
 
