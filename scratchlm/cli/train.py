@@ -243,7 +243,9 @@ def run_train_command(args, argv=None) -> int:
     try:
         settings, checkpoint = settings_from_args(args, argv)
         reporter = make_reporter(bool(args["--quiet"]), plain=launched_by_mpi(), first_step_note=_compile_note(settings))
-        train(settings, reporter, checkpoint)
+        summary = train(settings, reporter, checkpoint, profile=bool(args.get("--profile")))
+        if "profile" in summary and not args["--quiet"]:
+            print(f"\n{summary['profile']}\n(also in {Path(settings.output_dir) / 'profile.md'})", flush=True)
     except TrainingInterrupted as stop:
         _say(f"\n{_stopped_by(stop.signum)} at step {stop.step}; saved {stop.checkpoint}")
         _say(f"Resume with: {resume_command(settings, stop.checkpoint, bool(args['--quiet']))}")

@@ -26,14 +26,14 @@ import math
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
 
 from scratchlm.autograd.function import no_grad
 from scratchlm.backend import array_module_for, get_array_module
-from scratchlm.checkpoint import load_checkpoint, save_checkpoint
+from scratchlm.checkpoint import load_checkpoint, save_checkpoint, write_atomically
 from scratchlm.data.batches import epoch_order, eval_starts, gather_windows, to_device_batch
 from scratchlm.data.text import micro_batch_bounds
 from scratchlm.errors import OutputWriteError, TrainingAborted, TrainingDiverged, TrainingInterrupted
@@ -48,6 +48,7 @@ from scratchlm.training.job import (
     prepare,
     resume_point,
 )
+from scratchlm.training.profile import StepProfiler
 from scratchlm.training.progress import Reporter
 from scratchlm.training.rundir import claim_output_dir
 
@@ -55,8 +56,10 @@ __all__ = ["train", "TrainSettings"]
 CURVE_POINTS_PER_EPOCH = 20
 
 
-def train(settings: TrainSettings, reporter: Reporter | None = None, checkpoint=None) -> dict:
+def train(settings: TrainSettings, reporter: Reporter | None = None, checkpoint=None, profile: bool = False) -> dict:
     """Run a training job; returns the summary (best epoch, val loss, perplexity, paths...).
+    ``profile``: time a few warm steps by op (``profile.py``), into the run's profile.md and the
+    summary's ``profile`` (the table's text).
 
     Under mpirun every rank calls this; the summary is the same on all of them.
     """
@@ -77,7 +80,7 @@ def train(settings: TrainSettings, reporter: Reporter | None = None, checkpoint=
         lock = claim_output_dir(job.output_dir, resume_point(settings, checkpoint), settings.overwrite)
     reporter = (reporter or Reporter()) if group.is_main else Reporter()
     try:
-        return Trainer(job, reporter, group).run()
+        return Trainer(job, reporter, group, StepProfiler() if profile and group.is_main else None).run()
     finally:
         reporter.close()
         if lock is not None:
@@ -146,8 +149,9 @@ def stop_signals() -> list[int]:
 
 
 class Trainer:
-    def __init__(self, job: TrainJob, reporter: Reporter, group=None):
+    def __init__(self, job: TrainJob, reporter: Reporter, group=None, profiler: StepProfiler | None = None):
         self.job, self.s, self.state, self.reporter = job, job.settings, job.state, reporter
+        self.profiler = profiler
         self.group = group or distributed.SingleProcess()
         self.writes = self.group.is_main                                       # rank 0 writes every file
         self.xp = array_module_for(job.device)
@@ -183,6 +187,10 @@ class Trainer:
         if self.writes:
             outputs.remove_passed_interruption(job.output_dir, state.step)
         summary = outputs.summary(job, stop)
+        if self.profiler is not None:
+            summary["profile"] = self.profiler.report()
+            with self._writing(job.output_dir / "profile.md"):
+                write_atomically(job.output_dir / "profile.md", f"# Profile\n\n{summary['profile']}\n")
         self._write_reports(summary)
         self.reporter.finish(summary, [r["val_loss"] for r in state.history])
         return summary
@@ -200,7 +208,8 @@ class Trainer:
                 return self._stop_mid_epoch(epoch, started, "max-steps")
             if self.stop_request.requested:
                 self._interrupt(started)
-            self._step(order, b * B, min((b + 1) * B, len(order)))              # windows [bB, bB + B)
+            with self.profiler.step() if self.profiler else nullcontext():
+                self._step(order, b * B, min((b + 1) * B, len(order)))          # windows [bB, bB + B)
             state.step_in_epoch = b + 1
             state.epoch_time_s = time.perf_counter() - started
             if s.eval_interval and state.step % s.eval_interval == 0 and b + 1 < spe:
