@@ -38,7 +38,9 @@ Train options:
   --grad-accum N          Micro-batches accumulated per optimizer step [default: 1].
   --eval-interval N       Also evaluate every N steps (0: only at the end of each epoch) [default: 0].
   --patience N            Stop after N evaluations without a better val loss (0: off) [default: 0].
-  --tokenizer KIND        char (a vocabulary of the text's characters) or byte (all 256 bytes) [default: char].
+  --tokenizer KIND        char (a vocabulary of the text's characters), byte (all 256 bytes), or the path of
+                          a BPE tokenizer: a tokenizer.json, or a folder with one or with vocab.json +
+                          merges.txt (needs pip install 'scratchlm[hf]') [default: char].
   --pos-encoding KIND     learned, sinusoidal or rope [default: learned].
   --norm KIND             layernorm or rmsnorm [default: layernorm].
   --resume-from CKPT      Continue a run from one of its checkpoints: exactly from the newest epoch

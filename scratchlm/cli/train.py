@@ -85,6 +85,16 @@ def choice(options):
     return convert
 
 
+def tokenizer_choice(value, label):
+    """char, byte (either case), or the path of a BPE tokenizer's files (read when the run starts)."""
+    name = str(value).strip() if value is not None else ""
+    if name.lower() in (*KINDS, "bpe"):
+        return name.lower()
+    if not name:
+        raise OptionError(f"{label} must be one of {', '.join(KINDS)}, or a BPE tokenizer's tokenizer.json")
+    return name
+
+
 def text(value, label):
     value = str(value).strip() if value is not None else ""
     if not value:
@@ -119,7 +129,7 @@ OPTIONS = {  # usage-string option -> (TrainSettings field, converter)
     "--eval-interval": ("eval_interval", whole(0)),
     "--patience": ("patience", whole(0)),
     "--seed": ("seed", whole(0)),
-    "--tokenizer": ("tokenizer", choice(KINDS)),
+    "--tokenizer": ("tokenizer", tokenizer_choice),
     "--pos-encoding": ("pos_encoding", choice(POS_ENCODINGS)),
     "--norm": ("norm", choice(NORMS)),
     "--keep-checkpoints": ("keep_checkpoints", whole(0)),

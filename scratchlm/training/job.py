@@ -187,7 +187,7 @@ def prepare(settings: TrainSettings, checkpoint=None, progress=None) -> TrainJob
                       weight_decay=settings.weight_decay)
     if checkpoint and checkpoint.optimizer_state is not None:
         optimizer.load_state_dict(checkpoint.optimizer_state)
-    chars = int(np.count_nonzero((val_ids & 0xC0) != 0x80)) if tokenizer.kind == "byte" else len(val_ids)
+    chars = characters_of(tokenizer, val_ids)
     job = TrainJob(settings, tokenizer, train_ids, val_ids, data_info, len(val_ids) / max(chars, 1),
                    model, optimizer, device, state, output_dir,
                    str(settings.resume_from) if checkpoint else None,
@@ -195,6 +195,15 @@ def prepare(settings: TrainSettings, checkpoint=None, progress=None) -> TrainJob
                    fresh_moments=bool(checkpoint) and checkpoint.optimizer_state is None)
     check_work_left(job)
     return job
+
+
+def characters_of(tokenizer, ids) -> int:
+    """How many characters the token ids (N,) stand for (bits per character divide by it)."""
+    if tokenizer.kind == "byte":
+        return int(np.count_nonzero((ids & 0xC0) != 0x80))     # every byte but a continuation byte
+    if tokenizer.kind == "char":
+        return len(ids)
+    return len(tokenizer.decode(ids))
 
 
 def resume_point(settings: TrainSettings, checkpoint) -> ResumePoint | None:
@@ -261,7 +270,7 @@ def _text_key(info) -> tuple | None:
 
 def _check_lengths(settings, n_total: int, n_train: int, n_val: int, kind: str) -> None:
     """The training split needs one window of max_seq_len + 1 tokens; the validation split two tokens."""
-    unit = "bytes" if kind == "byte" else "characters"
+    unit = {"byte": "bytes", "char": "characters"}.get(kind, "tokens")
     window = settings.max_seq_len + 1
     if n_train >= window and n_val >= 2:
         return
