@@ -45,6 +45,8 @@ Train options:
   --norm KIND             layernorm or rmsnorm [default: layernorm].
   --resume-from CKPT      Continue a run from one of its checkpoints: exactly from the newest epoch
                           checkpoint, final_model.pt or interrupted.pt (older epochs keep weights only).
+  --init-from MODEL       Fine-tune: a new run that starts from the weights and tokenizer of a checkpoint
+                          or a Hugging Face GPT-2 folder (its shape; --max-seq-len may be shorter).
   --config FILE           Read settings from a YAML file (the keys of a run's config.yaml);
                           options given on the command line win.
   --keep-checkpoints N    Keep only the newest N epoch checkpoints (0: keep all) [default: 0]; all but
