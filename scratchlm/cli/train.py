@@ -90,8 +90,10 @@ def tokenizer_choice(value, label):
     name = str(value).strip() if value is not None else ""
     if name.lower() in (*KINDS, "bpe"):
         return name.lower()
-    if not name:
-        raise OptionError(f"{label} must be one of {', '.join(KINDS)}, or a BPE tokenizer's tokenizer.json")
+    # A recorded path (a resumed run's) may be gone: that run's tokenizer comes from its checkpoint.
+    if not name or (label.startswith("--") and not Path(name).exists()):
+        raise OptionError(f"{label} must be one of {', '.join(KINDS)}, or the path of a BPE tokenizer (a "
+                          f"tokenizer.json, or a folder with it or with vocab.json + merges.txt), got {excerpt(value)}")
     return name
 
 
@@ -210,7 +212,7 @@ def settings_from_args(args, argv=None):
                           "each micro-batch needs at least one sequence")
     if values["init_from"] and args["--resume-from"] is None:
         values.update(init_shape(values, from_user))
-    elif "init_from" in from_user:
+    elif values["init_from"] and "init_from" in from_user:    # a resumed run's own record is no conflict
         raise OptionError("--init-from starts a new run and --resume-from continues one: give one of them")
     data = training_data(data_from)
     return TrainSettings(data=data, **values, resume_from=args["--resume-from"],

@@ -97,3 +97,14 @@ def test_char_and_byte_models_never_import_the_library(tmp_path):
             "import scratchlm.cli.main; print('tokenizers' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_train_from_scratch_with_a_bpe_tokenizer_file(bpe_folder, tmp_path):
+    from train_helpers import SAMPLE, TINY, train_in_process
+
+    out = tmp_path / "run"
+    train_in_process(["train", SAMPLE, "--tokenizer", bpe_folder / "tokenizer.json", "--output-dir", out, *TINY,
+                      "--epochs", "1", "--max-steps", "2", "--quiet", "--device", "cpu"])
+    checkpoint = load_checkpoint(out / "final_model.pt")
+    assert checkpoint.tokenizer.kind == "bpe" and checkpoint.config.vocab_size == small_bpe().get_vocab_size()
+    np.testing.assert_array_equal(checkpoint.tokenizer.encode(MIXED), load_bpe(bpe_folder).encode(MIXED))
