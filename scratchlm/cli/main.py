@@ -4,6 +4,7 @@ Usage:
   scratchlm train [DATA...] [options]
   scratchlm generate CKPT [options]
   scratchlm evaluate CKPT DATA... [options]
+  scratchlm export CKPT OUTPUT_DIR [options]
   scratchlm (-h | --help)
   scratchlm --version
 
@@ -14,6 +15,8 @@ Commands:
   generate CKPT        Continue a prompt with the model in checkpoint CKPT.
   evaluate CKPT DATA... Score every character of DATA (files, folders or patterns, as for
                        train) with the model in CKPT.
+  export CKPT OUTPUT_DIR Write the model in CKPT as a Hugging Face GPT-2 folder that transformers'
+                       AutoModelForCausalLM and AutoTokenizer load (learned positions and LayerNorm only).
 
 Train options:
   --output-dir DIR        Where checkpoints, logs and config.yaml go [default: runs/model].
@@ -155,6 +158,10 @@ def _run(argv) -> int:
             from scratchlm.cli.evaluate import run_evaluate_command
 
             return run_evaluate_command(args)
+        if args["export"]:
+            from scratchlm.cli.export import run_export_command
+
+            return run_export_command(args)
     except BrokenPipeError:              # stdout's reader left: not an error, main() ends quietly
         raise
     except Exception as exc:
@@ -171,8 +178,9 @@ def _usage_error(message: str) -> int:
     return 2
 
 
-COMMANDS = ("train", "generate", "evaluate")
-ARGUMENTS = {"train": ("[DATA...]",), "generate": ("CKPT",), "evaluate": ("CKPT", "DATA...")}
+COMMANDS = ("train", "generate", "evaluate", "export")
+ARGUMENTS = {"train": ("[DATA...]",), "generate": ("CKPT",), "evaluate": ("CKPT", "DATA..."),
+             "export": ("CKPT", "OUTPUT_DIR")}
 _USAGE_FORMS = {command: " ".join(("scratchlm", command, *names, "[options]")) for command, names in ARGUMENTS.items()}
 
 
@@ -192,9 +200,9 @@ def explain_usage_error(argv, message: str) -> str:
 
     hint = "(scratchlm --help lists the commands and options)"
     if not argv:
-        return f"no command given: use scratchlm train, generate or evaluate {hint}"
+        return f"no command given: use scratchlm train, generate, evaluate or export {hint}"
     if argv[0] not in COMMANDS and not argv[0].startswith("-"):
-        return f"unknown command {excerpt(argv[0])}: use train, generate or evaluate {hint}"
+        return f"unknown command {excerpt(argv[0])}: use train, generate, evaluate or export {hint}"
     first = message.strip().splitlines()[0] if message.strip() else ""
     if first.endswith("requires argument"):
         return f"{first.split()[0]} needs a value {hint}"
