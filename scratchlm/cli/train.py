@@ -91,10 +91,17 @@ def tokenizer_choice(value, label):
     if name.lower() in (*KINDS, "bpe"):
         return name.lower()
     # A recorded path (a resumed run's) may be gone: that run's tokenizer comes from its checkpoint.
-    if not name or (label.startswith("--") and not Path(name).exists()):
+    if not name or (label.startswith("--") and not _exists(name)):
         raise OptionError(f"{label} must be one of {', '.join(KINDS)}, or the path of a BPE tokenizer (a "
                           f"tokenizer.json, or a folder with it or with vocab.json + merges.txt), got {excerpt(value)}")
     return name
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):          # a name too long for the file system, or one with a NUL
+        return False
 
 
 def text(value, label):
