@@ -74,6 +74,7 @@ def test_a_stream_shows_each_character_once_it_is_complete(bpe_folder):
 
 
 def test_bad_tokenizer_files_are_named(tmp_path):
+    pytest.importorskip("tokenizers")
     (tmp_path / "tokenizer.json").write_text('{"not": "a tokenizer"}')
     with pytest.raises(TokenizerError, match="not a tokenizer.json"):
         load_bpe(tmp_path)
