@@ -172,10 +172,16 @@ def drop_optimizer_state(path) -> bool:
 
 def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint, or raise CheckpointError saying what is wrong with the file. The header is
-    checked (``checkpoint_header``) before any tensor is read; the weights must all be finite."""
+    checked (``checkpoint_header``) before any tensor is read; the weights must all be finite. A
+    folder with a config.json is read as a Hugging Face GPT-2 model (``huggingface/load.py``)."""
     path = Path(path)
+    if path.is_dir() and (path / "config.json").is_file():
+        from scratchlm.huggingface.load import load_gpt2_folder
+
+        return load_gpt2_folder(path)
     check_regular_file(path, CheckpointError, "checkpoint",
-                       f", not a checkpoint file (did you mean {path / 'final_model.pt'}?)")
+                       f", not a checkpoint file (did you mean {path / 'final_model.pt'}?) nor a Hugging Face "
+                       "model folder (it has no config.json)")
     try:
         from safetensors import safe_open
 
@@ -193,7 +199,7 @@ def load_checkpoint(path) -> Checkpoint:
             f"{path} is not a readable scratchlm checkpoint (truncated, corrupted, or another format; "
             "scratchlm never unpickles files)"
         ) from exc
-    _check_finite(path, arrays)
+    check_finite(path, arrays)
     optimizer_state = None
     if header.optimizer is not None:
         optimizer_state = dict(header.optimizer, m=arrays.pop(OPTIMIZER_PREFIX + "m"),
@@ -201,7 +207,7 @@ def load_checkpoint(path) -> Checkpoint:
     return Checkpoint(header.config, header.tokenizer, arrays, optimizer_state, header.train_state, header.dtype)
 
 
-def _check_finite(path: Path, arrays: dict) -> None:
+def check_finite(path: Path, arrays: dict) -> None:
     """NaN or infinite weights would load and generate nonsense (or score 'nan'): refuse them."""
     for name, array in arrays.items():
         if not np.isfinite(array).all():

@@ -25,6 +25,10 @@ class TokenizerError(UserError):
     """Text holds characters the model's vocabulary lacks."""
 
 
+class MissingExtra(UserError):
+    """A feature needs an optional extra that is not installed (``pip install 'scratchlm[hf]'``)."""
+
+
 class OptionError(UserError):
     """A command-line option or config value is out of range."""
 

@@ -21,7 +21,7 @@ FLOORS = {   # module prefix -> floor (higher may import lower)
     "scratchlm.cli": 5,
     "scratchlm.training": 4, "scratchlm.inference": 4,
     "scratchlm.model": 3, "scratchlm.nn": 3, "scratchlm.optim": 3, "scratchlm.data": 3, "scratchlm.checkpoint": 3,
-    "scratchlm.checkpoint_header": 3,
+    "scratchlm.checkpoint_header": 3, "scratchlm.huggingface": 3,
     "scratchlm.autograd": 2,
     "scratchlm.kernels": 1,
     "scratchlm.backend": 0, "scratchlm.errors": 0, "scratchlm.limits": 0, "scratchlm._allocator": 0,

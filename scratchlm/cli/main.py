@@ -5,6 +5,7 @@ Usage:
   scratchlm generate CKPT [options]
   scratchlm interactive CKPT [options]
   scratchlm evaluate CKPT [DATA...] [options]
+  scratchlm export CKPT OUTPUT_DIR [options]
   scratchlm (-h | --help)
   scratchlm --version
 
@@ -16,6 +17,8 @@ Commands:
   interactive CKPT     A prompt loop with the model in CKPT (the same as generate CKPT --interactive).
   evaluate CKPT DATA... Score every character of DATA (files, folders or patterns, as for
                        train) with the model in CKPT; evaluate CKPT --data FILE is the same.
+  export CKPT OUTPUT_DIR Write the model in CKPT as a Hugging Face GPT-2 folder that transformers'
+                       AutoModelForCausalLM and AutoTokenizer load (learned positions and LayerNorm only).
 
 Train options:
   --output-dir DIR        Where checkpoints, logs and config.yaml go [default: runs/model].
@@ -40,11 +43,15 @@ Train options:
   --grad-accum N          Micro-batches accumulated per optimizer step [default: 1].
   --eval-interval N       Also evaluate every N steps (0: only at the end of each epoch) [default: 0].
   --patience N            Stop after N evaluations without a better val loss (0: off) [default: 0].
-  --tokenizer KIND        char (a vocabulary of the text's characters) or byte (all 256 bytes) [default: char].
+  --tokenizer KIND        char (a vocabulary of the text's characters), byte (all 256 bytes), or the path of
+                          a BPE tokenizer: a tokenizer.json, or a folder with one or with vocab.json +
+                          merges.txt (needs pip install 'scratchlm[hf]') [default: char].
   --pos-encoding KIND     learned, sinusoidal or rope [default: learned].
   --norm KIND             layernorm or rmsnorm [default: layernorm].
   --resume-from CKPT      Continue a run from one of its checkpoints: exactly from the newest epoch
                           checkpoint, final_model.pt or interrupted.pt (older epochs keep weights only).
+  --init-from MODEL       Fine-tune: a new run that starts from the weights and tokenizer of a checkpoint
+                          or a Hugging Face GPT-2 folder (its shape; --max-seq-len may be shorter).
   --config FILE           Read settings from a YAML file (the keys of a run's config.yaml);
                           options given on the command line win.
   --keep-checkpoints N    Keep only the newest N epoch checkpoints (0: keep all) [default: 0]; all but
@@ -116,6 +123,7 @@ import os
 import sys
 
 from scratchlm import __version__
+from scratchlm.cli.argv import COMMANDS
 
 
 def main(argv=None) -> int:
@@ -171,6 +179,10 @@ def _run(argv) -> int:
             from scratchlm.cli.evaluate import run_evaluate_command
 
             return run_evaluate_command(args)
+        if args["export"]:
+            from scratchlm.cli.export import run_export_command
+
+            return run_export_command(args)
     except BrokenPipeError:              # stdout's reader left: not an error, main() ends quietly
         raise
     except Exception as exc:
@@ -187,8 +199,8 @@ def _usage_error(message: str) -> int:
     return 2
 
 
-COMMANDS = ("train", "generate", "interactive", "evaluate")
-ARGUMENTS = {"train": ("[DATA...]",), "generate": ("CKPT",), "interactive": ("CKPT",), "evaluate": ("CKPT", "[DATA...]")}
+ARGUMENTS = {"train": ("[DATA...]",), "generate": ("CKPT",), "interactive": ("CKPT",), "evaluate": ("CKPT", "[DATA...]"),
+             "export": ("CKPT", "OUTPUT_DIR")}
 _USAGE_FORMS = {command: " ".join(("scratchlm", command, *names, "[options]")) for command, names in ARGUMENTS.items()}
 
 
@@ -208,9 +220,9 @@ def explain_usage_error(argv, message: str) -> str:
 
     hint = "(scratchlm --help lists the commands and options)"
     if not argv:
-        return f"no command given: use scratchlm train, generate, interactive or evaluate {hint}"
+        return f"no command given: use scratchlm train, generate, interactive, evaluate or export {hint}"
     if argv[0] not in COMMANDS and not argv[0].startswith("-"):
-        return f"unknown command {excerpt(argv[0])}: use train, generate, interactive or evaluate {hint}"
+        return f"unknown command {excerpt(argv[0])}: use train, generate, interactive, evaluate or export {hint}"
     first = message.strip().splitlines()[0] if message.strip() else ""
     if first.endswith("requires argument"):
         return f"{first.split()[0]} needs a value {hint}"

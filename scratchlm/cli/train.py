@@ -84,6 +84,25 @@ def choice(options):
     return convert
 
 
+def tokenizer_choice(value, label):
+    """char, byte (either case), or the path of a BPE tokenizer's files (read when the run starts)."""
+    name = str(value).strip() if value is not None else ""
+    if name.lower() in (*KINDS, "bpe"):
+        return name.lower()
+    # A recorded path (a resumed run's) may be gone: that run's tokenizer comes from its checkpoint.
+    if not name or (label.startswith("--") and not _exists(name)):
+        raise OptionError(f"{label} must be one of {', '.join(KINDS)}, or the path of a BPE tokenizer (a "
+                          f"tokenizer.json, or a folder with it or with vocab.json + merges.txt), got {excerpt(value)}")
+    return name
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):          # a name too long for the file system, or one with a NUL
+        return False
+
+
 def text(value, label):
     value = str(value).strip() if value is not None else ""
     if not value:
@@ -112,13 +131,14 @@ OPTIONS = {  # usage-string option -> (TrainSettings field, converter)
     "--lr-schedule": ("lr_schedule", choice(SCHEDULES)),
     "--val-split": ("val_split", real(0.0, 1.0, low_open=True)),
     "--validation-data": ("validation_data", optional_text),
+    "--init-from": ("init_from", optional_text),
     "--eval-tokens": ("eval_tokens", whole(0)),
     "--gradient-clip": ("gradient_clip", real(0.0)),
     "--grad-accum": ("grad_accum", whole(1)),
     "--eval-interval": ("eval_interval", whole(0)),
     "--patience": ("patience", whole(0)),
     "--seed": ("seed", whole(0)),
-    "--tokenizer": ("tokenizer", choice(KINDS)),
+    "--tokenizer": ("tokenizer", tokenizer_choice),
     "--pos-encoding": ("pos_encoding", choice(POS_ENCODINGS)),
     "--norm": ("norm", choice(NORMS)),
     "--keep-checkpoints": ("keep_checkpoints", whole(0)),
@@ -193,9 +213,39 @@ def settings_from_args(args, argv=None):
     if values["grad_accum"] > values["batch_size"]:
         raise OptionError(f"--grad-accum {values['grad_accum']} is more than --batch-size {values['batch_size']}: "
                           "each micro-batch needs at least one sequence")
+    if values["init_from"] and args["--resume-from"] is None:
+        values.update(init_shape(values, from_user))
+    elif values["init_from"] and "init_from" in from_user:    # a resumed run's own record is no conflict
+        raise OptionError("--init-from starts a new run and --resume-from continues one: give one of them")
     data = training_data(data_from)
     return TrainSettings(data=data, **values, resume_from=args["--resume-from"],
                          overwrite=bool(args["--overwrite"])), checkpoint
+
+
+INIT_SHAPE = {"model_dim": "d_model", "num_heads": "n_heads", "num_layers": "n_layers",
+              "pos_encoding": "pos_encoding", "norm": "norm"}   # setting -> the GPTConfig field it must equal
+
+
+def init_shape(values: dict, from_user: set) -> dict:
+    """The settings a fine-tuning run takes from the model it starts from (--init-from): its shape and
+    tokenizer; a shorter --max-seq-len trains on shorter windows of the same learned positions."""
+    source = values["init_from"]
+    model = load_checkpoint(source)
+    config = model.config
+    shape = {setting: getattr(config, field) for setting, field in INIT_SHAPE.items()}
+    for setting, value in shape.items():
+        if setting in from_user and values[setting] != value:
+            raise OptionError(f"{OPTION_OF[setting]} {values[setting]} differs from the {setting} {value} of "
+                              f"--init-from {excerpt(source, quoted=False)}: a fine-tuned model keeps its shape "
+                              "(drop the option)")
+    if "tokenizer" in from_user and values["tokenizer"] != model.tokenizer.kind:
+        raise OptionError(f"--init-from {excerpt(source, quoted=False)} brings its own {model.tokenizer.kind} "
+                          "tokenizer: drop --tokenizer")
+    context = values["max_seq_len"] if "max_seq_len" in from_user else config.max_seq_len
+    if context > config.max_seq_len:
+        raise OptionError(f"--max-seq-len {context} is longer than the context of {config.max_seq_len} of "
+                          f"--init-from {excerpt(source, quoted=False)}: use {config.max_seq_len} or less")
+    return dict(shape, max_seq_len=context, tokenizer=model.tokenizer.kind)
 
 
 def training_data(sources: dict) -> str | list:

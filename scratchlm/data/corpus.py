@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from scratchlm.data.encoding import not_utf8_hint
-from scratchlm.data.tokenizer import KINDS, ByteTokenizer, CharTokenizer, unknown_characters_error
-from scratchlm.errors import DataError, TokenizerError
+from scratchlm.data.tokenizer import KINDS, ByteTokenizer, CharTokenizer, build_tokenizer, unknown_characters_error
+from scratchlm.errors import DataError
 from scratchlm.limits import check_regular_file, excerpt
 
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".rst")
@@ -101,8 +101,8 @@ def read_corpus(specs, kind: str = "char", tokenizer=None, progress=None) -> Cor
     for path in paths:
         check_readable(path)
     kind = tokenizer.kind if tokenizer is not None else kind
-    if kind not in KINDS:
-        raise TokenizerError(f"unknown tokenizer {excerpt(kind)}: choose one of {', '.join(KINDS)}")
+    if kind not in KINDS:                # a BPE tokenizer (or the path of its files)
+        return _bpe_corpus(paths, tokenizer or build_tokenizer(kind, ""), progress)
     scan = _Scan(kind, sum(p.stat().st_size for p in paths), len(paths) - 1, progress)
     for i, path in enumerate(paths):
         scan.read_file(path, last=i == len(paths) - 1)
@@ -111,6 +111,19 @@ def read_corpus(specs, kind: str = "char", tokenizer=None, progress=None) -> Cor
     if tokenizer is None:
         tokenizer = ByteTokenizer() if kind == "byte" else CharTokenizer("".join(map(chr, scan.vocabulary())))
     return Corpus(scan.ids(tokenizer), tokenizer, paths, scan.characters, scan.crc)
+
+
+def _bpe_corpus(paths: list[Path], tokenizer, progress) -> Corpus:
+    """BPE merges span chunk boundaries, so the joined text is encoded in one call."""
+    total = sum(p.stat().st_size for p in paths)
+    if progress:
+        progress(0, total)
+    text, paths = read_joined_text(paths)
+    data = text.encode("utf-8")
+    ids = tokenizer.encode(text)                                                    # (N,) int32
+    if progress:
+        progress(total, total)
+    return Corpus(ids, tokenizer, paths, len(text), zlib.crc32(data))
 
 
 def read_joined_text(specs) -> tuple[str, list[Path]]:

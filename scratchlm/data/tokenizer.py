@@ -1,8 +1,9 @@
-"""Tokenizers: characters (the default) or raw UTF-8 bytes.
+"""Tokenizers: characters (the default), raw UTF-8 bytes, or BPE from files (``data/bpe.py``).
 
 A character tokenizer's vocabulary is the sorted set of characters in the training
 text, so it can only encode characters it has seen; a byte tokenizer has all 256
-byte values and encodes anything (one character may become several tokens).
+byte values and encodes anything (one character may become several tokens). A BPE
+tokenizer (GPT-2's, or any ``tokenizer.json``) is read from files, never built here.
 """
 
 from __future__ import annotations
@@ -80,11 +81,17 @@ class ByteTokenizer:
 
 
 def build_tokenizer(kind: str, text: str):
+    """char or byte from ``text``; any other ``kind`` is the path of a BPE tokenizer's files."""
     if kind == "char":
         return CharTokenizer.from_text(text)
     if kind == "byte":
         return ByteTokenizer()
-    raise TokenizerError(f"unknown tokenizer {excerpt(kind)}: choose one of {', '.join(KINDS)}")
+    if kind == "bpe":
+        raise TokenizerError("--tokenizer bpe needs the tokenizer's files: give the path of a tokenizer.json, "
+                             "or of a folder with tokenizer.json or vocab.json + merges.txt")
+    from scratchlm.data.bpe import load_bpe
+
+    return load_bpe(kind)
 
 
 def tokenizer_from_dict(values: dict):
@@ -99,4 +106,8 @@ def tokenizer_from_dict(values: dict):
         if len(set(chars)) != len(chars):
             raise TokenizerError("the char tokenizer lists a character twice, so ids would be ambiguous")
         return CharTokenizer(chars)
+    if kind == "bpe":
+        from scratchlm.data.bpe import bpe_from_dict
+
+        return bpe_from_dict(values)
     raise TokenizerError(f"checkpoint names an unknown tokenizer: {excerpt(values)}")

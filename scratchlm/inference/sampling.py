@@ -127,14 +127,23 @@ class TextStream:
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace") if tokenizer.kind == "byte" else None
+        self._bpe = None
+        if tokenizer.kind == "bpe":
+            from scratchlm.data.bpe import BPEStream
+
+            self._bpe = BPEStream(tokenizer)
 
     def push(self, token: int) -> str:
         if self._utf8 is not None:
             return self._utf8.decode(bytes((token,)))
+        if self._bpe is not None:
+            return self._bpe.push(token)
         return self.tokenizer.decode([token])
 
     def flush(self) -> str:
         """Whatever an unfinished byte sequence left behind (as U+FFFD)."""
+        if self._bpe is not None:
+            return self._bpe.flush()
         return self._utf8.decode(b"", final=True) if self._utf8 is not None else ""
 
 

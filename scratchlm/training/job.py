@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +73,7 @@ class TrainSettings:
     dtype: str = "float32"
     validation_data: str | None = None   # a held-out file instead of the tail split (--val-split then unused)
     eval_tokens: int = DEFAULT_EVAL_TOKENS  # periodic evaluation scores a fixed sample this size (0: all)
+    init_from: str | None = None         # fine-tuning: the checkpoint or Hugging Face folder the weights came from
     resume_from: str | None = None
     overwrite: bool = False
 
@@ -154,10 +155,12 @@ class TrainJob:
         return min(planned, self.settings.max_steps) if self.settings.max_steps else planned
 
 
-def prepare(settings: TrainSettings, checkpoint=None, progress=None) -> TrainJob:
+def prepare(settings: TrainSettings, checkpoint=None, progress=None, init=None) -> TrainJob:
     """Check everything and build the run; raises a typed error for anything a user can fix.
-    ``progress(done_bytes, total_bytes)`` follows the tokenizing of the data."""
-    corpus = read_corpus(settings.data, settings.tokenizer, checkpoint.tokenizer if checkpoint else None, progress)
+    ``progress(done_bytes, total_bytes)`` follows the tokenizing of the data. ``init`` (a Checkpoint,
+    for a new run only) gives the model's shape, weights and tokenizer: fine-tuning."""
+    source = checkpoint or init
+    corpus = read_corpus(settings.data, settings.tokenizer, source.tokenizer if source else None, progress)
     tokenizer, ids, data_info = corpus.tokenizer, corpus.ids, corpus.info()  # ids (N,)
     if settings.validation_data:
         train_ids, (val_ids, data_info["validation"]) = ids, validation_ids(settings.validation_data, tokenizer)
@@ -167,7 +170,7 @@ def prepare(settings: TrainSettings, checkpoint=None, progress=None) -> TrainJob
         _check_same_data(settings, checkpoint.train_state.get("data", {}), data_info)
     _check_lengths(settings, len(ids), len(train_ids), len(val_ids), tokenizer.kind)
     data_info.update(train_tokens=int(len(train_ids)), val_tokens=int(len(val_ids)))
-    config = checkpoint.config if checkpoint else GPTConfig(
+    config = checkpoint.config if checkpoint else replace(init.config, dropout=settings.dropout) if init else GPTConfig(
         vocab_size=tokenizer.vocab_size, d_model=settings.model_dim, n_heads=settings.num_heads,
         n_layers=settings.num_layers, max_seq_len=settings.max_seq_len, dropout=settings.dropout,
         norm=settings.norm, pos_encoding=settings.pos_encoding)
@@ -181,13 +184,16 @@ def prepare(settings: TrainSettings, checkpoint=None, progress=None) -> TrainJob
         state = RunState.from_dict(checkpoint.train_state["state"])
         model.dropout_rng.bit_generator.state = state.dropout_rng_state
     else:
-        model = GPT(config, seed=settings.seed, dtype=settings.dtype).to(device)  # on the device before AdamW
+        model = GPT(config, seed=settings.seed, dtype=settings.dtype)
+        if init:
+            model.load_state_dict(init.weights)
+        model = model.to(device)                                   # on the device before AdamW
         state = RunState()
     optimizer = AdamW(model.parameters(), lr=settings.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS,
                       weight_decay=settings.weight_decay)
     if checkpoint and checkpoint.optimizer_state is not None:
         optimizer.load_state_dict(checkpoint.optimizer_state)
-    chars = int(np.count_nonzero((val_ids & 0xC0) != 0x80)) if tokenizer.kind == "byte" else len(val_ids)
+    chars = characters_of(tokenizer, val_ids)
     job = TrainJob(settings, tokenizer, train_ids, val_ids, data_info, len(val_ids) / max(chars, 1),
                    model, optimizer, device, state, output_dir,
                    str(settings.resume_from) if checkpoint else None,
@@ -195,6 +201,15 @@ def prepare(settings: TrainSettings, checkpoint=None, progress=None) -> TrainJob
                    fresh_moments=bool(checkpoint) and checkpoint.optimizer_state is None)
     check_work_left(job)
     return job
+
+
+def characters_of(tokenizer, ids) -> int:
+    """How many characters the token ids (N,) stand for (bits per character divide by it)."""
+    if tokenizer.kind == "byte":
+        return int(np.count_nonzero((ids & 0xC0) != 0x80))     # every byte but a continuation byte
+    if tokenizer.kind == "char":
+        return len(ids)
+    return len(tokenizer.decode(ids))
 
 
 def resume_point(settings: TrainSettings, checkpoint) -> ResumePoint | None:
@@ -237,7 +252,8 @@ def check_resumable(checkpoint, path) -> None:
     weights_only = checkpoint.optimizer_state is None and ts.get(WEIGHTS_ONLY) is True
     if (checkpoint.optimizer_state is None and not weights_only) or "settings" not in ts or "state" not in ts:
         raise CheckpointError(f"{path} holds a model but no training state, so a run cannot resume from it: "
-                              "use a checkpoint_epoch_N.pt, final_model.pt or interrupted.pt written by scratchlm train")
+                              "use a checkpoint_epoch_N.pt, final_model.pt or interrupted.pt written by scratchlm train "
+                              "(or fine-tune the model with --init-from)")
     check_resume_state(path, ts, None if weights_only else checkpoint.optimizer_state["step"])
 
 
@@ -261,7 +277,7 @@ def _text_key(info) -> tuple | None:
 
 def _check_lengths(settings, n_total: int, n_train: int, n_val: int, kind: str) -> None:
     """The training split needs one window of max_seq_len + 1 tokens; the validation split two tokens."""
-    unit = "bytes" if kind == "byte" else "characters"
+    unit = {"byte": "bytes", "char": "characters"}.get(kind, "tokens")
     window = settings.max_seq_len + 1
     if n_train >= window and n_val >= 2:
         return

@@ -69,7 +69,8 @@ def train(settings: TrainSettings, reporter: Reporter | None = None, checkpoint=
     if settings.resume_from and checkpoint is None:
         checkpoint = load_checkpoint(settings.resume_from)
         check_resumable(checkpoint, settings.resume_from)
-    job = prepare(settings, checkpoint, reporter.tokenizing if reporter is not None and group.is_main else None)
+    init = load_checkpoint(settings.init_from) if settings.init_from and not settings.resume_from else None
+    job = prepare(settings, checkpoint, reporter.tokenizing if reporter is not None and group.is_main else None, init)
     job.processes = group.size
     for buffer in (job.optimizer.flat_params, job.optimizer.m, job.optimizer.v):
         group.broadcast_(buffer)                      # every rank starts from rank 0's weights and moments
