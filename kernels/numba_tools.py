@@ -113,15 +113,21 @@ def sources_digest(paths) -> str:
     return digest.hexdigest()[:16]
 
 
-def keyed_cache_dir(user_dir: str | None, digest: str) -> str:
-    """Where compiled kernels are cached: ``kernels-<digest>`` inside the user's
-    ``NUMBA_CACHE_DIR``, or inside ``$XDG_CACHE_HOME/scratchlm/numba`` (~/.cache/...)."""
+def user_cache_home() -> str:
+    """``$XDG_CACHE_HOME``, else ~/.cache, else the temporary folder (no home directory to be found):
+    scratchlm's caches (kernels, token files) live in ``scratchlm/`` inside it."""
     home_cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    if home_cache.startswith("~"):                       # no home directory to be found
+    if home_cache.startswith("~"):
         import tempfile
 
         home_cache = tempfile.gettempdir()
-    root = user_dir or os.path.join(home_cache, "scratchlm", "numba")
+    return home_cache
+
+
+def keyed_cache_dir(user_dir: str | None, digest: str) -> str:
+    """Where compiled kernels are cached: ``kernels-<digest>`` inside the user's
+    ``NUMBA_CACHE_DIR``, or inside ``$XDG_CACHE_HOME/scratchlm/numba`` (~/.cache/...)."""
+    root = user_dir or os.path.join(user_cache_home(), "scratchlm", "numba")
     name = f"kernels-{digest}"
     return root if os.path.basename(os.path.normpath(root)) == name else os.path.join(root, name)
 

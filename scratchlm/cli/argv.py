@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from scratchlm.errors import OptionError
 from scratchlm.limits import excerpt
 
-COMMANDS = ("train", "generate", "interactive", "evaluate", "export")
+COMMANDS = ("train", "generate", "interactive", "evaluate", "export", "prepare")
 HINT = "(scratchlm {command} --help lists its options)"
 # What a tutorial line ending in '\ \' passes: an escaped space, then the line continuation.
 LINE_ENDING_ARGUMENT = " "

@@ -53,7 +53,8 @@ def run_evaluate_command(args: dict) -> int:
     from rich.console import Console
 
     from scratchlm.checkpoint import load_checkpoint
-    from scratchlm.data.corpus import describe_sources, read_joined_text, resolve_sources
+    from scratchlm.data.corpus import read_joined_text
+    from scratchlm.data.sources import describe_sources, resolve_sources
     from scratchlm.inference.scoring import evaluate_text
 
     stride = None if args.get("--stride") is None else int_option(args, "--stride", minimum=1)

@@ -6,19 +6,23 @@ Usage:
   scratchlm interactive CKPT [options]
   scratchlm evaluate CKPT [DATA...] [options]
   scratchlm export CKPT OUTPUT_DIR [options]
+  scratchlm prepare DATA... [options]
   scratchlm (-h | --help)
   scratchlm --version
 
 Commands:
   train DATA...        Train a model on DATA: UTF-8 text files, folders (their .txt, .md, .rst
-                       files, recursively) or glob patterns, joined in order (optional with a
-                       run's config.yaml as --config: it names its data, so it alone repeats the run).
+                       files, recursively) or glob patterns, joined in order, or a folder written by
+                       prepare (optional with a run's config.yaml as --config: it names its data, so it
+                       alone repeats the run).
   generate CKPT        Continue a prompt with the model in checkpoint CKPT.
   interactive CKPT     A prompt loop with the model in CKPT (the same as generate CKPT --interactive).
   evaluate CKPT DATA... Score every character of DATA (files, folders or patterns, as for
                        train) with the model in CKPT; evaluate CKPT --data FILE is the same.
   export CKPT OUTPUT_DIR Write the model in CKPT as a Hugging Face GPT-2 folder that transformers'
                        AutoModelForCausalLM and AutoTokenizer load (learned positions and LayerNorm only).
+  prepare DATA...      Tokenize DATA once into a dataset folder (--output DIR) that train DIR maps from
+                       disk: memory stays flat whatever the size of the text.
 
 Train options:
   --output-dir DIR        Where checkpoints, logs and config.yaml go [default: runs/model].
@@ -34,18 +38,15 @@ Train options:
   --weight-decay WD       Decoupled weight decay on the weight matrices [default: 0.1].
   --warmup-steps N        Linear warm-up steps before the schedule [default: 10].
   --lr-schedule NAME      cosine (decay to 10% of the peak) or constant [default: cosine].
-  --val-split F           Fraction of the text (its tail) held out for validation, in (0, 1) [default: 0.1].
-  --validation-data FILE  Validate on this held-out text file instead (all of DATA then trains);
-                          it may use only characters of DATA (or use --tokenizer byte).
+  --cache-dir DIR         Where the token cache of a DATA of 32 MB or more is kept, so that later runs map
+                          it instead of tokenizing again (default: $SCRATCHLM_CACHE_DIR, else
+                          ~/.cache/scratchlm/tokens).
   --eval-tokens N         Score a fixed, evenly spread sample of about N validation tokens at each
                           evaluation when the split is larger; evaluate scores all (0: all) [default: 262144].
   --gradient-clip C       Clip the global gradient norm to C (0: off) [default: 1.0].
   --grad-accum N          Micro-batches accumulated per optimizer step [default: 1].
   --eval-interval N       Also evaluate every N steps (0: only at the end of each epoch) [default: 0].
   --patience N            Stop after N evaluations without a better val loss (0: off) [default: 0].
-  --tokenizer KIND        char (a vocabulary of the text's characters), byte (all 256 bytes), or the path of
-                          a BPE tokenizer: a tokenizer.json, or a folder with one or with vocab.json +
-                          merges.txt (needs pip install 'scratchlm[hf]') [default: char].
   --pos-encoding KIND     learned, sinusoidal or rope [default: learned].
   --norm KIND             layernorm or rmsnorm [default: layernorm].
   --resume-from CKPT      Continue a run from one of its checkpoints: exactly from the newest epoch
@@ -61,6 +62,14 @@ Train options:
   --profile               Profile a few warm training steps: a table of where their time goes (matrix
                           products, attention, norms, the tape, AdamW), shown at the end and kept
                           in profile.md in --output-dir.
+
+Train and prepare options:
+  --val-split F           Fraction of the text (its tail) held out for validation, in (0, 1) [default: 0.1].
+  --validation-data FILE  Validate on this held-out text file instead (all of DATA then trains);
+                          it may use only characters of DATA (or use --tokenizer byte).
+  --tokenizer KIND        char (a vocabulary of the text's characters), byte (all 256 bytes), or the path of
+                          a BPE tokenizer: a tokenizer.json, or a folder with one or with vocab.json +
+                          merges.txt (needs pip install 'scratchlm[hf]') [default: char].
 
 Generate options:
   --prompt TEXT           Text to continue (empty: start from a new line) [default: ].
@@ -97,7 +106,10 @@ Evaluate options:
                           character more context (and takes longer). Windows are scored --batch-size
                           at a time (default: the context length).
   --data FILE             The text to score, instead of DATA (a file, folder or pattern).
-  --output FILE           Also write the figures as JSON to FILE.
+
+Evaluate and prepare options:
+  --output PATH           evaluate: also write the figures as JSON to PATH. prepare: the folder to
+                          write the dataset into (required): tokens.bin and dataset.json.
 
 Common options:
   --device DEV            auto, cpu or cuda [default: auto].
@@ -179,6 +191,10 @@ def _run(argv) -> int:
             from scratchlm.cli.evaluate import run_evaluate_command
 
             return run_evaluate_command(args)
+        if args["prepare"]:
+            from scratchlm.cli.prepare import run_prepare_command
+
+            return run_prepare_command(args, argv)
         if args["export"]:
             from scratchlm.cli.export import run_export_command
 
@@ -200,7 +216,7 @@ def _usage_error(message: str) -> int:
 
 
 ARGUMENTS = {"train": ("[DATA...]",), "generate": ("CKPT",), "interactive": ("CKPT",), "evaluate": ("CKPT", "[DATA...]"),
-             "export": ("CKPT", "OUTPUT_DIR")}
+             "export": ("CKPT", "OUTPUT_DIR"), "prepare": ("DATA...",)}
 _USAGE_FORMS = {command: " ".join(("scratchlm", command, *names, "[options]")) for command, names in ARGUMENTS.items()}
 
 
@@ -220,9 +236,9 @@ def explain_usage_error(argv, message: str) -> str:
 
     hint = "(scratchlm --help lists the commands and options)"
     if not argv:
-        return f"no command given: use scratchlm train, generate, interactive, evaluate or export {hint}"
+        return f"no command given: use scratchlm train, generate, interactive, evaluate, export or prepare {hint}"
     if argv[0] not in COMMANDS and not argv[0].startswith("-"):
-        return f"unknown command {excerpt(argv[0])}: use train, generate, interactive, evaluate or export {hint}"
+        return f"unknown command {excerpt(argv[0])}: use train, generate, interactive, evaluate, export or prepare {hint}"
     first = message.strip().splitlines()[0] if message.strip() else ""
     if first.endswith("requires argument"):
         return f"{first.split()[0]} needs a value {hint}"

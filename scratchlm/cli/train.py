@@ -22,7 +22,7 @@ from pathlib import Path
 from scratchlm.backend import FLOAT_DTYPES
 from scratchlm.checkpoint import load_checkpoint
 from scratchlm.cli.config_file import check_scalar, read_yaml_settings
-from scratchlm.data.corpus import data_specs
+from scratchlm.data.sources import data_specs
 from scratchlm.data.tokenizer import KINDS
 from scratchlm.errors import OptionError
 from scratchlm.limits import excerpt
@@ -131,6 +131,7 @@ OPTIONS = {  # usage-string option -> (TrainSettings field, converter)
     "--lr-schedule": ("lr_schedule", choice(SCHEDULES)),
     "--val-split": ("val_split", real(0.0, 1.0, low_open=True)),
     "--validation-data": ("validation_data", optional_text),
+    "--cache-dir": ("cache_dir", optional_text),
     "--init-from": ("init_from", optional_text),
     "--eval-tokens": ("eval_tokens", whole(0)),
     "--gradient-clip": ("gradient_clip", real(0.0)),
@@ -218,6 +219,7 @@ def settings_from_args(args, argv=None):
     elif values["init_from"] and "init_from" in from_user:    # a resumed run's own record is no conflict
         raise OptionError("--init-from starts a new run and --resume-from continues one: give one of them")
     data = training_data(data_from)
+    values.update(prepared_settings(data, values, given))
     return TrainSettings(data=data, **values, resume_from=args["--resume-from"],
                          overwrite=bool(args["--overwrite"])), checkpoint
 
@@ -248,10 +250,38 @@ def init_shape(values: dict, from_user: set) -> dict:
     return dict(shape, max_seq_len=context, tokenizer=model.tokenizer.kind)
 
 
+def prepared_settings(data, values: dict, given: set) -> dict:
+    """A prepared folder (scratchlm prepare) brings its tokenizer and validation split: options
+    that say otherwise are refused, and the run records the folder's own."""
+    from scratchlm.data.token_cache import Unusable, open_dataset, prepared_folder
+
+    folder = prepared_folder(data)
+    if folder is None:
+        return {}
+    try:
+        description = open_dataset(folder).description
+    except Unusable:
+        return {}                        # training says what is wrong with it, with the data's other checks
+    kind = description["tokenizer"]["kind"]
+    validation = description["split"].get("validation")
+    own = {"tokenizer": kind, "val_split": description["split"].get("val_split", "none (a held-out file)"),
+           "validation_data": validation["path"] if validation else None}
+    for field, option in (("tokenizer", "--tokenizer"), ("val_split", "--val-split"),
+                          ("validation_data", "--validation-data")):
+        if option in given and values[field] != own[field]:
+            raise OptionError(f"{option} {excerpt(values[field])} differs from the {field} {excerpt(own[field])} that "
+                              f"{excerpt(str(folder), quoted=False)} was prepared with: drop {option}, or prepare "
+                              "the data again with it")
+    if validation:
+        own["val_split"] = values["val_split"]
+    return own
+
+
 def training_data(sources: dict) -> str | list:
     """The text to train on: DATA, else the data a --config file names, else the resumed run's
     (one argument as a string, several as a list, as config.yaml records them)."""
-    from scratchlm.data.corpus import resolve_sources
+    from scratchlm.data.sources import resolve_sources
+    from scratchlm.data.token_cache import prepared_folder
     from scratchlm.errors import DataError
 
     for label, data in sources.items():
@@ -260,7 +290,7 @@ def training_data(sources: dict) -> str | list:
         specs = [text(d, label) for d in (data if isinstance(data, (list, tuple)) else [data])]
         if not specs:
             raise OptionError(f"{label} must not be empty")
-        if label != "DATA":
+        if label != "DATA" and prepared_folder(specs) is None:
             try:
                 files = resolve_sources(specs)
             except DataError:

@@ -1,23 +1,24 @@
-"""A corpus: DATA as files, folders and glob patterns, tokenized in one streaming, vectorised pass.
+"""A corpus: DATA's files tokenized in streaming, vectorised passes, into memory or into a token file.
 
-Sources: each DATA argument, in the order given, is a file, a folder (its text files,
-recursively, sorted by path; a text file is one whose name ends in ``TEXT_SUFFIXES``,
-hidden files and folders left out) or a glob pattern (``*``, ``?``, ``[...]``, ``**``; the
-matching files, sorted). A file named twice is read once. The files are joined in that
-order, with a newline added after a file that does not end in one (never after the
-last), so a single file's tokens are exactly those of the file alone.
+The files (``sources.py`` finds them) are joined in order, with a newline added after a
+file that does not end in one (never after the last), so a single file's tokens are
+exactly those of the file alone.
 
 Tokenizing reads ``CHUNK_BYTES`` at a time, cut at UTF-8 character boundaries. Python's
 decoder checks each chunk (its error gives the byte offset of the first bad byte); the
 code points come from the bytes themselves for ASCII chunks and from UTF-32 otherwise,
-and the vocabulary (the sorted distinct characters) is gathered in the same pass. Ids
-come from one lookup table, so they are exactly ``CharTokenizer.encode``'s (``ByteTokenizer``:
+and the vocabulary (the sorted distinct characters) is gathered on the way. Ids come
+from one lookup table, so they are exactly ``CharTokenizer.encode``'s (``ByteTokenizer``:
 the raw UTF-8 bytes). Nothing here loops over characters in Python.
+
+``read_corpus`` keeps the ids in memory (one pass: code points first, mapped to ids in
+place once the vocabulary is known). ``tokenize_to_file`` streams them into a token file
+instead, so memory stays flat whatever the corpus size; a new character vocabulary then
+costs a first pass that only gathers it (the bytes come from the page cache the second time).
 """
 
 from __future__ import annotations
 
-import glob
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,65 +26,22 @@ from pathlib import Path
 import numpy as np
 
 from scratchlm.data.encoding import not_utf8_hint
+from scratchlm.data.sources import check_readable, describe_sources, resolve_sources
+from scratchlm.data.token_file import TokenWriter, narrowest_dtype
 from scratchlm.data.tokenizer import KINDS, ByteTokenizer, CharTokenizer, build_tokenizer, unknown_characters_error
-from scratchlm.errors import DataError
-from scratchlm.limits import check_regular_file, excerpt
+from scratchlm.errors import DataError, TokenizerError
+from scratchlm.limits import excerpt
 
-TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".rst")
 CHUNK_BYTES = 1 << 20             # 1 MB: stays in cache; its temporaries stay small (see docs/performance.md)
 MAP_SLICE = 1 << 20              # ids mapped per np.take: 4 MB, in cache, a small constant temporary
 MAX_CODE_POINT = 0x10FFFF
-GLOB_CHARS = set("*?[")
-SHOWN_SOURCES = 3                 # how many file names a panel lists before "and N more"
-
-
-def data_specs(data) -> list[str]:
-    """DATA as a list of arguments: a run records one as a string, several as a list."""
-    return [str(d) for d in data] if isinstance(data, (list, tuple)) else [str(data)]
-
-
-def resolve_sources(specs) -> list[Path]:
-    """The files that DATA names, in reading order; a DataError for a spec that names none."""
-    found: dict[Path, None] = {}
-    for spec in data_specs(specs):
-        for path in _expand(spec):
-            found.setdefault(path, None)
-    return list(found)
-
-
-def _expand(spec: str) -> list[Path]:
-    path = Path(spec)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if _is_text_file(p, path))
-        if not files:
-            raise DataError(f"folder {excerpt(spec, 300, quoted=False)} holds no text files "
-                            f"({', '.join(TEXT_SUFFIXES)}): give files, or a folder that has some")
-        return files
-    if not path.exists() and GLOB_CHARS & set(spec):
-        files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
-        if not files:
-            raise DataError(f"no file matches the pattern {excerpt(spec, 300)}")
-        return files
-    return [path]                 # check_readable reports a missing or unreadable file by name
-
-
-def _is_text_file(path: Path, top: Path) -> bool:
-    hidden = any(part.startswith(".") for part in path.relative_to(top).parts)
-    return not hidden and path.suffix.lower() in TEXT_SUFFIXES and path.is_file()
-
-
-def describe_sources(paths: list[Path]) -> str:
-    """'a.txt', or 'a.txt, b.txt, c.txt and 4 more' for a panel or a log line."""
-    names = [str(p) for p in paths[:SHOWN_SOURCES]]
-    more = len(paths) - len(names)
-    return ", ".join(names) + (f" and {more} more" if more else "")
 
 
 @dataclass
 class Corpus:
     """The token ids of the joined sources and what a run records about them."""
 
-    ids: np.ndarray               # (N,) int32
+    ids: np.ndarray               # (N,) int32 in memory, or a read-only memory map of a token file
     tokenizer: object
     paths: list
     characters: int
@@ -94,23 +52,62 @@ class Corpus:
                 "tokens": int(len(self.ids)), "crc32": self.crc32}
 
 
-def read_corpus(specs, kind: str = "char", tokenizer=None, progress=None) -> Corpus:
-    """Tokenize the sources of DATA. ``tokenizer`` (a resumed run's) fixes the vocabulary;
-    otherwise one of ``kind`` is built from the text. ``progress(done_bytes, total_bytes)``."""
+@dataclass
+class TokenizedFile:
+    """What ``tokenize_to_file`` wrote: the token file's facts and the text's."""
+
+    tokenizer: object
+    dtype: np.dtype
+    tokens: int
+    tokens_crc32: int             # of the token file's bytes
+    characters: int
+    crc32: int                    # of the joined UTF-8 bytes, as Corpus.crc32
+    file_crc32: list              # of each source file's bytes, in order
+
+
+def checked_sources(specs) -> list[Path]:
+    """The files of DATA, each checked to be a readable regular file."""
     paths = resolve_sources(specs)
     for path in paths:
         check_readable(path)
+    return paths
+
+
+def read_corpus(specs, kind: str = "char", tokenizer=None, progress=None) -> Corpus:
+    """Tokenize the sources of DATA in memory. ``tokenizer`` (a resumed run's) fixes the vocabulary;
+    otherwise one of ``kind`` is built from the text. ``progress(done_bytes, total_bytes)``."""
+    paths = checked_sources(specs)
     kind = tokenizer.kind if tokenizer is not None else kind
     if kind not in KINDS:                # a BPE tokenizer (or the path of its files)
         return _bpe_corpus(paths, tokenizer or build_tokenizer(kind, ""), progress)
-    scan = _Scan(kind, sum(p.stat().st_size for p in paths), len(paths) - 1, progress)
-    for i, path in enumerate(paths):
-        scan.read_file(path, last=i == len(paths) - 1)
-    if scan.characters == 0 or not scan.visible:
-        raise _empty(paths)
-    if tokenizer is None:
-        tokenizer = ByteTokenizer() if kind == "byte" else CharTokenizer("".join(map(chr, scan.vocabulary())))
-    return Corpus(scan.ids(tokenizer), tokenizer, paths, scan.characters, scan.crc)
+    sink = _ArraySink(sum(p.stat().st_size for p in paths) + len(paths) - 1)
+    scan = _Scan(kind, _Progress(paths, 1, progress), sink).read(paths)
+    tokenizer = tokenizer or scan.new_tokenizer()
+    return Corpus(sink.ids(tokenizer, scan), tokenizer, paths, scan.characters, scan.crc)
+
+
+def tokenize_to_file(paths: list[Path], target: Path, kind: str = "char", tokenizer=None,
+                     progress=None) -> TokenizedFile:
+    """Tokenize ``paths`` (checked sources) into the token file ``target``, streaming: nothing the
+    size of the corpus is held in memory. A half-written file never takes ``target``'s name."""
+    kind = tokenizer.kind if tokenizer is not None else kind
+    if kind not in KINDS:
+        raise TokenizerError(f"a token file holds char or byte tokens, not {excerpt(kind)}")
+    passes = 2 if tokenizer is None and kind == "char" else 1
+    tracker = _Progress(paths, passes, progress)
+    first = _Scan(kind, tracker).read(paths) if passes == 2 else None
+    tokenizer = tokenizer or (first.new_tokenizer() if first else ByteTokenizer())
+    dtype = narrowest_dtype(tokenizer.vocab_size)
+    table = _lookup_table(tokenizer) if tokenizer.kind == "char" else None
+    with TokenWriter(target, dtype) as writer:
+        scan = _Scan(kind, tracker, _FileSink(writer, table)).read(paths)
+        if first is not None and scan.crc != first.crc:
+            raise DataError(f"{describe_sources(paths)} changed while it was being read: train on a copy that "
+                            "nothing writes to")
+        if table is not None:
+            _check_known(table, scan)
+        writer.finish()
+    return TokenizedFile(tokenizer, dtype, writer.count, writer.crc, scan.characters, scan.crc, scan.file_crc32)
 
 
 def _bpe_corpus(paths: list[Path], tokenizer, progress) -> Corpus:
@@ -128,10 +125,9 @@ def _bpe_corpus(paths: list[Path], tokenizer, progress) -> Corpus:
 
 def read_joined_text(specs) -> tuple[str, list[Path]]:
     """DATA's files joined as one string, as ``read_corpus`` joins them (``evaluate`` scores a string)."""
-    paths = resolve_sources(specs)
+    paths = checked_sources(specs)
     parts = []
     for i, path in enumerate(paths):
-        check_readable(path)
         parts.append("".join(decode_checked(path, data, offset) for offset, data in _utf8_chunks(path)))
         if i < len(paths) - 1 and not parts[-1].endswith("\n"):
             parts.append("\n")
@@ -146,34 +142,48 @@ def _empty(paths: list[Path]) -> DataError:
     return DataError(f"{what} is empty (or only whitespace): a model needs text to learn from")
 
 
-def check_readable(path: Path) -> None:
-    """By stat, before any open: a FIFO would block the open, /dev/zero never end."""
-    check_regular_file(path, DataError, "data file", ": give a text file")
+class _Progress:
+    """``progress(done, total)`` over one or more passes, as the share of the work done, in bytes
+    of the corpus: the MB/s it implies is the speed of the whole job."""
+
+    def __init__(self, paths: list[Path], passes: int, callback):
+        self.total, self.passes, self.callback = sum(p.stat().st_size for p in paths), passes, callback
+        self.done = 0                          # bytes read, over all passes
+        if callback:
+            callback(0, self.total)            # the clock for MB/s starts here
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.callback:
+            self.callback(min(self.done // self.passes, self.total), self.total)
 
 
 class _Scan:
-    """One pass over the sources: the code points (or bytes) of every chunk, written into the
-    array that becomes the ids (so no chunk is kept), and the characters seen."""
+    """One pass over the sources: the characters seen, the text's CRC-32, and each chunk's code
+    points (or bytes) handed to ``sink`` (none: a pass that only gathers the vocabulary)."""
 
-    def __init__(self, kind: str, total_bytes: int, separators: int, progress):
-        self.kind, self.total, self.progress = kind, total_bytes, progress
-        # A character takes at least one byte, so the bytes bound the length; np.empty commits
-        # no memory, so the part that multi-byte characters leave unused never costs any.
-        self.out = np.empty(total_bytes + separators, dtype=np.int32)               # (bytes,)
+    def __init__(self, kind: str, progress: _Progress, sink=None):
+        self.kind, self.progress, self.sink = kind, progress, sink
         self.seen = np.zeros(MAX_CODE_POINT + 1, dtype=bool)  # (0x110000,) characters met so far
-        self.length = self.characters = self.done = self.crc = 0
+        self.characters = self.crc = 0
+        self.file_crc32: list[int] = []        # of each file's own bytes, no separator
         self.visible = False                   # met a character that is not whitespace
-        if progress:
-            progress(0, total_bytes)           # the clock for MB/s starts here
 
-    def read_file(self, path: Path, last: bool) -> None:
-        ends_in_newline = True
+    def read(self, paths: list[Path]) -> _Scan:
+        for i, path in enumerate(paths):
+            self._read_file(path, last=i == len(paths) - 1)
+        if self.characters == 0 or not self.visible:
+            raise _empty(paths)
+        return self
+
+    def _read_file(self, path: Path, last: bool) -> None:
+        ends_in_newline, crc = True, 0
         for offset, data in _utf8_chunks(path):
             self._add(path, data, decode_checked(path, data, offset))
+            crc = zlib.crc32(data, crc)
             ends_in_newline = data.endswith(b"\n")
-            self.done += len(data)
-            if self.progress:
-                self.progress(self.done, self.total)
+            self.progress.advance(len(data))
+        self.file_crc32.append(crc)
         if not last and not ends_in_newline:
             self._add(path, b"\n", "\n")
 
@@ -188,11 +198,8 @@ class _Scan:
         else:
             points = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")            # (n,)
             self.seen[points] = True
-        end = self.length + len(points)
-        if end > len(self.out):
-            raise DataError(f"{path} grew while it was being read: train on a copy that nothing writes to")
-        self.out[self.length : end] = points
-        self.length = end
+        if self.sink is not None:
+            self.sink(path, points)
 
     def _mark_ascii(self, data: bytes) -> None:
         """Mark the distinct bytes of ``data`` seen: delete the known ones (C speed, no index
@@ -204,16 +211,36 @@ class _Scan:
             self.seen[list(new)] = True
             rest = rest.translate(None, new)
 
-    def vocabulary(self) -> np.ndarray:
-        return np.flatnonzero(self.seen)                                             # (V,) sorted code points
+    def new_tokenizer(self):
+        """The tokenizer this text defines: its sorted characters, or all bytes."""
+        if self.kind == "byte":
+            return ByteTokenizer()
+        return CharTokenizer("".join(map(chr, np.flatnonzero(self.seen))))
 
-    def ids(self, tokenizer) -> np.ndarray:
+
+class _ArraySink:
+    """Code points written into one array that then becomes the ids, so no chunk is kept."""
+
+    def __init__(self, capacity: int):
+        # A character takes at least one byte, so the bytes bound the length; np.empty commits
+        # no memory, so the part that multi-byte characters leave unused never costs any.
+        self.out = np.empty(capacity, dtype=np.int32)                                # (bytes,)
+        self.length = 0
+
+    def __call__(self, path: Path, points: np.ndarray) -> None:
+        end = self.length + len(points)
+        if end > len(self.out):
+            raise _grew(path)
+        self.out[self.length : end] = points
+        self.length = end
+
+    def ids(self, tokenizer, scan: _Scan) -> np.ndarray:
         """The ids, mapped from the code points in place, a slice at a time."""
-        ids = self.out
-        self.out = None
+        ids, self.out = self.out, None
         ids.resize(self.length, refcheck=False)                                     # (N,) gives back the rest
         if tokenizer.kind == "char":
-            table = _lookup_table(tokenizer, self)                                  # (0x110000,)
+            table = _lookup_table(tokenizer)                                        # (0x110000,)
+            _check_known(table, scan)
             buffer = np.empty(min(MAP_SLICE, len(ids)), dtype=np.int32)             # (S,)
             for start in range(0, len(ids), MAP_SLICE):  # take() into ids itself would copy all of ids
                 piece = ids[start : start + MAP_SLICE]
@@ -222,16 +249,34 @@ class _Scan:
         return ids
 
 
-def _lookup_table(tokenizer, scan: _Scan) -> np.ndarray:
-    """code point -> id (-1: not in the vocabulary); a TokenizerError when the text has characters
-    outside it (a resumed run's fixed vocabulary)."""
+class _FileSink:
+    """Each chunk's ids (code points through ``table``; bytes as they are) appended to a token file."""
+
+    def __init__(self, writer: TokenWriter, table: np.ndarray | None):
+        self.writer, self.table = writer, table
+
+    def __call__(self, path: Path, points: np.ndarray) -> None:
+        ids = points if self.table is None else np.take(self.table, points, mode="clip")  # (n,)
+        self.writer.write(ids)
+
+
+def _grew(path: Path) -> DataError:
+    return DataError(f"{path} grew while it was being read: train on a copy that nothing writes to")
+
+
+def _lookup_table(tokenizer) -> np.ndarray:
+    """code point -> id (-1: not in the vocabulary), for any code point (0x110000,)."""
     table = np.full(MAX_CODE_POINT + 1, -1, dtype=np.int32)                         # (0x110000,)
     known = np.array([ord(c) for c in tokenizer.chars], dtype=np.int64)             # (V,)
     table[known] = np.arange(len(known), dtype=np.int32)
+    return table
+
+
+def _check_known(table: np.ndarray, scan: _Scan) -> None:
+    """A TokenizerError when the text has characters outside the vocabulary (a resumed run's, fixed)."""
     missing = np.flatnonzero(scan.seen & (table < 0))
     if len(missing):
         raise unknown_characters_error([chr(c) for c in missing])
-    return table
 
 
 def _utf8_chunks(path: Path, size: int = CHUNK_BYTES):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchlm.data.corpus import check_readable, decode_checked
+from scratchlm.data.corpus import decode_checked
+from scratchlm.data.sources import check_readable
 from scratchlm.errors import DataError
 
 

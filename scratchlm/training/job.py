@@ -19,9 +19,8 @@ import numpy as np
 from scratchlm import backend
 from scratchlm.checkpoint import WEIGHTS_ONLY
 from scratchlm.data.batches import windows_per_epoch
-from scratchlm.data.corpus import data_specs, read_corpus
-from scratchlm.data.text import split_tokens
-from scratchlm.data.validation import validation_ids
+from scratchlm.data.sources import data_specs
+from scratchlm.data.training_data import tokens_per_char, training_data
 from scratchlm.errors import CheckpointError, DataError, OptionError
 from scratchlm.limits import check_memory, excerpt, human_number
 from scratchlm.model import GPT, GPTConfig, model_bytes, parameter_count
@@ -73,6 +72,7 @@ class TrainSettings:
     dtype: str = "float32"
     validation_data: str | None = None   # a held-out file instead of the tail split (--val-split then unused)
     eval_tokens: int = DEFAULT_EVAL_TOKENS  # periodic evaluation scores a fixed sample this size (0: all)
+    cache_dir: str | None = None         # where a large DATA's token cache goes (None: cache_root's default)
     init_from: str | None = None         # fine-tuning: the checkpoint or Hugging Face folder the weights came from
     resume_from: str | None = None
     overwrite: bool = False
@@ -135,6 +135,7 @@ class TrainJob:
     processes: int = 1                   # MPI ranks sharing each global batch
     resumed_settings: dict | None = None  # the settings the resumed checkpoint was trained with
     fresh_moments: bool = False          # resumed from weights only: AdamW's moments start from zero
+    cache_note: str | None = None        # the token cache used (training_data's note), for the panel
 
     @property
     def window(self) -> int:
@@ -160,15 +161,12 @@ def prepare(settings: TrainSettings, checkpoint=None, progress=None, init=None) 
     ``progress(done_bytes, total_bytes)`` follows the tokenizing of the data. ``init`` (a Checkpoint,
     for a new run only) gives the model's shape, weights and tokenizer: fine-tuning."""
     source = checkpoint or init
-    corpus = read_corpus(settings.data, settings.tokenizer, source.tokenizer if source else None, progress)
-    tokenizer, ids, data_info = corpus.tokenizer, corpus.ids, corpus.info()  # ids (N,)
-    if settings.validation_data:
-        train_ids, (val_ids, data_info["validation"]) = ids, validation_ids(settings.validation_data, tokenizer)
-    else:
-        train_ids, val_ids = split_tokens(ids, settings.val_split)
+    data = training_data(settings.data, settings.tokenizer, source.tokenizer if source else None, settings.val_split,
+                         settings.validation_data, settings.cache_dir, progress)
+    tokenizer, train_ids, val_ids, data_info = data.tokenizer, data.train_ids, data.val_ids, data.info  # (N_train,), (N_val,)
     if checkpoint:
         _check_same_data(settings, checkpoint.train_state.get("data", {}), data_info)
-    _check_lengths(settings, len(ids), len(train_ids), len(val_ids), tokenizer.kind)
+    _check_lengths(settings, data_info["tokens"], len(train_ids), len(val_ids), tokenizer.kind)
     data_info.update(train_tokens=int(len(train_ids)), val_tokens=int(len(val_ids)))
     config = checkpoint.config if checkpoint else replace(init.config, dropout=settings.dropout) if init else GPTConfig(
         vocab_size=tokenizer.vocab_size, d_model=settings.model_dim, n_heads=settings.num_heads,
@@ -193,23 +191,13 @@ def prepare(settings: TrainSettings, checkpoint=None, progress=None, init=None) 
                       weight_decay=settings.weight_decay)
     if checkpoint and checkpoint.optimizer_state is not None:
         optimizer.load_state_dict(checkpoint.optimizer_state)
-    chars = characters_of(tokenizer, val_ids)
-    job = TrainJob(settings, tokenizer, train_ids, val_ids, data_info, len(val_ids) / max(chars, 1),
+    job = TrainJob(settings, tokenizer, train_ids, val_ids, data_info, tokens_per_char(tokenizer, val_ids),
                    model, optimizer, device, state, output_dir,
                    str(settings.resume_from) if checkpoint else None,
                    resumed_settings=checkpoint.train_state.get("settings") if checkpoint else None,
-                   fresh_moments=bool(checkpoint) and checkpoint.optimizer_state is None)
+                   fresh_moments=bool(checkpoint) and checkpoint.optimizer_state is None, cache_note=data.cache_note)
     check_work_left(job)
     return job
-
-
-def characters_of(tokenizer, ids) -> int:
-    """How many characters the token ids (N,) stand for (bits per character divide by it)."""
-    if tokenizer.kind == "byte":
-        return int(np.count_nonzero((ids & 0xC0) != 0x80))     # every byte but a continuation byte
-    if tokenizer.kind == "char":
-        return len(ids)
-    return len(tokenizer.decode(ids))
 
 
 def resume_point(settings: TrainSettings, checkpoint) -> ResumePoint | None:

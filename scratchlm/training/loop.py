@@ -70,7 +70,11 @@ def train(settings: TrainSettings, reporter: Reporter | None = None, checkpoint=
         checkpoint = load_checkpoint(settings.resume_from)
         check_resumable(checkpoint, settings.resume_from)
     init = load_checkpoint(settings.init_from) if settings.init_from and not settings.resume_from else None
+    if not group.is_main:
+        group.barrier()                               # rank 0 fills a token cache first; the others then map it
     job = prepare(settings, checkpoint, reporter.tokenizing if reporter is not None and group.is_main else None, init)
+    if group.is_main:
+        group.barrier()
     job.processes = group.size
     for buffer in (job.optimizer.flat_params, job.optimizer.m, job.optimizer.v):
         group.broadcast_(buffer)                      # every rank starts from rank 0's weights and moments

@@ -7,7 +7,8 @@ import pytest
 from text_cases import per_character_ids
 
 from scratchlm.data import corpus
-from scratchlm.data.corpus import read_corpus, resolve_sources
+from scratchlm.data.corpus import read_corpus
+from scratchlm.data.sources import describe_sources, resolve_sources
 from scratchlm.data.tokenizer import ByteTokenizer, CharTokenizer
 from scratchlm.errors import DataError, TokenizerError
 
@@ -79,7 +80,7 @@ def test_a_glob_gives_the_matching_files_sorted_and_each_file_once(tmp_path):
 
 def test_describe_sources_lists_a_few():
     paths = [f"f{i}.txt" for i in range(5)]
-    assert corpus.describe_sources(paths) == "f0.txt, f1.txt, f2.txt and 2 more"
+    assert describe_sources(paths) == "f0.txt, f1.txt, f2.txt and 2 more"
 
 
 def test_a_folder_without_text_or_a_pattern_without_match_is_refused(tmp_path):

@@ -19,7 +19,7 @@ from scratchlm.training.loop import StopRequest
 def test_a_stop_signal_saves_and_prints_the_resume_command(tmp_path, signum, code):
     data = small_text(tmp_path, 1500)
     out = tmp_path / "out"
-    proc = subprocess.Popen([str(CONSOLE), "train", str(data), "--output-dir", str(out), *TINY, "--epochs", "500"],
+    proc = subprocess.Popen([str(CONSOLE), "train", str(data), "--output-dir", str(out), *TINY, "--epochs", "100000"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (out / "checkpoint_epoch_1.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
