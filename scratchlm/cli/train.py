@@ -218,7 +218,7 @@ def settings_from_args(args, argv=None):
         values.update(init_shape(values, from_user))
     elif values["init_from"] and "init_from" in from_user:    # a resumed run's own record is no conflict
         raise OptionError("--init-from starts a new run and --resume-from continues one: give one of them")
-    data = training_data(data_from)
+    data = data_to_train_on(data_from)
     values.update(prepared_settings(data, values, given))
     return TrainSettings(data=data, **values, resume_from=args["--resume-from"],
                          overwrite=bool(args["--overwrite"])), checkpoint
@@ -277,7 +277,7 @@ def prepared_settings(data, values: dict, given: set) -> dict:
     return own
 
 
-def training_data(sources: dict) -> str | list:
+def data_to_train_on(sources: dict) -> str | list:
     """The text to train on: DATA, else the data a --config file names, else the resumed run's
     (one argument as a string, several as a list, as config.yaml records them)."""
     from scratchlm.data.sources import resolve_sources
