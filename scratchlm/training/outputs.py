@@ -243,6 +243,7 @@ def training_log(job, final: dict | None) -> str:
         "scratchlm training log",
         f"data: {data_label(info)} ({info['characters']:,} characters; {info['train_tokens']:,} train and "
         f"{info['val_tokens']:,} validation tokens)",
+        *([f"tokens: {job.cache_note}"] if job.cache_note else []),
         f"model: {job.model.num_parameters():,} parameters; d_model {cfg.d_model}, {cfg.n_layers} layers, "
         f"{cfg.n_heads} heads, context {cfg.max_seq_len}, vocabulary {cfg.vocab_size} ({job.tokenizer.kind})",
         f"training: {s.epochs} epochs x {job.steps_per_epoch} steps, batch {s.batch_size}, AdamW lr {s.learning_rate:g} "
