@@ -81,7 +81,7 @@ def read_corpus(specs, kind: str = "char", tokenizer=None, progress=None) -> Cor
     if kind not in KINDS:                # a BPE tokenizer (or the path of its files)
         return _bpe_corpus(paths, tokenizer or build_tokenizer(kind, ""), progress)
     sink = _ArraySink(sum(p.stat().st_size for p in paths) + len(paths) - 1)
-    scan = _Scan(kind, _Progress(paths, 1, progress), sink).read(paths)
+    scan = _Scan(kind, _Progress(paths, 1, progress), sink, gather=True).read(paths)
     tokenizer = tokenizer or scan.new_tokenizer()
     return Corpus(sink.ids(tokenizer, scan), tokenizer, paths, scan.characters, scan.crc)
 
@@ -95,16 +95,17 @@ def tokenize_to_file(paths: list[Path], target: Path, kind: str = "char", tokeni
         raise TokenizerError(f"a token file holds char or byte tokens, not {excerpt(kind)}")
     passes = 2 if tokenizer is None and kind == "char" else 1
     tracker = _Progress(paths, passes, progress)
-    first = _Scan(kind, tracker).read(paths) if passes == 2 else None
+    first = _Scan(kind, tracker, gather=True, checksum=False).read(paths) if passes == 2 else None
     tokenizer = tokenizer or (first.new_tokenizer() if first else ByteTokenizer())
     dtype = narrowest_dtype(tokenizer.vocab_size)
     table = _lookup_table(tokenizer) if tokenizer.kind == "char" else None
     with TokenWriter(target, dtype) as writer:
-        scan = _Scan(kind, tracker, _FileSink(writer, table)).read(paths)
-        if first is not None and scan.crc != first.crc:
+        # The vocabulary from the first pass holds every character, unless the files change under us.
+        scan = _Scan(kind, tracker, _FileSink(writer, table), gather=first is None).read(paths)
+        if first is not None and scan.characters != first.characters:
             raise DataError(f"{describe_sources(paths)} changed while it was being read: train on a copy that "
                             "nothing writes to")
-        if table is not None:
+        if table is not None and first is None:
             _check_known(table, scan)
         writer.finish()
     return TokenizedFile(tokenizer, dtype, writer.count, writer.crc, scan.characters, scan.crc, scan.file_crc32)
@@ -159,11 +160,12 @@ class _Progress:
 
 
 class _Scan:
-    """One pass over the sources: the characters seen, the text's CRC-32, and each chunk's code
-    points (or bytes) handed to ``sink`` (none: a pass that only gathers the vocabulary)."""
+    """One pass over the sources: each chunk's bytes and (for non-ASCII char text) code points
+    handed to ``sink``; with ``gather``, the characters seen; with ``checksum``, the CRC-32s of
+    the text and of each file. A pass that only gathers the vocabulary has neither sink nor sums."""
 
-    def __init__(self, kind: str, progress: _Progress, sink=None):
-        self.kind, self.progress, self.sink = kind, progress, sink
+    def __init__(self, kind: str, progress: _Progress, sink=None, gather: bool = True, checksum: bool = True):
+        self.kind, self.progress, self.sink, self.gather, self.checksum = kind, progress, sink, gather, checksum
         self.seen = np.zeros(MAX_CODE_POINT + 1, dtype=bool)  # (0x110000,) characters met so far
         self.characters = self.crc = 0
         self.file_crc32: list[int] = []        # of each file's own bytes, no separator
@@ -171,35 +173,37 @@ class _Scan:
 
     def read(self, paths: list[Path]) -> _Scan:
         for i, path in enumerate(paths):
-            self._read_file(path, last=i == len(paths) - 1)
+            self._read_file(path, last=i == len(paths) - 1, alone=len(paths) == 1)
         if self.characters == 0 or not self.visible:
             raise _empty(paths)
         return self
 
-    def _read_file(self, path: Path, last: bool) -> None:
+    def _read_file(self, path: Path, last: bool, alone: bool) -> None:
         ends_in_newline, crc = True, 0
         for offset, data in _utf8_chunks(path):
             self._add(path, data, decode_checked(path, data, offset))
-            crc = zlib.crc32(data, crc)
+            if self.checksum and not alone:     # a file alone is the joined text: its CRC is self.crc
+                crc = zlib.crc32(data, crc)
             ends_in_newline = data.endswith(b"\n")
             self.progress.advance(len(data))
-        self.file_crc32.append(crc)
+        self.file_crc32.append(self.crc if alone else crc)
         if not last and not ends_in_newline:
             self._add(path, b"\n", "\n")
 
     def _add(self, path: Path, data: bytes, text: str) -> None:
-        self.crc = zlib.crc32(data, self.crc)
+        if self.checksum:
+            self.crc = zlib.crc32(data, self.crc)
         self.characters += len(text)
         self.visible = self.visible or not text.isspace()
-        if self.kind == "byte" or text.isascii():   # an ASCII byte is its own code point
-            points = np.frombuffer(data, dtype=np.uint8)                             # (n,)
-            if self.kind == "char":
-                self._mark_ascii(data)
-        else:
+        points = None                  # bytes, and for ASCII text also code points, need no decoding
+        if self.kind == "char" and not text.isascii():
             points = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")            # (n,)
-            self.seen[points] = True
+            if self.gather:
+                self.seen[points] = True
+        elif self.kind == "char" and self.gather:
+            self._mark_ascii(data)
         if self.sink is not None:
-            self.sink(path, points)
+            self.sink(path, data, points)
 
     def _mark_ascii(self, data: bytes) -> None:
         """Mark the distinct bytes of ``data`` seen: delete the known ones (C speed, no index
@@ -227,7 +231,9 @@ class _ArraySink:
         self.out = np.empty(capacity, dtype=np.int32)                                # (bytes,)
         self.length = 0
 
-    def __call__(self, path: Path, points: np.ndarray) -> None:
+    def __call__(self, path: Path, data: bytes, points: np.ndarray | None) -> None:
+        if points is None:
+            points = np.frombuffer(data, dtype=np.uint8)                             # (n,)
         end = self.length + len(points)
         if end > len(self.out):
             raise _grew(path)
@@ -250,13 +256,25 @@ class _ArraySink:
 
 
 class _FileSink:
-    """Each chunk's ids (code points through ``table``; bytes as they are) appended to a token file."""
+    """Each chunk's ids (code points through ``table``; bytes as they are) appended to a token file.
+
+    The table is cast to the file's type once, so each chunk's ids come out narrow; ASCII
+    text into a uint8 file maps through its first 256 entries with ``bytes.translate``.
+    """
 
     def __init__(self, writer: TokenWriter, table: np.ndarray | None):
-        self.writer, self.table = writer, table
+        self.writer = writer
+        self.table = None if table is None else table.astype(writer.dtype)          # (0x110000,) unknown: wrapped
+        self.ascii = self.table[:256].tobytes() if table is not None and writer.dtype.itemsize == 1 else None
 
-    def __call__(self, path: Path, points: np.ndarray) -> None:
-        ids = points if self.table is None else np.take(self.table, points, mode="clip")  # (n,)
+    def __call__(self, path: Path, data: bytes, points: np.ndarray | None) -> None:
+        if self.table is None:                                                        # byte tokens
+            ids = np.frombuffer(data, dtype=np.uint8)                                 # (n,)
+        elif points is None and self.ascii is not None:
+            ids = np.frombuffer(data.translate(self.ascii), dtype=np.uint8)           # (n,)
+        else:
+            source = points if points is not None else np.frombuffer(data, dtype=np.uint8)
+            ids = np.take(self.table, source, mode="clip")                            # (n,) file dtype
         self.writer.write(ids)
 
 

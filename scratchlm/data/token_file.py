@@ -51,7 +51,7 @@ class TokenWriter:
         return self
 
     def write(self, ids: np.ndarray) -> None:
-        data = np.ascontiguousarray(ids, dtype=self.dtype).tobytes()                 # (n,) as stored
+        data = np.ascontiguousarray(ids, dtype=self.dtype)                           # (n,) as stored
         self.file.write(data)
         self.crc = zlib.crc32(data, self.crc)
         self.count += len(ids)

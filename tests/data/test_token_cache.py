@@ -64,6 +64,18 @@ def test_cached_ids_are_the_in_memory_ids(tmp_path, always_cache, kind, sizes):
         assert (got.characters, got.crc32, got.info()) == (expected.characters, expected.crc32, expected.info())
 
 
+@pytest.mark.parametrize("kind", ["char", "byte"])
+def test_a_vocabulary_past_256_characters_is_cached_as_uint16(tmp_path, always_cache, monkeypatch, kind):
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 256)              # ASCII-only chunks and mixed ones, in turn
+    monkeypatch.setattr(corpus._utf8_chunks, "__defaults__", (256,))
+    wide = "".join(chr(0x4E00 + i) for i in range(300))
+    path = tmp_path / "wide.txt"
+    path.write_text(("plain ascii text, a line of it\n" * 20 + wide + "\n") * 3, encoding="utf-8")
+    got, _ = cached_corpus([str(path)], kind, None, tmp_path / "cache")
+    assert got.ids.dtype == (np.uint16 if kind == "char" else np.uint8)
+    np.testing.assert_array_equal(np.asarray(got.ids), read_corpus([str(path)], kind).ids)
+
+
 def test_small_data_is_not_cached(tmp_path):
     assert cached_corpus(write_texts(tmp_path, 100), "char", None, tmp_path / "cache") is None
     assert not (tmp_path / "cache").exists()
@@ -130,8 +142,8 @@ def test_ctrl_c_while_tokenizing_leaves_nothing_behind(tmp_path, always_cache, m
     monkeypatch.setattr(corpus._utf8_chunks, "__defaults__", (64,))
     calls = []
 
-    def interrupted(self, path, points):
-        calls.append(len(points))
+    def interrupted(self, path, data, points):
+        calls.append(len(data))
         if len(calls) == 3:
             raise KeyboardInterrupt
     monkeypatch.setattr(corpus._FileSink, "__call__", interrupted)
