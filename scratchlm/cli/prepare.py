@@ -43,6 +43,7 @@ def run_prepare_command(args: dict, argv: list) -> int:
     if not args["--quiet"]:
         split = (f"validation: {validation} ({d['val']['count']:,} tokens)" if validation else
                  f"validation: the last {val_split:g} of the tokens")
-        print(f"Wrote {folder}: {len(paths)} file(s), {d['characters']:,} characters, {d['tokens']['count']:,} "
+        files = "1 file" if len(paths) == 1 else f"{len(paths)} files"
+        print(f"Wrote {folder}: {files}, {d['characters']:,} characters, {d['tokens']['count']:,} "
               f"{kind} tokens ({d['tokens']['dtype']}), {split}\nTrain on it with: scratchlm train {folder}")
     return 0

@@ -2,7 +2,7 @@
 
 An epoch is a random start offset plus a permutation of window indices (``EpochOrder``);
 no shuffled copy of the data is ever made. Each step gathers only its own rows
-(B, window) from the token array, which may be a host array or a ``np.memmap`` of any
+(B, window) from the token array, which may be a host array or a token file's memory map of any
 integer dtype (uint8, uint16, uint32, int32), and casts them to ``ID_DTYPE``, what the
 model's embedding takes. Every index is int64, so a token array past 2^31 works.
 Validation scores every full window of a small split, and a fixed, evenly spread
@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from scratchlm.data.token_file import release_pages
 
 ID_DTYPE = np.int32          # the ids the tokenizers produce and the embedding kernels read
 
@@ -61,11 +63,14 @@ def epoch_order(n_tokens: int, window: int, rng: np.random.Generator) -> EpochOr
 def gather_windows(ids, starts, window: int) -> np.ndarray:
     """Rows ``ids[s : s + window]`` for each start: (len(starts), window) ``ID_DTYPE`` on the host.
 
-    One fancy-indexed read: on a memory map only these rows' pages are touched.
+    One fancy-indexed read: on a token file's memory map only these rows' pages are touched,
+    and they are unmapped again once copied (``release_pages``).
     """
     starts = np.asarray(starts, dtype=np.int64)                                    # (R,)
     index = starts[:, None] + np.arange(window, dtype=np.int64)                    # (R, W) int64
-    return np.asarray(ids[index]).astype(ID_DTYPE, copy=False)                     # (R, W)
+    rows = np.asarray(ids[index]).astype(ID_DTYPE, copy=False)                     # (R, W) fancy index: a copy
+    release_pages(ids)
+    return rows
 
 
 def to_device_batch(rows: np.ndarray, xp=np):

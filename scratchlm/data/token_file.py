@@ -6,13 +6,15 @@ header. What it holds is said by the description written beside it (``token_cach
 which also records the file's CRC-32, so a truncated or damaged file is found before it
 is used. ``TokenWriter`` writes one under a temporary name and renames it into place only
 when it is complete and on disk, so an interrupted write never leaves a file that looks
-finished. Reading for training is ``open_tokens`` (a read-only ``np.memmap``: a step
-touches only its rows' pages); whole-file checks read through the file in chunks, so they
-never map the file and add nothing to the process's memory.
+finished. Reading for training is ``open_tokens`` (a read-only array over a memory map:
+a step touches only its rows' pages, and ``release_pages`` unmaps them after); whole-file
+checks read through the file in chunks, so they never map the file and add nothing to the
+process's memory.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import zlib
 from pathlib import Path
@@ -70,10 +72,30 @@ class TokenWriter:
 
 
 def open_tokens(path: Path, dtype, count: int) -> np.ndarray:
-    """The ids of a token file as a read-only memory map (N,); an empty file as an empty array."""
+    """The ids of a token file as a read-only array over a memory map (N,); an empty file as an
+    empty array. ``release_pages`` gives back what reads of it have mapped."""
     if count == 0:
         return np.zeros(0, dtype=dtype)
-    return np.memmap(path, dtype=np.dtype(dtype), mode="r", shape=(count,))
+    with open(path, "rb") as f:
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)       # keeps its own handle
+    return np.frombuffer(mapping, dtype=np.dtype(dtype), count=count)     # (N,) read-only
+
+
+def release_pages(ids) -> None:
+    """Unmap the pages that reads of ``open_tokens``'s array (or a slice of it) have mapped.
+
+    The kernel maps a whole large page-cache folio around each read, so random windows
+    would, over a run, map the whole file into the process; dropping the mappings after
+    each batch keeps the process's memory flat (the pages stay in the page cache, and a
+    later read maps them again). Anything that is not such a map is left alone.
+    """
+    base = ids
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        base.madvise(mmap.MADV_DONTNEED)
 
 
 def file_crc32(path: Path) -> int:

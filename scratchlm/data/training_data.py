@@ -19,6 +19,7 @@ import numpy as np
 from scratchlm.data.corpus import read_corpus
 from scratchlm.data.text import split_tokens
 from scratchlm.data.token_cache import CacheUnwritable, cache_root, cached_corpus, open_prepared, prepared_folder
+from scratchlm.data.token_file import release_pages
 from scratchlm.data.validation import validation_ids
 from scratchlm.errors import DataError
 
@@ -87,5 +88,6 @@ def characters_of(tokenizer, ids) -> int:
 def tokens_per_char(tokenizer, val_ids) -> float:
     """Validation tokens per character, from at most ``TOKENS_PER_CHAR_SAMPLE`` of them (a large
     byte split is never read whole for it)."""
-    sample = np.asarray(val_ids[:TOKENS_PER_CHAR_SAMPLE])                         # (<= 4M,)
+    sample = np.array(val_ids[:TOKENS_PER_CHAR_SAMPLE])                           # (<= 4M,) a copy
+    release_pages(val_ids)
     return len(sample) / max(characters_of(tokenizer, sample), 1)

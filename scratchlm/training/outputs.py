@@ -144,9 +144,9 @@ def run_facts(job) -> dict:
         "Data": f"{data_label(info)}: {info['characters']:,} characters "
                 f"({info['train_tokens']:,} train / {info['val_tokens']:,} val tokens)",
         "Validation": validation_summary(job),
-        **({"Token cache": job.cache_note} if job.cache_note else {}),
-        "Steps per epoch": f"{job.steps_per_epoch} (batch {s.batch_size})" if job.processes == 1 else
-                           f"{job.steps_per_epoch} (batch {s.batch_size} = {job.processes} MPI processes x "
+        **({"Tokens": job.cache_note} if job.cache_note else {}),
+        "Steps per epoch": f"{job.steps_per_epoch:,} (batch {s.batch_size})" if job.processes == 1 else
+                           f"{job.steps_per_epoch:,} (batch {s.batch_size} = {job.processes} MPI processes x "
                            f"{s.batch_size // job.processes})",
         "Epochs": s.epochs,
         **learning_rate_change(job),

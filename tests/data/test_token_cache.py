@@ -58,7 +58,7 @@ def test_cached_ids_are_the_in_memory_ids(tmp_path, always_cache, kind, sizes):
     for reused in (False, True):
         got, use = cached_corpus(data, kind, None, tmp_path / "cache")
         assert use.reused is reused
-        assert isinstance(got.ids, np.memmap) and got.ids.dtype == np.uint8
+        assert not got.ids.flags.writeable and got.ids.dtype == np.uint8
         np.testing.assert_array_equal(np.asarray(got.ids), expected.ids)
         assert got.tokenizer.to_dict() == expected.tokenizer.to_dict()
         assert (got.characters, got.crc32, got.info()) == (expected.characters, expected.crc32, expected.info())
@@ -228,3 +228,28 @@ def test_the_narrowest_token_type_holds_the_vocabulary(vocab, dtype):
 def test_too_large_a_vocabulary_is_refused():
     with pytest.raises(DataError, match="does not fit"):
         narrowest_dtype(1 << 33)
+
+
+def mapped_kb(path) -> int:
+    """Resident kB of this process's mappings of ``path`` (from /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        if "-" in line.split()[0] and len(line.split()) >= 5:
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")
+def test_batches_from_a_token_file_do_not_stay_mapped(tmp_path):
+    path, count = tmp_path / "tokens.bin", 16 << 20
+    np.arange(count, dtype=np.uint32).astype(np.uint8).tofile(path)
+    ids = open_tokens(path, "uint8", count)                                     # (16M,)
+    starts = np.arange(0, count - 64, 1 << 16)                                 # (256,) one row per 64 kB
+    _ = np.asarray(ids[starts[:, None] + np.arange(64)])                       # a plain read leaves pages mapped
+    assert mapped_kb(path) > 0
+    rows = gather_windows(ids, starts, 64)                                     # (256, 64)
+    assert mapped_kb(path) == 0
+    np.testing.assert_array_equal(rows[:, 0], (starts % 256))
+    np.testing.assert_array_equal(gather_windows(ids[100:], [5], 3)[0], [105, 106, 107])   # a slice maps again
