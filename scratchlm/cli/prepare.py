@@ -17,7 +17,7 @@ def run_prepare_command(args: dict, argv: list) -> int:
     from scratchlm.data.corpus import checked_sources
     from scratchlm.data.token_cache import build_dataset, check_prepared_output
     from scratchlm.data.tokenizer import KINDS
-    from scratchlm.errors import OptionError
+    from scratchlm.errors import DataError, OptionError
     from scratchlm.limits import excerpt
     from scratchlm.training.progress import make_reporter
 
@@ -37,8 +37,12 @@ def run_prepare_command(args: dict, argv: list) -> int:
     paths = checked_sources(args["DATA"])
     reporter = make_reporter(bool(args["--quiet"]))
     validation = args["--validation-data"]
-    dataset = build_dataset(folder, paths, kind, progress=reporter.tokenizing,
-                            val_split=None if validation else val_split, validation_path=validation)
+    try:
+        dataset = build_dataset(folder, paths, kind, progress=reporter.tokenizing,
+                                val_split=None if validation else val_split, validation_path=validation)
+    except OSError as exc:                       # a full or read-only disk: nothing was left behind
+        raise DataError(f"cannot write the dataset to {folder} ({exc.strerror or exc}): free some space, "
+                        "or give --output a folder on another disk") from None
     d = dataset.description
     if not args["--quiet"]:
         split = (f"validation: {validation} ({d['val']['count']:,} tokens)" if validation else

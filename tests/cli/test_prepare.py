@@ -136,3 +136,16 @@ def test_resume_through_the_implicit_cache_is_exact(tmp_path, monkeypatch):
                       "--cache-dir", tmp_path / "cache"])
     assert_same_arrays(checkpoint_arrays(tmp_path / "full" / "checkpoint_epoch_2.pt"),
                        checkpoint_arrays(tmp_path / "half" / "checkpoint_epoch_2.pt"))
+
+
+def test_a_full_disk_while_preparing_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from scratchlm.data import token_file
+
+    def full(self, ids):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(token_file.TokenWriter, "write", full)
+    data = small_text(tmp_path, 1000)
+    refused(["prepare", data, "--output", tmp_path / "ds"], capsys, "No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.txt"]

@@ -165,6 +165,20 @@ def test_an_unwritable_cache_falls_back_to_memory(tmp_path, always_cache):
     np.testing.assert_array_equal(train_part, read_corpus(data, "char").ids)
 
 
+def test_a_full_disk_while_caching_falls_back_and_leaves_nothing(tmp_path, always_cache, monkeypatch):
+    import errno
+
+    from scratchlm.data import token_file
+
+    def full(self, ids):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(token_file.TokenWriter, "write", full)
+    data, root = write_texts(tmp_path, 400), tmp_path / "cache"
+    run = training_data.training_data(data, "char", cache_dir=root)
+    assert "No space left on device" in run.cache_note and list(root.iterdir()) == []
+    assert len(run.train_ids) + len(run.val_ids) == 400
+
+
 def test_a_fixed_vocabulary_refuses_unknown_characters_and_writes_nothing(tmp_path, always_cache):
     data = write_texts(tmp_path, 400)
     root = tmp_path / "cache"

@@ -125,3 +125,13 @@ def test_a_rank_that_dies_ends_the_job_instead_of_hanging(tmp_path, how):
     if how == "raise":
         assert "rank 1 fails on purpose at step 3" in result.stderr
     assert not (tmp_path / "out" / "checkpoint_epoch_1.pt").exists()
+
+
+def test_two_ranks_on_a_prepared_folder_train_like_one_process_on_the_text(tmp_path):
+    from scratchlm.cli import main as cli
+
+    data = small_text(tmp_path, CHARS)
+    assert cli.main(["prepare", str(data), "--output", str(tmp_path / "ds"), "--quiet"]) == 0
+    train_in_process(["train", data, "--output-dir", tmp_path / "one", *RUN])
+    mpi_train(2, tmp_path / "ds", "--output-dir", tmp_path / "two", *RUN)
+    assert_close_runs(tmp_path / "one", tmp_path / "two", TOLERANCE["float32"])
