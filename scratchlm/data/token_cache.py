@@ -188,19 +188,29 @@ def _check_token_file(folder: Path, record: dict) -> None:
         raise Unusable(f"its {record['file']} does not have the content it was written with (damaged)")
 
 
-def _sources_unchanged(description: dict, paths: list[Path]) -> bool:
-    """Each source has its recorded size and modification time, or else its recorded CRC-32."""
-    recorded = description["sources"]
+def _sources_unchanged(description: dict, paths: list[Path]) -> tuple[bool, bool]:
+    """(each source has its recorded size and modification time, or else its recorded CRC-32;
+    whether a touched source's new modification time was recorded in ``description``)."""
+    recorded, touched = description["sources"], False
     if [r["path"] for r in recorded] != [str(p.resolve()) for p in paths]:
-        return False
+        return False, False
     for record, path in zip(recorded, paths):
         now = source_record(path)
         if (now["size"], now["mtime_ns"]) == (record["size"], record["mtime_ns"]):
             continue
         if now["size"] != record["size"] or file_crc32(path) != record["crc32"]:
-            return False
-        record["mtime_ns"] = now["mtime_ns"]          # touched, not changed: remember the new time
-    return True
+            return False, False
+        record["mtime_ns"], touched = now["mtime_ns"], True   # touched, not changed: remember the new time
+    return True, touched
+
+
+def _remember(folder: Path, description: dict) -> None:
+    """Keep a touched source's new time, so the next run is back to the quick check; a cache
+    that cannot be written (a read-only disk) is still used, and checks by CRC-32 again."""
+    try:
+        _write_json(folder / DESCRIPTION, description)
+    except OSError:
+        pass
 
 
 def cache_key(paths: list[Path], kind: str) -> str:
@@ -229,11 +239,13 @@ def cached_corpus(specs, kind: str, tokenizer, root: Path, progress=None) -> tup
     try:
         dataset = open_dataset(folder)
         fits = tokenizer is None or dataset.description["tokenizer"] == tokenizer.to_dict()
-        if fits and _sources_unchanged(dataset.description, paths):
-            _write_json(folder / DESCRIPTION, dataset.description)   # keeps any new modification times
+        unchanged, touched = _sources_unchanged(dataset.description, paths) if fits else (False, False)
+        if unchanged:
+            if touched:
+                _remember(folder, dataset.description)
             return dataset.corpus(tokenizer), CacheUse(folder, reused=True)
     except (Unusable, OSError):
-        pass                                   # missing, stale, damaged or read-only: build it again
+        pass                                   # missing, stale, damaged or unreadable: build it again
     try:
         dataset = build_dataset(folder, paths, kind, tokenizer, progress)
     except OSError as exc:

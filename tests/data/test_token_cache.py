@@ -103,6 +103,23 @@ def test_a_touched_but_unchanged_source_keeps_its_cache(tmp_path, always_cache):
     assert recorded == 10**18                                 # the next run is back to the quick check
 
 
+def test_a_cache_that_cannot_be_written_is_still_reused(tmp_path, always_cache, monkeypatch):
+    data = write_texts(tmp_path, 400)
+    _, first = cached_corpus(data, "char", None, tmp_path / "cache")
+    description = first.folder / DESCRIPTION
+    written = description.stat().st_mtime_ns
+    assert cached_corpus(data, "char", None, tmp_path / "cache")[1].reused
+    assert description.stat().st_mtime_ns == written                 # nothing to remember: not rewritten
+
+    def read_only(path, values):
+        raise PermissionError(13, "Read-only file system")
+    monkeypatch.setattr(token_cache, "_write_json", read_only)
+    os.utime(data[0], ns=(10**18, 10**18))
+    got, use = cached_corpus(data, "char", None, tmp_path / "cache")
+    assert use.reused
+    np.testing.assert_array_equal(np.asarray(got.ids), read_corpus(data, "char").ids)
+
+
 def truncate(folder):
     with open(folder / TOKENS, "r+b") as f:
         f.truncate(10)
