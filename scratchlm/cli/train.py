@@ -253,13 +253,13 @@ def init_shape(values: dict, from_user: set) -> dict:
 def prepared_settings(data, values: dict, given: set) -> dict:
     """A prepared folder (scratchlm prepare) brings its tokenizer and validation split: options
     that say otherwise are refused, and the run records the folder's own."""
-    from scratchlm.data.token_cache import Unusable, open_dataset, prepared_folder
+    from scratchlm.data.token_cache import Unusable, prepared_folder, read_description
 
     folder = prepared_folder(data)
     if folder is None:
         return {}
     try:
-        description = open_dataset(folder).description
+        description = read_description(folder)     # its token files are checked once, when training opens them
     except Unusable:
         return {}                        # training says what is wrong with it, with the data's other checks
     kind = description["tokenizer"]["kind"]

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scratchlm.checkpoint import sync_folder, write_atomically
 from scratchlm.data.corpus import Corpus, checked_sources, tokenize_to_file
 from scratchlm.data.sources import data_specs
 from scratchlm.data.token_file import TokenWriter, file_crc32, narrowest_dtype, open_tokens
@@ -127,6 +128,7 @@ def build_dataset(folder: Path, paths: list[Path], kind: str, tokenizer=None, pr
         if folder.exists():
             shutil.rmtree(folder)
         os.rename(building, folder)
+        sync_folder(folder.parent)                   # the new name survives a power cut
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
@@ -141,18 +143,21 @@ def _write_tokens(path: Path, ids: np.ndarray, dtype) -> dict:
 
 
 def _write_json(path: Path, values: dict) -> None:
-    """Written whole, then renamed: a reader sees the old description or the new one, never part of one."""
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    with open(partial, "w", encoding="utf-8") as f:
-        json.dump(values, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    """A reader sees the old description or the new one, never part of one."""
+    write_atomically(path, json.dumps(values, indent=1))
 
 
 def open_dataset(folder: Path) -> Dataset:
     """The dataset in ``folder``, checked (format, version, token files' sizes and CRC-32s), or
     ``Unusable`` saying why not."""
+    description = read_description(folder)
+    check_token_files(folder, description)
+    return Dataset(folder, description)
+
+
+def read_description(folder: Path) -> dict:
+    """``folder``'s dataset.json, checked to be this format and version and complete (its token
+    files are not read: ``check_token_files`` does that), or ``Unusable`` saying why not."""
     try:
         description = json.loads((folder / DESCRIPTION).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -164,19 +169,29 @@ def open_dataset(folder: Path) -> Dataset:
                        f"{excerpt(description.get('version'))}, this one reads {VERSION})")
     try:
         tokenizer_from_dict(description["tokenizer"])
-        for name in ("tokens", "val") if "val" in description else ("tokens",):
-            _check_token_file(folder, description[name])
+        for record in _token_records(description):
+            if record["dtype"] not in TOKEN_DTYPES:
+                raise Unusable(f"its {record['file']} has an unknown token type {excerpt(record['dtype'])}")
+            _ = record["count"] * np.dtype(record["dtype"]).itemsize, record["crc32"]
         for source in description["sources"]:
             _ = source["path"], source["size"], source["mtime_ns"], source["crc32"]
         description["split"].get("validation")
     except (KeyError, TypeError, AttributeError, TokenizerError) as exc:
         raise Unusable(f"its {DESCRIPTION} is incomplete ({exc.__class__.__name__}: {excerpt(str(exc))})") from None
-    return Dataset(folder, description)
+    return description
+
+
+def _token_records(description: dict) -> list[dict]:
+    return [description[name] for name in (("tokens", "val") if "val" in description else ("tokens",))]
+
+
+def check_token_files(folder: Path, description: dict) -> None:
+    """Each token file has the size and CRC-32 that ``description`` records (a whole read), or ``Unusable``."""
+    for record in _token_records(description):
+        _check_token_file(folder, record)
 
 
 def _check_token_file(folder: Path, record: dict) -> None:
-    if record["dtype"] not in TOKEN_DTYPES:
-        raise Unusable(f"its {record['file']} has an unknown token type {excerpt(record['dtype'])}")
     path, expected = folder / record["file"], record["count"] * np.dtype(record["dtype"]).itemsize
     try:
         size = path.stat().st_size
@@ -237,13 +252,14 @@ def cached_corpus(specs, kind: str, tokenizer, root: Path, progress=None) -> tup
         return None
     folder = root / cache_key(paths, kind)
     try:
-        dataset = open_dataset(folder)
-        fits = tokenizer is None or dataset.description["tokenizer"] == tokenizer.to_dict()
-        unchanged, touched = _sources_unchanged(dataset.description, paths) if fits else (False, False)
+        description = read_description(folder)
+        fits = tokenizer is None or description["tokenizer"] == tokenizer.to_dict()
+        unchanged, touched = _sources_unchanged(description, paths) if fits else (False, False)
         if unchanged:
+            check_token_files(folder, description)          # the costly check last: a whole read
             if touched:
-                _remember(folder, dataset.description)
-            return dataset.corpus(tokenizer), CacheUse(folder, reused=True)
+                _remember(folder, description)
+            return Dataset(folder, description).corpus(tokenizer), CacheUse(folder, reused=True)
     except (Unusable, OSError):
         pass                                   # missing, stale, damaged or unreadable: build it again
     try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scratchlm.data.corpus import read_corpus
+from scratchlm.data.corpus import checked_sources, read_corpus
 from scratchlm.data.text import split_tokens
 from scratchlm.data.token_cache import CacheUnwritable, cache_root, cached_corpus, open_prepared, prepared_folder
 from scratchlm.data.token_file import release_pages
@@ -41,16 +41,17 @@ def training_data(data, kind: str, tokenizer=None, val_split: float = 0.1, valid
     folder = prepared_folder(data)
     if folder is not None:
         return _prepared(folder, tokenizer)
+    paths = checked_sources(data)           # folders and patterns expanded once, for both ways below
     note = cache = None
     try:
-        found = cached_corpus(data, kind, tokenizer, cache_root(cache_dir), progress)
+        found = cached_corpus(paths, kind, tokenizer, cache_root(cache_dir), progress)
     except CacheUnwritable as exc:
         found, note = None, f"none: {exc}, so the text was tokenized in memory (--cache-dir DIR moves it)"
     if found is not None:
         corpus, cache = found
         note = f"{'reused' if cache.reused else 'written'}: {cache.folder}"
     else:
-        corpus = read_corpus(data, kind, tokenizer, progress)
+        corpus = read_corpus(paths, kind, tokenizer, progress)
     info = corpus.info()
     if cache is not None:
         info["token_cache"] = str(cache.folder)

@@ -284,3 +284,14 @@ def test_batches_from_a_token_file_do_not_stay_mapped(tmp_path):
     assert mapped_kb(path) == 0
     np.testing.assert_array_equal(rows[:, 0], (starts % 256))
     np.testing.assert_array_equal(gather_windows(ids[100:], [5], 3)[0], [105, 106, 107])   # a slice maps again
+
+
+def test_the_cache_lives_where_the_option_then_the_variable_then_xdg_say(tmp_path, monkeypatch):
+    from scratchlm.data.token_cache import CACHE_DIR_ENV, cache_root
+
+    monkeypatch.delenv(CACHE_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "scratchlm" / "tokens"
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "env"))
+    assert cache_root() == tmp_path / "env"
+    assert cache_root(str(tmp_path / "option")) == tmp_path / "option"
