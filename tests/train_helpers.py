@@ -23,7 +23,7 @@ def small_text(tmp_path: Path, chars: int = 3000, name: str = "small.txt") -> Pa
 
 
 def parse(argv):
-    """(TrainSettings, checkpoint) exactly as the command line would build them."""
+    """(TrainSettings, checkpoint, init) exactly as the command line would build them."""
     from docopt import docopt
 
     from scratchlm.cli import main as cli
@@ -38,8 +38,8 @@ def train_in_process(argv, reporter=None):
     """Run ``scratchlm train`` as a library call; returns the summary."""
     from scratchlm.training.loop import train
 
-    settings, checkpoint = parse(argv)
-    return train(settings, reporter, checkpoint)
+    settings, checkpoint, init = parse(argv)
+    return train(settings, reporter, checkpoint, init=init)
 
 
 def run_console(*args, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:

@@ -72,7 +72,8 @@ Train and prepare options:
                           merges.txt (needs pip install 'scratchlm[hf]') [default: char].
 
 Generate options:
-  --prompt TEXT           Text to continue (empty: start from a new line) [default: ].
+  --prompt TEXT           Text to continue (empty: start from a new line, or from <|endoftext|> with a
+                          GPT-2 tokenizer) [default: ].
   --num-samples N         Independent samples to draw; the same --seed gives the same samples [default: 1].
   --interactive           A prompt loop: type text, get a continuation; /help lists commands.
 

@@ -178,11 +178,12 @@ def read_config(path) -> dict:
 
 
 def settings_from_args(args, argv=None):
-    """(TrainSettings, the checkpoint to resume or None) from docopt's ``args`` and the raw ``argv``."""
+    """(TrainSettings, the checkpoint to resume or None, the model to fine-tune or None) from docopt's
+    ``args`` and the raw ``argv``; each checkpoint is read once, here."""
     given = given_options(sys.argv[1:] if argv is None else argv)
     raw = {field: (args[option], option) for option, (field, _) in OPTIONS.items()}
     from_user = {OPTIONS[o][0] for o in given if o in OPTIONS}
-    checkpoint = recorded = None
+    checkpoint = recorded = init = None
     if args["--resume-from"]:
         checkpoint = load_checkpoint(args["--resume-from"])
         check_resumable(checkpoint, args["--resume-from"])
@@ -215,24 +216,24 @@ def settings_from_args(args, argv=None):
         raise OptionError(f"--grad-accum {values['grad_accum']} is more than --batch-size {values['batch_size']}: "
                           "each micro-batch needs at least one sequence")
     if values["init_from"] and args["--resume-from"] is None:
-        values.update(init_shape(values, from_user))
+        init = load_checkpoint(values["init_from"])
+        values.update(init_shape(init, values, from_user))
     elif values["init_from"] and "init_from" in from_user:    # a resumed run's own record is no conflict
         raise OptionError("--init-from starts a new run and --resume-from continues one: give one of them")
     data = data_to_train_on(data_from)
     values.update(prepared_settings(data, values, given))
     return TrainSettings(data=data, **values, resume_from=args["--resume-from"],
-                         overwrite=bool(args["--overwrite"])), checkpoint
+                         overwrite=bool(args["--overwrite"])), checkpoint, init
 
 
 INIT_SHAPE = {"model_dim": "d_model", "num_heads": "n_heads", "num_layers": "n_layers",
               "pos_encoding": "pos_encoding", "norm": "norm"}   # setting -> the GPTConfig field it must equal
 
 
-def init_shape(values: dict, from_user: set) -> dict:
-    """The settings a fine-tuning run takes from the model it starts from (--init-from): its shape and
-    tokenizer; a shorter --max-seq-len trains on shorter windows of the same learned positions."""
+def init_shape(model, values: dict, from_user: set) -> dict:
+    """The settings a fine-tuning run takes from ``model``, the checkpoint it starts from (--init-from):
+    its shape and tokenizer; a shorter --max-seq-len trains on shorter windows of the same learned positions."""
     source = values["init_from"]
-    model = load_checkpoint(source)
     config = model.config
     shape = {setting: getattr(config, field) for setting, field in INIT_SHAPE.items()}
     for setting, value in shape.items():
@@ -321,9 +322,9 @@ def run_train_command(args, argv=None) -> int:
     from scratchlm.training.progress import make_reporter
 
     try:
-        settings, checkpoint = settings_from_args(args, argv)
-        reporter = make_reporter(bool(args["--quiet"]), plain=launched_by_mpi(), first_step_note=_compile_note(settings))
-        summary = train(settings, reporter, checkpoint, profile=bool(args.get("--profile")))
+        settings, checkpoint, init = settings_from_args(args, argv)
+        reporter = make_reporter(bool(args["--quiet"]), plain=launched_by_mpi(), first_step_note=compile_note(settings))
+        summary = train(settings, reporter, checkpoint, profile=bool(args.get("--profile")), init=init)
         if "profile" in summary and not args["--quiet"]:
             print(f"\n{summary['profile']}\n(also in {Path(settings.output_dir) / 'profile.md'})", flush=True)
     except TrainingInterrupted as stop:
@@ -340,7 +341,7 @@ def run_train_command(args, argv=None) -> int:
     return 0
 
 
-def _compile_note(settings) -> str | None:
+def compile_note(settings) -> str | None:
     """The line that says a cold kernel cache is being filled (None on a GPU or a warm cache)."""
     from scratchlm import backend
     from scratchlm.cli.kernel_cache import TRAIN_KERNELS, compile_notice

@@ -20,6 +20,7 @@ from scratchlm.errors import MissingExtra, TokenizerError
 from scratchlm.limits import excerpt
 
 KIND = "bpe"
+END_OF_TEXT = "<|endoftext|>"   # GPT-2's document separator
 TOKENIZER_JSON = "tokenizer.json"
 VOCAB_JSON, MERGES_TXT = "vocab.json", "merges.txt"
 INSTALL_HINT = "pip install 'scratchlm[hf]' (or pip install tokenizers)"
@@ -47,6 +48,8 @@ class BPETokenizer:
         unk = getattr(tokenizer.model, "unk_token", None)
         self._unk_id = tokenizer.token_to_id(unk) if unk else None
         self._known: dict[str, bool] = {}
+        # GPT-2's one special token: it ends a document and starts the next, so a text starts from it.
+        self.end_of_text_id = tokenizer.token_to_id(END_OF_TEXT)
 
     @classmethod
     def from_json(cls, text: str, source: str = "a tokenizer") -> BPETokenizer:

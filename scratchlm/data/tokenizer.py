@@ -18,6 +18,7 @@ KINDS = ("char", "byte")
 
 class CharTokenizer:
     kind = "char"
+    end_of_text_id = None          # a character vocabulary has no start-of-text token
 
     def __init__(self, chars):
         self.chars = list(chars)
@@ -66,6 +67,7 @@ def unknown_characters_error(missing: list[str]) -> TokenizerError:
 class ByteTokenizer:
     kind = "byte"
     vocab_size = 256
+    end_of_text_id = None
 
     def unknown(self, text: str) -> list[str]:
         return []

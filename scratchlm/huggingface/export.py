@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchlm.checkpoint import Checkpoint, sync_folder
-from scratchlm.data.bpe import tokenizers_library
+from scratchlm.data.bpe import END_OF_TEXT, tokenizers_library
 from scratchlm.errors import CheckpointError, OptionError
 from scratchlm.huggingface.gpt2_config import hf_config, why_not_gpt2
 from scratchlm.huggingface.gpt2_weights import PREFIX, gpt2_layout
@@ -45,11 +45,10 @@ def export_folder(checkpoint: Checkpoint, source, output) -> Path:
     temporary = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
     try:
         save_file(gpt2_tensors(checkpoint), str(temporary / "model.safetensors"), metadata={"format": "pt"})
-        _write_json(temporary / "config.json", hf_config(checkpoint.config, None))
+        end_of_text = checkpoint.tokenizer.end_of_text_id
+        _write_json(temporary / "config.json", hf_config(checkpoint.config, end_of_text))
         (temporary / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
-        _write_json(temporary / "tokenizer_config.json", {
-            "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": checkpoint.config.max_seq_len,
-            "clean_up_tokenization_spaces": False})
+        _write_json(temporary / "tokenizer_config.json", tokenizer_config(checkpoint))
         temporary.rename(output)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -66,6 +65,17 @@ def gpt2_tensors(checkpoint: Checkpoint) -> dict:
         name = theirs if theirs == "lm_head.weight" else PREFIX + theirs
         tensors[name] = np.ascontiguousarray(array.T if transposed else array)   # safetensors needs C order
     return tensors
+
+
+def tokenizer_config(checkpoint: Checkpoint) -> dict:
+    """``tokenizer_config.json``: the fast tokenizer, its context, and GPT-2's <|endoftext|> as the
+    beginning, end and padding of a text where the vocabulary has it (transformers' generate() stops
+    at the end token and pads with it)."""
+    settings = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": checkpoint.config.max_seq_len,
+                "clean_up_tokenization_spaces": False}
+    if checkpoint.tokenizer.end_of_text_id is not None:
+        settings.update(bos_token=END_OF_TEXT, eos_token=END_OF_TEXT, unk_token=END_OF_TEXT)
+    return settings
 
 
 def tokenizer_as_json(tokenizer) -> str:

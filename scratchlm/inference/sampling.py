@@ -150,11 +150,14 @@ class TextStream:
 def prompt_ids(tokenizer, prompt: str) -> np.ndarray:
     """The prompt as token ids (TokenizerError for characters the model never saw).
 
-    An empty prompt starts from a newline (or a space, or the first character of the
-    vocabulary): a character model has no start-of-text token.
+    An empty prompt starts from the tokenizer's end-of-text token where it has one (GPT-2's
+    ``<|endoftext|>``, which also begins a document), else from a newline (or a space, or the
+    first character of the vocabulary): a character model has no start-of-text token.
     """
     if prompt:
         return tokenizer.encode(prompt)
+    if tokenizer.end_of_text_id is not None:
+        return np.asarray([tokenizer.end_of_text_id], dtype=np.int32)            # (1,)
     for start in START_CHARACTERS:
         if not tokenizer.unknown(start):
             return tokenizer.encode(start)

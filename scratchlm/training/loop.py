@@ -56,10 +56,12 @@ __all__ = ["train", "TrainSettings"]
 CURVE_POINTS_PER_EPOCH = 20
 
 
-def train(settings: TrainSettings, reporter: Reporter | None = None, checkpoint=None, profile: bool = False) -> dict:
+def train(settings: TrainSettings, reporter: Reporter | None = None, checkpoint=None, profile: bool = False,
+          init=None) -> dict:
     """Run a training job; returns the summary (best epoch, val loss, perplexity, paths...).
     ``profile``: time a few warm steps by op (``profile.py``), into the run's profile.md and the
-    summary's ``profile`` (the table's text).
+    summary's ``profile`` (the table's text). ``checkpoint`` and ``init``: the --resume-from and
+    --init-from checkpoints if the caller has read them already (else they are read here).
 
     Under mpirun every rank calls this; the summary is the same on all of them.
     """
@@ -69,7 +71,10 @@ def train(settings: TrainSettings, reporter: Reporter | None = None, checkpoint=
     if settings.resume_from and checkpoint is None:
         checkpoint = load_checkpoint(settings.resume_from)
         check_resumable(checkpoint, settings.resume_from)
-    init = load_checkpoint(settings.init_from) if settings.init_from and not settings.resume_from else None
+    if settings.init_from and not settings.resume_from and init is None:
+        init = load_checkpoint(settings.init_from)
+    elif settings.resume_from:
+        init = None
     if not group.is_main:
         group.barrier()                               # rank 0 fills a token cache first; the others then map it
     job = prepare(settings, checkpoint, reporter.tokenizing if reporter is not None and group.is_main else None, init)

@@ -128,7 +128,7 @@ def test_piped_output_prints_plain_progress_lines(tmp_path, monkeypatch):
 def test_config_file_and_explicit_options(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("max_seq_len: 16\nepochs: 3\nmodel-dim: 32\nrun: {parameters: 5}\ndata: ignored.txt\n")
-    settings, _ = parse(["train", "d.txt", "--config", config, "--max-seq-len", "128", "--learning-rate=0.01"])
+    settings, _, _ = parse(["train", "d.txt", "--config", config, "--max-seq-len", "128", "--learning-rate=0.01"])
     assert settings.max_seq_len == 128           # given on the command line (even as the default): it wins
     assert settings.epochs == 3 and settings.model_dim == 32
     assert settings.learning_rate == 0.01 and settings.num_layers == 4 and settings.data == "d.txt"
@@ -139,9 +139,9 @@ def test_config_file_and_explicit_options(tmp_path):
 
 def test_written_config_yaml_reads_back_as_the_same_settings(tmp_path):
     data, out = small_text(tmp_path, 1000), tmp_path / "o"
-    first, _ = parse(["train", data, "--output-dir", out, *TINY, "--max-steps", "1", "--tokenizer", "byte"])
+    first, _, _ = parse(["train", data, "--output-dir", out, *TINY, "--max-steps", "1", "--tokenizer", "byte"])
     train_in_process(["train", data, "--output-dir", out, *TINY, "--max-steps", "1", "--tokenizer", "byte"])
-    again, _ = parse(["train", data, "--config", out / "config.yaml"])
+    again, _, _ = parse(["train", data, "--config", out / "config.yaml"])
     assert again.hyperparameters() == first.hyperparameters()
 
 
@@ -189,7 +189,7 @@ def test_grad_accum_gives_the_full_batch_gradient(tmp_path):
 
     data, grads, losses = small_text(tmp_path, 3000), [], []
     for accum in ("1", "3"):
-        settings, _ = parse(["train", data, "--output-dir", tmp_path / accum, *TINY, "--dropout", "0",
+        settings, _, _ = parse(["train", data, "--output-dir", tmp_path / accum, *TINY, "--dropout", "0",
                              "--gradient-clip", "0", "--grad-accum", accum])
         trainer = Trainer(prepare(settings), progress.Reporter())
         order = epoch_order(len(trainer.train_ids), trainer.job.window, trainer.data_rng)

@@ -102,7 +102,7 @@ def test_the_settings_defaults_are_the_usage_strings_defaults(tmp_path):
 
     from scratchlm.training.job import TrainSettings
 
-    settings, _ = parse(["train", tmp_path / "d.txt"])
+    settings, _, _ = parse(["train", tmp_path / "d.txt"])
     for field in dataclasses.fields(TrainSettings):
         if field.default is not dataclasses.MISSING and field.name not in ("resume_from", "validation_data"):
             assert getattr(settings, field.name) == field.default, field.name

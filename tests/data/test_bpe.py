@@ -109,3 +109,15 @@ def test_train_from_scratch_with_a_bpe_tokenizer_file(bpe_folder, tmp_path):
     checkpoint = load_checkpoint(out / "final_model.pt")
     assert checkpoint.tokenizer.kind == "bpe" and checkpoint.config.vocab_size == small_bpe().get_vocab_size()
     np.testing.assert_array_equal(checkpoint.tokenizer.encode(MIXED), load_bpe(bpe_folder).encode(MIXED))
+
+
+def test_an_empty_prompt_starts_from_end_of_text(bpe_folder):
+    from scratchlm.data.tokenizer import build_tokenizer
+    from scratchlm.inference.sampling import prompt_ids
+
+    tok = load_bpe(bpe_folder / "tokenizer.json")
+    end = small_bpe().token_to_id("<|endoftext|>")
+    assert tok.end_of_text_id == end
+    assert prompt_ids(tok, "").tolist() == [end]                     # where GPT-2 starts a text
+    assert prompt_ids(tok, "The").tolist() == tok.encode("The").tolist()
+    assert prompt_ids(build_tokenizer("char", "ab\ncd"), "").tolist() == build_tokenizer("char", "ab\ncd").encode("\n").tolist()

@@ -72,3 +72,21 @@ def test_an_existing_folder_is_never_overwritten(tmp_path):
     (tmp_path / "out").mkdir()
     done = run_cli("export", save_checkpoint(tmp_path / "m.pt", model, tok), tmp_path / "out")
     assert done.returncode == 2 and "already exists" in done.stderr
+
+
+def test_an_exported_bpe_model_names_its_end_of_text_token(tmp_path):
+    from transformers import GenerationConfig
+
+    folder = gpt2_folder(tmp_path / "gpt2")
+    out, theirs, their_tok = exported(tmp_path, folder)
+    end = load_checkpoint(folder).tokenizer.end_of_text_id
+    assert end is not None
+    assert (theirs.config.bos_token_id, theirs.config.eos_token_id) == (end, end)
+    assert (their_tok.bos_token_id, their_tok.eos_token_id) == (end, end)
+    assert GenerationConfig.from_model_config(theirs.config).eos_token_id == end
+
+
+def test_a_char_model_exports_without_special_tokens(tmp_path):
+    model, tok = tiny_model()
+    _, theirs, their_tok = exported(tmp_path, save_checkpoint(tmp_path / "m.pt", model, tok))
+    assert theirs.config.eos_token_id is None and their_tok.eos_token is None

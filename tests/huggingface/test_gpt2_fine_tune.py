@@ -48,8 +48,26 @@ def test_a_fine_tuning_run_resumes_exactly(folder, tmp_path):
 
 
 def test_the_shape_comes_from_the_model(folder, tmp_path, capsys):
-    settings, _ = parse(["train", SAMPLE, "--init-from", folder, "--output-dir", tmp_path / "o"])
+    settings, _, _ = parse(["train", SAMPLE, "--init-from", folder, "--output-dir", tmp_path / "o"])
     assert (settings.model_dim, settings.num_layers, settings.max_seq_len, settings.tokenizer) == (32, 2, 32, "bpe")
     refused(["train", SAMPLE, "--init-from", folder, "--model-dim", "64"], capsys, "--model-dim 64 differs")
     refused(["train", SAMPLE, "--init-from", folder, "--max-seq-len", "64"], capsys, "longer than the context of 32")
     refused(["train", SAMPLE, "--init-from", folder, "--tokenizer", "byte"], capsys, "drop --tokenizer")
+
+
+def test_the_model_to_fine_tune_is_read_once(folder, tmp_path, monkeypatch):
+    import scratchlm.checkpoint as checkpoint_module
+    import scratchlm.cli.train as train_command
+    import scratchlm.training.loop as loop
+
+    reads = []
+
+    def counted(path):
+        reads.append(str(path))
+        return load_checkpoint(path)
+
+    for module in (checkpoint_module, train_command, loop):
+        monkeypatch.setattr(module, "load_checkpoint", counted)
+    train_in_process(["train", SAMPLE, "--init-from", folder, "--output-dir", tmp_path / "o", *FINE_TUNE,
+                      "--max-steps", "1"])
+    assert reads == [str(folder)]

@@ -92,7 +92,7 @@ def test_shards_cover_the_batch_once_in_order(rows, size):
 
 def test_validation_batches_dealt_over_ranks_add_up_to_one_process(tmp_path):
     data = small_text(tmp_path, 3000)
-    settings, _ = parse(["train", data, "--output-dir", tmp_path / "out", *TINY, "--dtype", "float64"])
+    settings, _, _ = parse(["train", data, "--output-dir", tmp_path / "out", *TINY, "--dtype", "float64"])
     job = prepare(settings)
     whole = validation_loss(job.model, job.val_ids, job.window, 4)               # 17 windows + a tail: 6 batches
     ranks = [Rank(r, 4) for r in range(4)]
@@ -106,7 +106,7 @@ def test_validation_batches_dealt_over_ranks_add_up_to_one_process(tmp_path):
 
 
 def test_batch_must_split_evenly_over_the_processes(tmp_path):
-    settings, _ = parse(["train", small_text(tmp_path), *TINY[:-2], "--batch-size", "12", "--grad-accum", "4"])
+    settings, _, _ = parse(["train", small_text(tmp_path), *TINY[:-2], "--batch-size", "12", "--grad-accum", "4"])
     check_processes(settings, 1)
     check_processes(settings, 3)                                                 # 4 rows each, 4 micro-batches
     with pytest.raises(OptionError, match=r"--batch-size 12 \(the global batch\) does not split evenly over 5 MPI "

@@ -25,7 +25,7 @@ def spy_gathers(monkeypatch) -> list:
 
 def test_an_epoch_gathers_one_batch_of_rows_per_step(tmp_path, monkeypatch):
     calls = spy_gathers(monkeypatch)
-    settings, _ = parse(["train", small_text(tmp_path, 3000), "--output-dir", tmp_path / "out", *TINY, "--epochs", "1"])
+    settings, _, _ = parse(["train", small_text(tmp_path, 3000), "--output-dir", tmp_path / "out", *TINY, "--epochs", "1"])
     job = prepare(settings)
     trainer = loop.Trainer(job, Reporter())
     assert trainer.train_ids is job.train_ids                       # never moved to the device whole
@@ -48,7 +48,7 @@ class SecondOfTwo(distributed.SingleProcess):
 
 def test_an_mpi_rank_gathers_only_its_own_rows(tmp_path, monkeypatch):
     calls = spy_gathers(monkeypatch)
-    settings, _ = parse(["train", small_text(tmp_path, 3000), "--output-dir", tmp_path / "out", *TINY])
+    settings, _, _ = parse(["train", small_text(tmp_path, 3000), "--output-dir", tmp_path / "out", *TINY])
     trainer = loop.Trainer(prepare(settings), Reporter(), SecondOfTwo())
     order = epoch_order(len(trainer.train_ids), trainer.job.window, np.random.default_rng(0))
     trainer._step(order, 8, 16)                                     # the second global batch of 8

@@ -104,7 +104,7 @@ def test_resume_keeps_the_validation_source(tmp_path, capsys, change, fragment):
 def test_a_resumed_run_validated_on_the_split_refuses_a_file(tmp_path):
     data = small_text(tmp_path, 1500)
     train_in_process(["train", data, "--output-dir", tmp_path / "out", *TINY, "--epochs", "1"])
-    settings, ckpt = parse(["train", data, "--resume-from", tmp_path / "out" / "checkpoint_epoch_1.pt", "--epochs", "2",
+    settings, ckpt, _ = parse(["train", data, "--resume-from", tmp_path / "out" / "checkpoint_epoch_1.pt", "--epochs", "2",
                             "--validation-data", held_out(tmp_path, data)])
     with pytest.raises(DataError, match="tail of DATA"):
         prepare(settings, ckpt)
