@@ -1,5 +1,8 @@
 """scratchlm: train, sample and evaluate character-level GPT models with an engine written from scratch.
 
+For scripts and notebooks: ``scratchlm.train(data, **settings)``, ``scratchlm.load(path)`` ->
+``model.generate(prompt)``, ``model.evaluate(text)`` (``scratchlm/api.py``, docs/python-api.md).
+
 The autograd (``scratchlm.autograd.tensor``, ``scratchlm.autograd.function``, ``scratchlm.autograd.ops``), the layers
 (``scratchlm.nn``), the model (``scratchlm.model``) and the optimizer (``scratchlm.optim``)
 run on NumPy or CuPy arrays; the hot loops live in ``scratchlm.kernels``. Importing this
@@ -23,17 +26,22 @@ from scratchlm._allocator import keep_freed_memory
 
 keep_freed_memory()
 
-__all__ = ["Tensor", "no_grad", "__version__"]
+__all__ = ["Model", "Tensor", "__version__", "errors", "load", "no_grad", "prepare", "train"]
+
+# name -> the module that defines it, imported on first use
+_LAZY = {"load": "scratchlm.api", "train": "scratchlm.api", "prepare": "scratchlm.api", "Model": "scratchlm.api",
+         "Tensor": "scratchlm.autograd.tensor", "no_grad": "scratchlm.autograd.function"}
 
 
 def __getattr__(name):
-    """``scratchlm.Tensor`` and ``scratchlm.no_grad``, imported on first use."""
-    if name == "Tensor":
-        from scratchlm.autograd.tensor import Tensor
+    """The Python API (``scratchlm.api``: load, train, prepare, Model; docs/python-api.md) and
+    ``Tensor`` and ``no_grad``, imported on first use; ``scratchlm.errors`` is an ordinary submodule."""
+    if name in _LAZY:
+        import importlib
 
-        return Tensor
-    if name == "no_grad":
-        from scratchlm.autograd.function import no_grad
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name == "errors":
+        import scratchlm.errors as errors
 
-        return no_grad
+        return errors
     raise AttributeError(f"module 'scratchlm' has no attribute {name!r}")

@@ -65,7 +65,8 @@ class TrainingInterrupted(Exception):
     """Ctrl-C, SIGTERM or SIGHUP: the run stopped at a step boundary and saved a resumable checkpoint."""
 
     def __init__(self, checkpoint, step: int, signum: int = 2):
-        super().__init__(f"training interrupted at step {step}")
+        super().__init__(f"training interrupted at step {step}: {checkpoint} continues it "
+                         "(--resume-from, or resume_from= in Python)")
         self.checkpoint, self.step, self.signum = checkpoint, step, signum
 
 

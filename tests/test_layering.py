@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 FLOORS = {   # module prefix -> floor (higher may import lower)
-    "scratchlm.cli": 5,
+    "scratchlm.cli": 5, "scratchlm.api": 5,
     "scratchlm.training": 4, "scratchlm.inference": 4,
     "scratchlm.model": 3, "scratchlm.nn": 3, "scratchlm.optim": 3, "scratchlm.data": 3, "scratchlm.checkpoint": 3,
     "scratchlm.checkpoint_header": 3, "scratchlm.huggingface": 3,

@@ -13,13 +13,28 @@ from pathlib import Path
 
 
 def run_prepare_command(args: dict, argv: list) -> int:
+    from scratchlm.training.progress import make_reporter
+
+    folder, paths, dataset = prepare_dataset(args, argv, make_reporter(bool(args["--quiet"])))
+    if not args["--quiet"]:
+        d, kind, validation = dataset.description, dataset.description["tokenizer"]["kind"], args["--validation-data"]
+        split = (f"validation: {validation} ({d['val']['count']:,} tokens)" if validation else
+                 f"validation: the last {d['split']['val_split']:g} of the tokens")
+        files = "1 file" if len(paths) == 1 else f"{len(paths)} files"
+        print(f"Wrote {folder}: {files}, {d['characters']:,} characters, {d['tokens']['count']:,} "
+              f"{kind} tokens ({d['tokens']['dtype']}), {split}\nTrain on it with: scratchlm train {folder}")
+    return 0
+
+
+def prepare_dataset(args: dict, argv: list, reporter):
+    """(the folder, the source files, the ``Dataset``) that ``args`` ask for, written with ``reporter``'s
+    progress bar; OptionError or DataError (nothing left behind) if they cannot be."""
     from scratchlm.cli.train import OPTIONS, given_options
     from scratchlm.data.corpus import checked_sources
     from scratchlm.data.token_cache import build_dataset, check_prepared_output
     from scratchlm.data.tokenizer import KINDS
     from scratchlm.errors import DataError, OptionError
     from scratchlm.limits import excerpt
-    from scratchlm.training.progress import make_reporter
 
     if not args["--output"]:
         raise OptionError("prepare needs --output DIR, the folder to write the dataset into "
@@ -35,7 +50,6 @@ def run_prepare_command(args: dict, argv: list) -> int:
     folder = Path(args["--output"])
     check_prepared_output(folder)
     paths = checked_sources(args["DATA"])
-    reporter = make_reporter(bool(args["--quiet"]))
     validation = args["--validation-data"]
     try:
         dataset = build_dataset(folder, paths, kind, progress=reporter.tokenizing,
@@ -43,11 +57,4 @@ def run_prepare_command(args: dict, argv: list) -> int:
     except OSError as exc:                       # a full or read-only disk: nothing was left behind
         raise DataError(f"cannot write the dataset to {folder} ({exc.strerror or exc}): free some space, "
                         "or give --output a folder on another disk") from None
-    d = dataset.description
-    if not args["--quiet"]:
-        split = (f"validation: {validation} ({d['val']['count']:,} tokens)" if validation else
-                 f"validation: the last {val_split:g} of the tokens")
-        files = "1 file" if len(paths) == 1 else f"{len(paths)} files"
-        print(f"Wrote {folder}: {files}, {d['characters']:,} characters, {d['tokens']['count']:,} "
-              f"{kind} tokens ({d['tokens']['dtype']}), {split}\nTrain on it with: scratchlm train {folder}")
-    return 0
+    return folder, paths, dataset
