@@ -136,6 +136,21 @@ def test_whole_token_step_compiles_once_for_every_depth(compiled_kernels):
     assert len(kernel.signatures) <= before + 1
 
 
+def test_reset_decodes_with_weights_changed_in_place_since_the_last_text(compiled_kernels):
+    # the stacked copies the whole-step kernel reads are reused from text to text: reset()
+    # must refresh them from weights an optimizer step changed in place
+    model = random_model("learned")
+    decoder = Decoder(model)
+    for token in (1, 2):
+        decoder.feed([token])
+    for p in model.parameters():
+        p.data *= 1.5                                                   # (...) in place, same arrays
+    decoder.reset()
+    assert decoder.whole_step is not None
+    decoder.feed([1])
+    np.testing.assert_allclose(decoder.feed([2]), full_logits(model, [1, 2]), rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("pos_encoding", ["learned", "sinusoidal"])
 def test_absolute_positions_recompute_the_window_past_the_context(pos_encoding):
     model = random_model(pos_encoding, window=6)
