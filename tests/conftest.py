@@ -4,9 +4,16 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
+
+# `python -m pytest` puts the checkout's root on sys.path, where the top-level kernels/ folder
+# (installed as scratchlm.kernels) hides the Hugging Face `kernels` package that transformers
+# imports. The tests import scratchlm as installed, so the root comes off the path.
+CHECKOUT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != CHECKOUT_ROOT]
 
 # Numba's on-disk cache is not safe when processes compile *different* signatures of one
 # function at once (each picks the same next file name: a float32 entry can end up holding
@@ -16,7 +23,7 @@ if os.environ.get("PYTEST_XDIST_WORKER") and "NUMBA_CACHE_DIR" not in os.environ
     os.environ["NUMBA_CACHE_DIR"] = os.path.join(os.path.dirname(__file__), os.pardir, ".pytest_cache",
                                                  "numba", os.environ["PYTEST_XDIST_WORKER"])
 
-from scratchlm.kernels import dispatch
+from scratchlm.kernels import dispatch  # noqa: E402  (after the path and cache settings above)
 
 
 @pytest.fixture(params=["reference", "auto"])

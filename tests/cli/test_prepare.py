@@ -6,10 +6,10 @@ import json
 
 import pytest
 import yaml
+from train_helpers import TINY, assert_same_arrays, checkpoint_arrays, refused, small_text, train_in_process
 
 from scratchlm.cli import main as cli
 from scratchlm.data import token_cache
-from tests.train_helpers import TINY, assert_same_arrays, checkpoint_arrays, refused, small_text, train_in_process
 
 RUN = [*TINY, "--lr-schedule", "constant", "--warmup-steps", "2"]
 

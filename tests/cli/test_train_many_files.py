@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import yaml
-
-from tests.train_helpers import TINY, refused, small_text, train_in_process
+from train_helpers import TINY, refused, small_text, train_in_process
 
 
 def two_files(tmp_path):
