@@ -28,7 +28,7 @@ from scratchlm.errors import OptionError
 from scratchlm.limits import excerpt
 from scratchlm.model import NORMS, POS_ENCODINGS
 from scratchlm.optim import SCHEDULES
-from scratchlm.training.job import FIXED_ON_RESUME, SETTING_KEYS, TrainSettings, check_resumable
+from scratchlm.training.job import AUTO, FIXED_ON_RESUME, SETTING_KEYS, TrainSettings, check_resumable
 
 RECORD_ONLY_KEYS = ("run", "resumed_from")  # in config.yaml, but not settings --config can change
 BEFORE_RECORDED = {"eval_tokens": 0}        # what a checkpoint from before a setting existed did (scored all)
@@ -53,6 +53,16 @@ def whole(minimum: int):
         return number
 
     return convert
+
+
+def whole_or_auto(value, label):
+    """A whole number, 0 or more, or "auto": the engine chooses once it knows the run's length."""
+    if str(value).strip().lower() == AUTO:
+        return AUTO
+    try:
+        return whole(0)(value, label)
+    except OptionError:
+        raise OptionError(f"{label} must be auto or a whole number, 0 or more, got {excerpt(value)}") from None
 
 
 def real(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = True):
@@ -127,7 +137,7 @@ OPTIONS = {  # usage-string option -> (TrainSettings field, converter)
     "--batch-size": ("batch_size", whole(1)),
     "--learning-rate": ("learning_rate", real(0.0, low_open=True)),
     "--weight-decay": ("weight_decay", real(0.0)),
-    "--warmup-steps": ("warmup_steps", whole(0)),
+    "--warmup-steps": ("warmup_steps", whole_or_auto),
     "--lr-schedule": ("lr_schedule", choice(SCHEDULES)),
     "--val-split": ("val_split", real(0.0, 1.0, low_open=True)),
     "--validation-data": ("validation_data", optional_text),

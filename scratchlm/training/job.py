@@ -31,6 +31,8 @@ from scratchlm.training.rundir import ResumePoint, check_existing_run
 ADAM_BETAS = (0.9, 0.99)       # beta2 0.99 suits small character models
 ADAM_EPS = 1e-8
 MIN_LR_RATIO = 0.1             # cosine decays to 10% of the peak learning rate
+AUTO = "auto"
+WARMUP_FRACTION = 0.1          # --warmup-steps auto: this share of the planned steps (docs/training.md)
 TRAINING_COPIES = 4            # weights, gradients and AdamW's two moments, each one flat buffer
 # Settings that define the model or the data order: a resumed run must keep them.
 FIXED_ON_RESUME = ("model_dim", "num_heads", "num_layers", "max_seq_len", "dropout", "tokenizer",
@@ -56,7 +58,7 @@ class TrainSettings:
     batch_size: int
     learning_rate: float
     weight_decay: float
-    warmup_steps: int
+    warmup_steps: int | str         # "auto" until prepare() knows the run's length
     lr_schedule: str
     val_split: float
     gradient_clip: float
@@ -196,8 +198,16 @@ def prepare(settings: TrainSettings, checkpoint=None, progress=None, init=None) 
                    str(settings.resume_from) if checkpoint else None,
                    resumed_settings=checkpoint.train_state.get("settings") if checkpoint else None,
                    fresh_moments=bool(checkpoint) and checkpoint.optimizer_state is None, cache_note=data.cache_note)
+    if settings.warmup_steps == AUTO:                              # recorded as the number it became
+        job.settings = replace(settings, warmup_steps=auto_warmup_steps(job.schedule_steps))
     check_work_left(job)
     return job
+
+
+def auto_warmup_steps(schedule_steps: int) -> int:
+    """--warmup-steps auto: a warm-up that grows with the run. Ten fixed steps let a long run's first
+    updates knock it onto a plateau it may not leave in time (issue 21; docs/training.md)."""
+    return round(WARMUP_FRACTION * schedule_steps)
 
 
 def resume_point(settings: TrainSettings, checkpoint) -> ResumePoint | None:
