@@ -36,8 +36,8 @@ Train options:
                           still spans --epochs (0: no limit) [default: 0].
   --learning-rate LR      Peak learning rate of AdamW [default: 0.003].
   --weight-decay WD       Decoupled weight decay on the weight matrices [default: 0.1].
-  --warmup-steps N        Linear warm-up steps before the schedule; auto: 10% of the steps
-                          the epochs plan [default: auto].
+  --warmup-steps N        Linear warm-up steps before the schedule; auto: 10% of the run's
+                          steps (all epochs', or the max-steps limit if lower) [default: auto].
   --lr-schedule NAME      cosine (decay to 10% of the peak) or constant [default: cosine].
   --cache-dir DIR         Where the token cache of a DATA of 32 MB or more is kept, so that later runs map
                           it instead of tokenizing again (default: $SCRATCHLM_CACHE_DIR, else

@@ -199,15 +199,15 @@ def prepare(settings: TrainSettings, checkpoint=None, progress=None, init=None) 
                    resumed_settings=checkpoint.train_state.get("settings") if checkpoint else None,
                    fresh_moments=bool(checkpoint) and checkpoint.optimizer_state is None, cache_note=data.cache_note)
     if settings.warmup_steps == AUTO:                              # recorded as the number it became
-        job.settings = replace(settings, warmup_steps=auto_warmup_steps(job.schedule_steps))
+        job.settings = replace(settings, warmup_steps=auto_warmup_steps(job.last_step))
     check_work_left(job)
     return job
 
 
-def auto_warmup_steps(schedule_steps: int) -> int:
-    """--warmup-steps auto: a warm-up that grows with the run. Ten fixed steps let a long run's first
-    updates knock it onto a plateau it may not leave in time (issue 21; docs/training.md)."""
-    return round(WARMUP_FRACTION * schedule_steps)
+def auto_warmup_steps(run_steps: int) -> int:
+    """--warmup-steps auto: a warm-up that grows with the run (issue 21; docs/training.md). It counts
+    the steps the run takes, so a --max-steps run on big data still leaves its warm-up."""
+    return round(WARMUP_FRACTION * run_steps)
 
 
 def resume_point(settings: TrainSettings, checkpoint) -> ResumePoint | None:

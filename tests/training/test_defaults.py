@@ -42,7 +42,7 @@ def test_the_optimizer_and_initialisation_constants_are_the_measured_ones():
 
 
 @pytest.mark.parametrize(("planned", "warmup"), [(440, 44), (50, 5), (5, 0), (1, 0), (1234, 123)])
-def test_auto_warmup_is_a_tenth_of_the_planned_steps(planned, warmup):
+def test_auto_warmup_is_a_tenth_of_the_run(planned, warmup):
     assert job.auto_warmup_steps(planned) == warmup
 
 
@@ -53,6 +53,9 @@ def test_a_run_records_its_warmup_and_a_resumed_longer_run_keeps_it(tmp_path):
     config = yaml.safe_load((first / "config.yaml").read_text())
     recorded = config["warmup_steps"]
     assert recorded == round(0.1 * config["run"]["schedule_steps"]) > 0
+    limited = tmp_path / "limited"
+    train_in_process(["train", text, *TINY, "--epochs", "50", "--max-steps", "20", "--output-dir", limited, "--quiet"])
+    assert yaml.safe_load((limited / "config.yaml").read_text())["warmup_steps"] == 2   # of the 20 steps it takes
     settings, _, _ = parse(["train", "--resume-from", first / "final_model.pt", "--epochs", "4"])
     assert settings.warmup_steps == recorded
 
