@@ -32,12 +32,12 @@ Train options:
   --max-seq-len N         Context length in tokens [default: 128].
   --dropout P             Dropout probability in [0, 1); 0.1-0.2 helps long runs on small data [default: 0.0].
   --epochs N              Passes over the training split [default: 10].
-  --max-steps N           Stop after N optimizer steps in total; the learning-rate schedule
-                          still spans --epochs (0: no limit) [default: 0].
+  --max-steps N           Stop after N optimizer steps in total; the learning-rate decay
+                          still spans --epochs, an auto warm-up counts N (0: no limit) [default: 0].
   --learning-rate LR      Peak learning rate of AdamW [default: 0.003].
   --weight-decay WD       Decoupled weight decay on the weight matrices [default: 0.1].
   --warmup-steps N        Linear warm-up steps before the schedule; auto: 10% of the run's
-                          steps (all epochs', or the max-steps limit if lower) [default: auto].
+                          steps (all epochs', or --max-steps if lower) [default: auto].
   --lr-schedule NAME      cosine (decay to 10% of the peak) or constant [default: cosine].
   --cache-dir DIR         Where the token cache of a DATA of 32 MB or more is kept, so that later runs map
                           it instead of tokenizing again (default: $SCRATCHLM_CACHE_DIR, else
