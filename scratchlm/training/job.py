@@ -32,7 +32,7 @@ ADAM_BETAS = (0.9, 0.99)       # beta2 0.99 suits small character models
 ADAM_EPS = 1e-8
 MIN_LR_RATIO = 0.1             # cosine decays to 10% of the peak learning rate
 AUTO = "auto"
-WARMUP_FRACTION = 0.1          # --warmup-steps auto: this share of the planned steps (docs/training.md)
+WARMUP_FRACTION = 0.1          # --warmup-steps auto: this share of the steps a run takes (docs/training.md)
 TRAINING_COPIES = 4            # weights, gradients and AdamW's two moments, each one flat buffer
 # Settings that define the model or the data order: a resumed run must keep them.
 FIXED_ON_RESUME = ("model_dim", "num_heads", "num_layers", "max_seq_len", "dropout", "tokenizer",
