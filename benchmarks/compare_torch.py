@@ -1,6 +1,7 @@
-"""scratchlm against PyTorch eager, side by side, every measurement in a fresh process.
+"""scratchlm against PyTorch, side by side in every mode, every measurement in a fresh process.
 
     python benchmarks/compare_torch.py --configs a,b,c --repeats 3
+    python benchmarks/compare_torch.py --configs c,d,e --sides all    # every torch mode, bf16 too
     python benchmarks/compare_torch.py --generate --configs a,c --repeats 3
     python benchmarks/compare_torch.py --configs c --device cuda --json results.json
 
@@ -12,7 +13,10 @@ each. The parent alternates the sides (scratchlm, torch, scratchlm, torch, ...),
 waits before each process until the CPUs are quiet (``--max-busy``, ``--patience``),
 measures again when other processes took more than ``--max-busy`` of the CPUs while
 it was timing (``--retries``; see ``machine_load.py``), and reports medians over
-processes, the ratio scratchlm/torch, and each process's peak RSS. Children get
+processes, the ratio of each scratchlm side's speed to each torch side's, and each process's
+peak RSS. The sides (``--sides``): scratchlm in fp32 and with bf16 products
+(``scratchlm-bf16``), torch eager, ``torch-compile`` (inductor, default mode) and
+``torch-bf16`` (bf16 autocast). Children get
 ``--threads`` in the OMP/OpenBLAS/MKL/Numba thread variables (and
 ``torch.set_num_threads``). ``--cold-numba-cache`` points each scratchlm child at an
 empty Numba cache, so its first step shows the full compile cost.
@@ -38,7 +42,11 @@ sys.path.insert(0, str(HERE))
 from configs import CONFIGS, GENERATE_CONTEXT, GENERATE_TOKENS, GPU_CONFIGS, parse_keys  # noqa: E402
 from machine_load import OthersMeter, machine_info, wait_until_quiet  # noqa: E402
 
-SIDES = ("scratchlm", "torch")
+# side -> (module, mode): scratchlm in fp32 and with bf16 products; torch in every mode a user would pick
+SIDES = {"scratchlm": ("scratch_gpt", "fp32"), "scratchlm-bf16": ("scratch_gpt", "bf16"),
+         "torch": ("torch_gpt", "eager"), "torch-compile": ("torch_gpt", "compile"), "torch-bf16": ("torch_gpt", "bf16")}
+DEFAULT_SIDES = ("scratchlm", "torch")
+GENERATE_SIDES = ("scratchlm", "torch")           # generation runs in fp32 eager on both sides
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
@@ -46,18 +54,21 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 def measure(side: str, mode: str, key: str, steps: int, warmup: int, device: str, threads: int) -> dict:
     """Run in a worker process: time ``steps`` training steps (or generations) of one side."""
     start = time.perf_counter()
-    if side == "torch":
+    module, variant = SIDES[side]
+    if module == "torch_gpt":
         import torch
 
         torch.set_num_threads(threads)
         import torch_gpt as impl
+        options = {"mode": variant}
     else:
         import scratch_gpt as impl
+        options = {"precision": variant}
     import_s = time.perf_counter() - start
     config = CONFIGS[key]
 
     if mode == "train":
-        runner = impl.Trainer(config, device=device)
+        runner = impl.Trainer(config, device=device, **options)
         work, sync, tokens = runner.step, runner.synchronize, config.tokens_per_step
     else:
         model = impl.build_decoder(config, GENERATE_CONTEXT, device=device)
@@ -117,7 +128,7 @@ def run_worker_once(side: str, key: str, args) -> dict:
                "--mode-worker", mode, "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--device", args.device, "--threads", str(args.threads)]
     with tempfile.TemporaryDirectory(prefix="numba-cold-") as cold_dir:
-        cache = cold_dir if (args.cold_numba_cache and side == "scratchlm") else None
+        cache = cold_dir if (args.cold_numba_cache and is_scratchlm(side)) else None
         busy_before = wait_until_quiet(args.max_busy, args.patience)
         done = subprocess.run(command, env=child_env(args.threads, cache), capture_output=True, text=True)
     if done.returncode != 0:
@@ -136,8 +147,18 @@ def describe(record: dict) -> str:
             f"others {100 * record['others_busy']:.0f}%" + (f"  GPU memory {gpu:.0f} MiB" if gpu else ""))
 
 
+def is_scratchlm(side: str) -> bool:
+    return SIDES[side][0] == "scratch_gpt"
+
+
+def ratio_pairs(sides: list[str]) -> list[tuple[str, str]]:
+    """(scratchlm side, torch side) for every pair measured: the speed ratios the tables show."""
+    return [(ours, theirs) for ours in sides if is_scratchlm(ours) for theirs in sides if not is_scratchlm(theirs)]
+
+
 def summarise(records: list[dict], keys: list[str], sides: list[str]) -> list[dict]:
-    """Medians over processes, per configuration and side, and the ratio scratchlm/torch."""
+    """Medians over processes, per configuration and side, and the speed ratio (tokens/s, above 1:
+    scratchlm is faster) of every scratchlm side to every torch side."""
     rows = []
     for key in keys:
         row = {"config": key}
@@ -152,29 +173,31 @@ def summarise(records: list[dict], keys: list[str], sides: list[str]) -> list[di
                 "processes": len(mine),
                 "spread": [f"{r['tokens_per_s']:.0f}{'*' if r.get('noisy') else ''}" for r in mine],
             }
-        if "torch" in row:
-            row["ratio"] = row["scratchlm"]["tokens_per_s"] / row["torch"]["tokens_per_s"]
+        row["ratios"] = {f"{ours} / {theirs}": row[ours]["tokens_per_s"] / row[theirs]["tokens_per_s"]
+                         for ours, theirs in ratio_pairs(sides)}
+        if "scratchlm / torch" in row["ratios"]:
+            row["ratio"] = row["ratios"]["scratchlm / torch"]
         rows.append(row)
     return rows
 
 
 def print_table(rows: list[dict], sides: list[str], mode: str) -> None:
+    """Two markdown tables: time per step (or generation) and the speed ratios; then first step and memory."""
     unit = "ms/200 tok" if mode == "generate" else "ms/step"
-    head = ["config"]
-    for side in sides:
-        head += [f"{side} tok/s", f"{side} {unit}", f"{side} first s", f"{side} RSS MiB"]
-    if "torch" in sides:
-        head.append("ratio")
+    pairs = [f"{ours} / {theirs}" for ours, theirs in ratio_pairs(sides)]
+    head = ["config", *(f"{side} {unit}" for side in sides), *pairs]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for row in rows:
-        cells = [CONFIGS[row["config"]].describe()]
-        for side in sides:
-            s = row[side]
-            cells += [f"{s['tokens_per_s']:,.0f}", f"{1000 * s['median_s']:.1f}",
-                      f"{s['first_s']:.2f}", f"{s['peak_rss_mib']:.0f}"]
-        if "ratio" in row:
-            cells.append(f"{row['ratio']:.2f}")
+        cells = [CONFIGS[row["config"]].describe(), *(f"{1000 * row[side]['median_s']:.1f}" for side in sides),
+                 *(f"{row['ratios'][pair]:.2f}" for pair in pairs)]
+        print("| " + " | ".join(cells) + " |")
+    print()
+    head = ["config", *(f"{side} first s, RSS MiB" for side in sides)]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for row in rows:
+        cells = [row["config"], *(f"{row[side]['first_s']:.2f}, {row[side]['peak_rss_mib']:.0f}" for side in sides)]
         print("| " + " | ".join(cells) + " |")
     for row in rows:
         spreads = "; ".join(f"{side} " + ", ".join(row[side]["spread"]) for side in sides)
@@ -193,6 +216,9 @@ def parse_args(argv=None):
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--generate", action="store_true",
                         help=f"batch-1 greedy generation of {GENERATE_TOKENS} tokens with a KV cache")
+    parser.add_argument("--sides", default=",".join(DEFAULT_SIDES),
+                        help=f"comma-separated among {', '.join(SIDES)}, or all (every one this machine can "
+                        "run: scratchlm-bf16 needs bf16 units and MKL)")
     parser.add_argument("--scratchlm-only", action="store_true", help="skip torch even if installed")
     parser.add_argument("--cold-numba-cache", action="store_true",
                         help="give each scratchlm process an empty Numba cache (first step = full compile)")
@@ -202,7 +228,7 @@ def parse_args(argv=None):
     parser.add_argument("--retries", type=int, default=2,
                         help="measure again when other processes used more than --max-busy while timing")
     parser.add_argument("--json", metavar="OUT", help="also write every measurement to OUT")
-    parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=tuple(SIDES), help=argparse.SUPPRESS)
     parser.add_argument("--mode-worker", choices=("train", "generate"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if min(args.repeats, args.steps, args.threads) < 1 or min(args.warmup, args.retries) < 0:
@@ -213,7 +239,31 @@ def parse_args(argv=None):
         args.keys = parse_keys(args.configs)
     except ValueError as error:
         parser.error(str(error))
+    if not args.worker:
+        args.sides = choose_sides(parser, args)
     return args
+
+
+def choose_sides(parser, args) -> list[str]:
+    """The sides to measure: --sides, less torch's where it is not installed (or --scratchlm-only)."""
+    asked = [side.strip() for side in args.sides.split(",") if side.strip()]
+    if asked == ["all"]:
+        from scratchlm.kernels import bf16
+
+        asked = [side for side in SIDES if side != "scratchlm-bf16" or bf16.available()]
+    unknown = [side for side in asked if side not in SIDES]
+    if unknown or not asked:
+        parser.error(f"--sides: unknown {unknown or args.sides!r}; choose among {', '.join(SIDES)}, or all")
+    if args.generate and set(asked) - set(GENERATE_SIDES):
+        parser.error(f"--generate measures {' and '.join(GENERATE_SIDES)} only")
+    if "scratchlm-bf16" in asked and args.device == "cpu":
+        from scratchlm.kernels import bf16
+
+        if not bf16.available():
+            parser.error(f"--sides scratchlm-bf16: {bf16.unavailable_reason()}")
+    if args.scratchlm_only or importlib.util.find_spec("torch") is None:
+        asked = [side for side in asked if is_scratchlm(side)]
+    return asked
 
 
 def main(argv=None) -> None:
@@ -223,9 +273,7 @@ def main(argv=None) -> None:
                          args.device, args.threads)
         print(json.dumps(record))
         return
-    sides = ["scratchlm"]
-    if not args.scratchlm_only and importlib.util.find_spec("torch") is not None:
-        sides.append("torch")
+    sides = args.sides
     mode = "generate" if args.generate else "train"
     info = machine_info(HERE.parent)
     print(f"# {mode} on {args.device}: {info['cpu']} ({info['cpus']} cpus), threads {args.threads}, "
@@ -236,7 +284,7 @@ def main(argv=None) -> None:
             for side in sides:
                 record = run_worker(side, key, args)
                 records.append(record)
-                print(f"  {key} {side:9s} #{repeat + 1}: {describe(record)}", flush=True)
+                print(f"  {key} {side:14s} #{repeat + 1}: {describe(record)}", flush=True)
     rows = summarise(records, args.keys, sides)
     print_table(rows, sides, mode)
     if args.json:

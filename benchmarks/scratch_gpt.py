@@ -14,6 +14,7 @@ from configs import BETAS, CLIP_NORM, EPS, LEARNING_RATE, VOCAB_SIZE, WEIGHT_DEC
 
 import scratchlm  # noqa: F401  first: it configures OpenBLAS's threads before NumPy loads them
 from scratchlm import backend, no_grad
+from scratchlm.autograd.precision import bf16_products
 from scratchlm.model import GPT, GPTConfig
 from scratchlm.nn import new_caches
 from scratchlm.optim import AdamW
@@ -22,8 +23,9 @@ from scratchlm.optim import AdamW
 class Trainer:
     """A GPT, its AdamW optimizer and a fixed random batch: ``step()`` is one full training step."""
 
-    def __init__(self, config: BenchConfig, device: str = "cpu", seed: int = 0):
+    def __init__(self, config: BenchConfig, device: str = "cpu", seed: int = 0, precision: str = "fp32"):
         self.config = config
+        self.bf16 = precision == "bf16"                # Linear and MLP products on bf16 operands
         self.model = GPT(GPTConfig(**config.model_kwargs()), seed=seed)
         if device != "cpu":
             self.model.to(device)
@@ -37,7 +39,8 @@ class Trainer:
 
     def step(self) -> float:
         """Forward, backward, clip, AdamW step; returns the loss (which also waits for a GPU)."""
-        _, loss = self.model(self.ids, self.targets)
+        with bf16_products(self.bf16):
+            _, loss = self.model(self.ids, self.targets)
         loss.backward()
         self.optimizer.clip_grad_norm(CLIP_NORM)
         self.optimizer.step()

@@ -116,11 +116,14 @@ class TorchGPT(nn.Module):
 class Trainer:
     """The torch twin of ``scratch_gpt.Trainer``: ``step()`` is one full training step."""
 
-    def __init__(self, config: BenchConfig, device: str = "cpu", seed: int = 0):
+    def __init__(self, config: BenchConfig, device: str = "cpu", seed: int = 0, mode: str = "eager"):
         torch.manual_seed(seed)
         self.device = torch.device(device)
-        self.model = TorchGPT(**config.model_kwargs()).to(self.device)
-        params = list(self.model.parameters())
+        model = TorchGPT(**config.model_kwargs()).to(self.device)
+        params = list(model.parameters())
+        # the modes a user would pick: eager; torch.compile (inductor, default mode); bf16 autocast
+        self.model = torch.compile(model) if mode == "compile" else model
+        self.autocast = mode == "bf16"
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": WEIGHT_DECAY},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
         self.optimizer = torch.optim.AdamW(groups, lr=LEARNING_RATE, betas=BETAS, eps=EPS)
@@ -129,7 +132,8 @@ class Trainer:
         self.targets = torch.randint(0, VOCAB_SIZE, shape, device=self.device)  # (B, T)
 
     def step(self) -> float:
-        _, loss = self.model(self.ids, self.targets)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            _, loss = self.model(self.ids, self.targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), CLIP_NORM)
         self.optimizer.step()

@@ -60,6 +60,9 @@ Train options:
                           the newest keep the weights only (a third of the disk).
   --overwrite             Replace the run already in --output-dir (resuming in its own folder: the checkpoints after CKPT).
   --dtype NAME            float32, or float64 for exact numerical checks (about 2x slower) [default: float32].
+  --precision NAME        fp32, or bf16: Linear and MLP products read bf16 on the CPU's bf16 units
+                          (AMX, AVX512-BF16; pip install 'scratchlm[bf16]'), weights stay fp32 [default: fp32].
+  --mixed-precision       The same as --precision bf16.
   --profile               Profile a few warm training steps: a table of where their time goes (matrix
                           products, attention, norms, the tape, AdamW), shown at the end and kept
                           in profile.md in --output-dir.

@@ -19,6 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
+from scratchlm.autograd.precision import PRECISIONS
 from scratchlm.backend import FLOAT_DTYPES
 from scratchlm.checkpoint import load_checkpoint
 from scratchlm.cli.config_file import check_scalar, read_yaml_settings
@@ -155,6 +156,7 @@ OPTIONS = {  # usage-string option -> (TrainSettings field, converter)
     "--keep-checkpoints": ("keep_checkpoints", whole(0)),
     "--device": ("device", choice(("auto", "cpu", "cuda"))),
     "--dtype": ("dtype", choice(FLOAT_DTYPES)),
+    "--precision": ("precision", choice(PRECISIONS)),
 }
 OPTION_OF = {field: option for option, (field, _) in OPTIONS.items()}
 assert set(OPTION_OF) == set(SETTING_KEYS) - {"data"}, "every setting but DATA needs an option in the usage string"
@@ -214,6 +216,14 @@ def settings_from_args(args, argv=None):
     if recorded is not None:
         data_from[f"the data of {args['--resume-from']}"] = recorded.get("data")
     values = {field: OPTIONS[OPTION_OF[field]][1](value, label) for field, (value, label) in raw.items()}
+    if args.get("--mixed-precision"):
+        if "precision" in from_user and values["precision"] != "bf16":
+            raise OptionError(f"--mixed-precision is --precision bf16, but {raw['precision'][1]} is "
+                              f"{excerpt(values['precision'])}: give one of them")
+        values["precision"] = "bf16"
+    if values["precision"] == "bf16" and values["dtype"] != "float32":
+        raise OptionError(f"--precision bf16 keeps its weights in float32, but --dtype is {values['dtype']}: "
+                          "drop one of them")
     if recorded is not None:
         for field in FIXED_ON_RESUME:
             if field in from_user and field in recorded and values[field] != recorded[field]:

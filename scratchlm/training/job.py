@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchlm import backend
+from scratchlm.autograd.precision import bf16_unavailable_reason
 from scratchlm.checkpoint import WEIGHTS_ONLY
 from scratchlm.data.batches import windows_per_epoch
 from scratchlm.data.sources import data_specs
@@ -72,6 +73,7 @@ class TrainSettings:
     keep_checkpoints: int
     device: str
     dtype: str = "float32"
+    precision: str = "fp32"              # bf16: Linear and MLP products on bf16 operands (autograd/precision.py)
     validation_data: str | None = None   # a held-out file instead of the tail split (--val-split then unused)
     eval_tokens: int = DEFAULT_EVAL_TOKENS  # periodic evaluation scores a fixed sample this size (0: all)
     cache_dir: str | None = None         # where a large DATA's token cache goes (None: cache_root's default)
@@ -138,6 +140,7 @@ class TrainJob:
     resumed_settings: dict | None = None  # the settings the resumed checkpoint was trained with
     fresh_moments: bool = False          # resumed from weights only: AdamW's moments start from zero
     cache_note: str | None = None        # the token cache used (training_data's note), for the panel
+    precision_note: str | None = None    # why --precision bf16 runs in fp32 here, for the panel
 
     @property
     def window(self) -> int:
@@ -200,6 +203,9 @@ def prepare(settings: TrainSettings, checkpoint=None, progress=None, init=None) 
                    fresh_moments=bool(checkpoint) and checkpoint.optimizer_state is None, cache_note=data.cache_note)
     if settings.warmup_steps == AUTO:                              # recorded as the number it became
         job.settings = replace(settings, warmup_steps=auto_warmup_steps(job.last_step))
+    if job.settings.precision == "bf16" and (reason := bf16_unavailable_reason(device)):
+        job.settings = replace(job.settings, precision="fp32")      # recorded as what ran
+        job.precision_note = f"fp32: --precision bf16 asked for, but {reason}"
     check_work_left(job)
     return job
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchlm.autograd.function import no_grad
+from scratchlm.autograd.precision import bf16_products
 from scratchlm.backend import array_module_for, get_array_module
 from scratchlm.checkpoint import load_checkpoint, save_checkpoint, write_atomically
 from scratchlm.data.batches import epoch_order, eval_starts, gather_windows, to_device_batch
@@ -253,7 +254,8 @@ class Trainer:
         opt.zero_grad()
         step_loss = 0.0
         for a, b in micro_batch_bounds(end - first, s.grad_accum):
-            _, loss = self.job.model(mine_in[a:b], mine_out[a:b])            # mean over (b-a, T)
+            with bf16_products(s.precision == "bf16"):                       # backward follows its forward's
+                _, loss = self.job.model(mine_in[a:b], mine_out[a:b])        # mean over (b-a, T)
             share = (b - a) / rows                                            # of the global batch
             if share == 1.0:
                 loss.backward()

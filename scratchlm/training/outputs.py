@@ -153,6 +153,7 @@ def run_facts(job) -> dict:
         **({"Optimizer": f"AdamW's moments start again from zero: {job.resumed_from} keeps the weights only "
                          "(the newest epoch checkpoint resumes exactly)"} if job.fresh_moments else {}),
         "Device": job.device,
+        "Precision": precision_summary(job),
         "Output": str(job.output_dir),
     }
     run = {
@@ -235,6 +236,17 @@ def write_reports(job, final: dict | None = None) -> None:
                       loss_curve_svg(job.state.curve, [(r["step"], r["val_loss"]) for r in history]))
 
 
+def precision_summary(job) -> str:
+    """fp32, or bf16 with the CPU units its products run on, or why a bf16 run fell back to fp32."""
+    if job.precision_note:
+        return job.precision_note
+    if job.settings.precision == "bf16":
+        from scratchlm.kernels.bf16 import cpu_bf16_units
+
+        return f"bf16 products (MKL, {'/'.join(cpu_bf16_units())}), fp32 weights"
+    return "fp32"
+
+
 def training_log(job, final: dict | None) -> str:
     s, cfg, info = job.settings, job.model.config, job.data_info
     per_char = ("one token is one character" if job.tokenizer.kind == "char"
@@ -249,6 +261,7 @@ def training_log(job, final: dict | None) -> str:
         f"training: {s.epochs} epochs x {job.steps_per_epoch} steps, batch {s.batch_size}, AdamW lr {s.learning_rate:g} "
         f"({s.lr_schedule}, {s.warmup_steps} warm-up steps), seed {s.seed}, device {job.device}"
         + (f", {job.processes} MPI processes" if job.processes > 1 else ""),
+        f"precision: {precision_summary(job)}",
         f"val bits/char = val loss / ln 2 ({per_char})",
         "",
         f"{'epoch':>5} {'step':>7} {'train_loss':>10} {'val_loss':>9} {'val_ppl':>9} {'val_bpc':>8} "

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from scratchlm.autograd.function import Function, is_grad_enabled
 from scratchlm.autograd.ops.shape import split
+from scratchlm.autograd.precision import products
 from scratchlm.autograd.tensor import Tensor
 from scratchlm.kernels import attention as attention_kernels
 from scratchlm.kernels import attention_packed as packed_attention_kernels
 from scratchlm.kernels import bias as bias_kernels
-from scratchlm.kernels import blas as blas_kernels
 from scratchlm.kernels import cross_entropy as ce_kernels
 from scratchlm.kernels import dropout as dropout_kernels
 from scratchlm.kernels import embedding as embedding_kernels
@@ -31,28 +31,33 @@ from scratchlm.kernels.rope import rotate_reference
 class LinearOp(Function):
     """y = x W^T + b, with W stored (out, in) as in PyTorch; x (..., in) -> y (..., out).
 
-    The leading axes are folded into one, so forward and backward are single BLAS products
-    (``kernels/blas.py``'s ``matmul``: on Numba's threads, where the other kernels run).
+    The leading axes are folded into one, so forward and backward are single matrix
+    products: float32 BLAS on Numba's threads (``kernels/blas.py``), or bf16 operands on the
+    CPU's bf16 units inside ``bf16_products()`` (``autograd/precision.py``).
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, x.shape[-1])                        # (N, in)
-        y = blas_kernels.matmul(x2, weight.T)                  # (N, out)
+        mm = products()
+        x2 = mm.operand(x.reshape(-1, x.shape[-1]))            # (N, in)
+        w = mm.operand(weight)                                 # (out, in)
+        y = mm.matmul(x2, w.T)                                 # (N, out) float32
         if bias is not None:
             bias_kernels.add_bias(y, bias)
-        ctx.save(x2, weight)
-        ctx.lead = lead
+        ctx.save(x2, w)
+        ctx.lead, ctx.products = lead, mm
         return y.reshape(*lead, weight.shape[0])               # (..., out)
 
     @staticmethod
     def backward(ctx, grad):
-        x2, weight = ctx.saved
+        x2, w = ctx.saved
+        mm = ctx.products
         need_x, need_w, need_b = ctx.needs_input_grad          # a None bias: a constant
-        g2 = grad.reshape(-1, weight.shape[0])                 # (N, out)
-        gx = blas_kernels.matmul(g2, weight).reshape(*ctx.lead, weight.shape[1]) if need_x else None
-        gw = blas_kernels.matmul(g2.T, x2) if need_w else None  # (out, in)
+        g2 = grad.reshape(-1, w.shape[0])                      # (N, out)
+        g = mm.operand(g2)
+        gx = mm.matmul(g, w).reshape(*ctx.lead, w.shape[1]) if need_x else None
+        gw = mm.matmul(g.T, x2) if need_w else None            # (out, in)
         gb = bias_kernels.bias_grad(g2) if need_b else None    # (out,)
         return gx, gw, gb
 
@@ -63,35 +68,41 @@ class FeedForwardOp(Function):
     It keeps x and the hidden pre-activation h = fc(x), but not gelu(h): backward
     recomputes gelu(h) (a cheap element-wise pass, fused with GELU's backward and fc's
     bias gradient) instead of holding a second (N, H) array per layer for the whole
-    backward pass, which cuts peak memory by about a fifth at config-c shapes.
+    backward pass, which cuts peak memory by about a fifth at config-c shapes. Its four
+    products follow ``products()`` as LinearOp's do; h, GELU and the biases stay float32.
     """
 
     @staticmethod
     def forward(ctx, x, w_fc, b_fc, w_proj, b_proj):
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, x.shape[-1])                        # (N, C)
-        h = blas_kernels.matmul(x2, w_fc.T)                    # (N, H)
+        mm = products()
+        x2 = mm.operand(x.reshape(-1, x.shape[-1]))            # (N, C)
+        w_fc, w_proj = mm.operand(w_fc), mm.operand(w_proj)    # (H, C), (C, H)
+        h = mm.matmul(x2, w_fc.T)                              # (N, H)
         a = gelu_kernels.bias_gelu_forward(h, b_fc)            # h += b_fc; a = gelu(h) (N, H)
-        y = blas_kernels.matmul(a, w_proj.T)                   # (N, C)
+        y = mm.matmul(mm.operand(a), w_proj.T)                 # (N, C)
         if b_proj is not None:
             bias_kernels.add_bias(y, b_proj)
         ctx.save(x2, h, w_fc, w_proj)
-        ctx.lead = lead
+        ctx.lead, ctx.products = lead, mm
         return y.reshape(*lead, w_proj.shape[0])               # (..., C)
 
     @staticmethod
     def backward(ctx, grad):
         x2, h, w_fc, w_proj = ctx.saved
+        mm = ctx.products
         need_x, need_wfc, need_bfc, need_wproj, need_bproj = ctx.needs_input_grad
         g2 = grad.reshape(-1, w_proj.shape[0])                 # (N, C)
-        da = blas_kernels.matmul(g2, w_proj)                   # (N, H) d loss / d gelu(h)
+        g = mm.operand(g2)
+        da = mm.matmul(g, w_proj)                              # (N, H) d loss / d gelu(h)
         a, dh, g_bfc = gelu_kernels.gelu_backward_recompute(da, h)  # gelu(h), dh (over da), (H,)
-        g_wproj = blas_kernels.matmul(g2.T, a) if need_wproj else None  # (C, H)
+        g_wproj = mm.matmul(g.T, mm.operand(a)) if need_wproj else None  # (C, H)
         g_bproj = bias_kernels.bias_grad(g2) if need_bproj else None   # (C,)
         del a
-        g_wfc = blas_kernels.matmul(dh.T, x2) if need_wfc else None  # (H, C)
+        dh = mm.operand(dh)                                    # (N, H)
+        g_wfc = mm.matmul(dh.T, x2) if need_wfc else None      # (H, C)
         g_bfc = g_bfc if need_bfc else None                    # (H,)
-        gx = blas_kernels.matmul(dh, w_fc).reshape(*ctx.lead, w_fc.shape[1]) if need_x else None
+        gx = mm.matmul(dh, w_fc).reshape(*ctx.lead, w_fc.shape[1]) if need_x else None
         return gx, g_wfc, g_bfc, g_wproj, g_bproj
 
 
