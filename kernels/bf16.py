@@ -81,21 +81,28 @@ def bf16_to_float32(h):
 
 
 # ---- rounding, version 1: Numba over the cores ------------------------------------------
+@lazy_njit(inline="always")
+def bf16_bits(value):
+    """One number -> the bf16 bits of its float32 (the reference's trick on one value). Kernels
+    that make a product's operand call it as they write each value (gelu.py's fused MLP)."""
+    b = np.float32(value).view(np.uint32)
+    rounded = (b + np.uint32(ROUND_BIAS + ((b >> 16) & 1))) >> 16
+    kept_nan = (b >> 16) | QUIET_NAN
+    # a select, not a branch, so that loops calling this vectorise
+    return np.uint16(kept_nan if (b & 0x7FFFFFFF) > 0x7F800000 else rounded)
+
+
 @lazy_njit(parallel=True)
-def _round_kernel(bits, out):
-    # bits (n,) uint32, the float32 values' bit patterns; out (n,) uint16
-    for i in prange(bits.shape[0]):
-        b = bits[i]
-        if (b & 0x7FFFFFFF) > 0x7F800000:                   # NaN: keep it one
-            out[i] = (b >> 16) | QUIET_NAN
-        else:
-            out[i] = (b + (ROUND_BIAS + ((b >> 16) & 1))) >> 16
+def _round_kernel(x, out):
+    # x (n,) float32; out (n,) uint16
+    for i in prange(x.shape[0]):
+        out[i] = bf16_bits(x[i])
 
 
 def round_to_bf16_v1(x):
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.empty(x.shape, dtype=np.uint16)                # (...)
-    _round_kernel(x.reshape(-1).view(np.uint32), out.reshape(-1))
+    _round_kernel(x.reshape(-1), out.reshape(-1))
     return out
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from . import bias as bias_kernels
 from ._cuda import STRIDE_THREADS, cupy_module, launch, stride_blocks
 from ._lesson import Kernel, run_lesson
+from .bf16 import bf16_bits, round_to_bf16
 from .dispatch import use_cuda, use_numba
 from .numba_tools import chunk_bounds, lazy_njit, prange
 
@@ -232,44 +233,69 @@ def gelu_backward(dy, x):
 # GELU's backward and sums dh's columns for fc's bias gradient. As separate calls that is
 # two passes over the (N, 4C) hidden in forward and three in backward (two of them also
 # computing tanh); fused, one each, with tanh computed once in backward. dh overwrites the
-# incoming gradient in place.
-def bias_gelu_forward_reference(h, b):
+# incoming gradient in place. With ``to_bf16`` (the MLP's bf16 products, autograd/precision.py)
+# they write gelu(h) and dh as the bf16 bits the next products read, rounded as each value is
+# made (kernels/bf16.py's bf16_bits), instead of float32 arrays a second pass would round.
+def bias_gelu_forward_reference(h, b, to_bf16=False):
     """h (N, H) += b (H,) in place; returns gelu(h) (N, H), as the separate calls compute it."""
     h += b
-    return gelu_forward_reference(h)
+    return _maybe_bits(gelu_forward_reference(h), to_bf16)
 
 
-def gelu_backward_recompute_reference(da, h):
+def gelu_backward_recompute_reference(da, h, to_bf16=False):
     """da, h (N, H) -> gelu(h), dh, dh summed over rows (H,), as the separate calls compute them."""
     dh = gelu_backward_reference(da, h)
-    return gelu_forward_reference(h), dh, dh.sum(axis=0)
+    return _maybe_bits(gelu_forward_reference(h), to_bf16), _maybe_bits(dh, to_bf16), dh.sum(axis=0)
+
+
+def _maybe_bits(x, to_bf16):
+    return round_to_bf16(x) if to_bf16 else x
 
 
 @lazy_njit(parallel=True, error_model=NO_DIVISION_CHECK)
-def _bias_gelu_forward_kernel(h, b, y):
-    # h (N, H) += b (H,) in place; y (N, H) = gelu(h)
+def _bias_gelu_forward_kernel(h, b, y, y_bits):
+    # h (N, H) += b (H,) in place; gelu(h) into y (N, H), or, when y is empty, its bf16 bits
+    # into y_bits (N, H); a loop for each, so that each one vectorises
+    to_bits = y.size == 0
     for n in prange(h.shape[0]):
-        for i in range(h.shape[1]):
-            x = h[n, i] + b[i]
-            h[n, i] = x
-            y[n, i] = gelu_from_tanh(x, tanh_rational(tanh_argument(x)))
+        if to_bits:
+            for i in range(h.shape[1]):
+                x = h[n, i] + b[i]
+                h[n, i] = x
+                y_bits[n, i] = bf16_bits(gelu_from_tanh(x, tanh_rational(tanh_argument(x))))
+        else:
+            for i in range(h.shape[1]):
+                x = h[n, i] + b[i]
+                h[n, i] = x
+                y[n, i] = gelu_from_tanh(x, tanh_rational(tanh_argument(x)))
 
 
 @lazy_njit(parallel=True, error_model=NO_DIVISION_CHECK)
-def _gelu_backward_recompute_kernel(da, h, y, db_parts):
-    # da (N, H) -> dh, in place; y (N, H) = gelu(h); db_parts (chunks, H) zeros, as bias.py
+def _gelu_backward_recompute_kernel(da, h, y, y_bits, dh_bits, db_parts):
+    # da (N, H) -> dh, in place, and y (N, H) = gelu(h); or, when y is empty, both as bf16 bits
+    # into dh_bits and y_bits (N, H) (da then stays); db_parts (chunks, H) zeros, as bias.py
     N, H = h.shape
     n_chunks = db_parts.shape[0]
+    to_bits = y.size == 0
     for k in prange(n_chunks):
         first, end = chunk_bounds(k, N, n_chunks)
         for n in range(first, end):
-            for i in range(H):
-                x = h[n, i]
-                t = tanh_rational(tanh_argument(x))
-                y[n, i] = gelu_from_tanh(x, t)
-                dh = da[n, i] * gelu_slope_from_tanh(x, t)
-                da[n, i] = dh
-                db_parts[k, i] += dh
+            if to_bits:
+                for i in range(H):
+                    x = h[n, i]
+                    t = tanh_rational(tanh_argument(x))
+                    dh = da[n, i] * gelu_slope_from_tanh(x, t)
+                    y_bits[n, i] = bf16_bits(gelu_from_tanh(x, t))
+                    dh_bits[n, i] = bf16_bits(dh)
+                    db_parts[k, i] += dh
+            else:
+                for i in range(H):
+                    x = h[n, i]
+                    t = tanh_rational(tanh_argument(x))
+                    dh = da[n, i] * gelu_slope_from_tanh(x, t)
+                    y[n, i] = gelu_from_tanh(x, t)
+                    da[n, i] = dh
+                    db_parts[k, i] += dh
 
 
 def _fusable(*arrays):
@@ -278,37 +304,49 @@ def _fusable(*arrays):
             and arrays[0].ndim == 2)
 
 
-def bias_gelu_forward_v1(h, b):
-    y = np.empty_like(h)                                    # (N, H)
-    _bias_gelu_forward_kernel(h, b, y)
-    return y
+def _outputs(h, to_bf16, count):
+    """The kernels' outputs: ``count`` float32 arrays like h and empty bits, or the other way round."""
+    none32, none16 = np.empty((0, 0), np.float32), np.empty((0, 0), np.uint16)
+    if to_bf16:
+        return [none32] * count + [np.empty(h.shape, np.uint16) for _ in range(count)]
+    return [np.empty_like(h) for _ in range(count)] + [none16] * count
 
 
-def gelu_backward_recompute_v1(da, h):
-    y = np.empty_like(h)                                    # (N, H)
+def bias_gelu_forward_v1(h, b, to_bf16=False):
+    y, y_bits = _outputs(h, to_bf16, 1)                     # (N, H) float32 or uint16
+    _bias_gelu_forward_kernel(h, b, y, y_bits)
+    return y_bits if to_bf16 else y
+
+
+def gelu_backward_recompute_v1(da, h, to_bf16=False):
+    y, y_bits = _outputs(h, to_bf16, 1)                     # (N, H)
+    dh_bits = np.empty(h.shape, np.uint16) if to_bf16 else y_bits
     parts = bias_kernels.column_sum_parts(h.shape[0], h.shape[1], h.dtype)   # (chunks, H)
-    _gelu_backward_recompute_kernel(da, h, y, parts)
-    return y, da, bias_kernels.finish_column_sums(parts, h.dtype)
+    _gelu_backward_recompute_kernel(da, h, y, y_bits, dh_bits, parts)
+    db = bias_kernels.finish_column_sums(parts, h.dtype)
+    return (y_bits, dh_bits, db) if to_bf16 else (y, da, db)
 
 
-def bias_gelu_forward(h, b):
-    """h (N, H) += b (H,) in place (b may be None); returns gelu(h) (N, H)."""
+def bias_gelu_forward(h, b, to_bf16=False):
+    """h (N, H) += b (H,) in place (b may be None); returns gelu(h) (N, H): float32, or with
+    ``to_bf16`` its bf16 bits (uint16)."""
     if b is not None and _fusable(h, b) and b.shape == h.shape[1:]:
-        return bias_gelu_forward_v1(h, b)
+        return bias_gelu_forward_v1(h, b, to_bf16)
     if b is not None:
         bias_kernels.add_bias(h, b)
-    return gelu_forward(h)
+    return _maybe_bits(gelu_forward(h), to_bf16)
 
 
-def gelu_backward_recompute(da, h):
-    """da (dloss / dgelu(h)), h: (N, H) -> gelu(h), dh, dh summed over rows (H,).
+def gelu_backward_recompute(da, h, to_bf16=False):
+    """da (dloss / dgelu(h)), h: (N, H) -> gelu(h), dh, dh summed over rows (H,) (float32);
+    with ``to_bf16``, gelu(h) and dh as bf16 bits (uint16).
 
     dh may be written over da (the caller gives da up).
     """
     if _fusable(da, h) and da.shape == h.shape:
-        return gelu_backward_recompute_v1(da, h)
+        return gelu_backward_recompute_v1(da, h, to_bf16)
     dh = gelu_backward(da, h)
-    return gelu_forward(h), dh, bias_kernels.bias_grad(dh)
+    return _maybe_bits(gelu_forward(h), to_bf16), _maybe_bits(dh, to_bf16), bias_kernels.bias_grad(dh)
 
 
 # ---- the declaration: what __main__, the tests and the benchmarks read ------------------

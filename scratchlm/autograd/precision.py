@@ -12,6 +12,7 @@ it is called from.
 
     operand(x)      the array the product reads: x itself, or its bf16 bits (uint16)
     matmul(a, b)    a (M, K) @ b (K, N) of two operands -> float32 (M, N)
+    rounds          whether operands are bf16: kernels that make one can write it so directly
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ _state = threading.local()
 
 class Float32Products:
     name = "fp32"
+    rounds = False                 # kernels that make an operand write it as float32
 
     @staticmethod
     def operand(x):
@@ -40,6 +42,7 @@ class Float32Products:
 
 class Bf16Products:
     name = "bf16"
+    rounds = True                  # kernels that make an operand write its bf16 bits (gelu.py)
 
     @staticmethod
     def operand(x):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scratchlm.kernels import bf16
+from scratchlm.kernels import bf16, gelu
 
 needs_bf16_product = pytest.mark.skipif(not bf16.available(), reason=f"no bf16 product here: {bf16.unavailable_reason()}")
 
@@ -139,3 +139,34 @@ def test_unavailable_reason_names_what_is_missing(monkeypatch):
     monkeypatch.setattr(bf16, "cpu_bf16_units", lambda: ("AVX512-BF16",))
     monkeypatch.setattr(bf16, "_mkl", lambda: None)
     assert "pip install 'scratchlm[bf16]'" in bf16.unavailable_reason()
+
+
+@pytest.mark.parametrize("forward", [gelu.bias_gelu_forward_reference, gelu.bias_gelu_forward_v1, gelu.bias_gelu_forward])
+def test_gelu_forward_writes_the_bf16_bits_of_its_own_float32_values(compiled_kernels, forward):
+    rng = np.random.default_rng(5)
+    h, b = 3 * rng.standard_normal((70, 96)).astype(np.float32), rng.standard_normal(96).astype(np.float32)
+    h[0, :3] = [np.nan, np.inf, -np.inf]
+    h32, h16 = h.copy(), h.copy()
+    with np.errstate(invalid="ignore"):                        # gelu(-inf) = -inf * 0: NaN, in both
+        as_float32, as_bits = forward(h32, b), forward(h16, b, to_bf16=True)
+    assert as_bits.dtype == np.uint16
+    np.testing.assert_array_equal(as_bits, bf16.round_to_bf16_reference(as_float32))
+    np.testing.assert_array_equal(h16, h32)                    # the bias still lands in h
+
+
+@pytest.mark.parametrize("backward", [gelu.gelu_backward_recompute_reference, gelu.gelu_backward_recompute_v1,
+                                      gelu.gelu_backward_recompute])
+def test_gelu_backward_writes_bf16_bits_and_sums_the_float32_gradient(compiled_kernels, backward):
+    rng = np.random.default_rng(6)
+    da, h = rng.standard_normal((70, 96)).astype(np.float32), 3 * rng.standard_normal((70, 96)).astype(np.float32)
+    a32, dh32, db32 = backward(da.copy(), h)
+    a16, dh16, db16 = backward(da.copy(), h, to_bf16=True)
+    np.testing.assert_array_equal(a16, bf16.round_to_bf16_reference(a32))
+    np.testing.assert_array_equal(dh16, bf16.round_to_bf16_reference(dh32))
+    np.testing.assert_array_equal(db16, db32)                  # fc's bias gradient: from float32 dh
+
+
+def test_gelu_without_a_bias_rounds_through_the_separate_pass(compiled_kernels):
+    h = np.random.default_rng(7).standard_normal((8, 16)).astype(np.float32)
+    np.testing.assert_array_equal(gelu.bias_gelu_forward(h.copy(), None, to_bf16=True),
+                                  bf16.round_to_bf16_reference(gelu.bias_gelu_forward(h.copy(), None)))

@@ -69,7 +69,8 @@ class FeedForwardOp(Function):
     recomputes gelu(h) (a cheap element-wise pass, fused with GELU's backward and fc's
     bias gradient) instead of holding a second (N, H) array per layer for the whole
     backward pass, which cuts peak memory by about a fifth at config-c shapes. Its four
-    products follow ``products()`` as LinearOp's do; h, GELU and the biases stay float32.
+    products follow ``products()`` as LinearOp's do; h, GELU and the biases stay float32,
+    and in bf16 the GELU kernels write gelu(h) and dh already rounded.
     """
 
     @staticmethod
@@ -79,8 +80,8 @@ class FeedForwardOp(Function):
         x2 = mm.operand(x.reshape(-1, x.shape[-1]))            # (N, C)
         w_fc, w_proj = mm.operand(w_fc), mm.operand(w_proj)    # (H, C), (C, H)
         h = mm.matmul(x2, w_fc.T)                              # (N, H)
-        a = gelu_kernels.bias_gelu_forward(h, b_fc)            # h += b_fc; a = gelu(h) (N, H)
-        y = mm.matmul(mm.operand(a), w_proj.T)                 # (N, C)
+        a = gelu_kernels.bias_gelu_forward(h, b_fc, to_bf16=mm.rounds)  # h += b_fc; a = gelu(h) (N, H)
+        y = mm.matmul(a, w_proj.T)                             # (N, C)
         if b_proj is not None:
             bias_kernels.add_bias(y, b_proj)
         ctx.save(x2, h, w_fc, w_proj)
@@ -95,11 +96,11 @@ class FeedForwardOp(Function):
         g2 = grad.reshape(-1, w_proj.shape[0])                 # (N, C)
         g = mm.operand(g2)
         da = mm.matmul(g, w_proj)                              # (N, H) d loss / d gelu(h)
-        a, dh, g_bfc = gelu_kernels.gelu_backward_recompute(da, h)  # gelu(h), dh (over da), (H,)
-        g_wproj = mm.matmul(g.T, mm.operand(a)) if need_wproj else None  # (C, H)
+        # gelu(h), dh (N, H) as the products read them (float32 dh over da); (H,) from float32 dh
+        a, dh, g_bfc = gelu_kernels.gelu_backward_recompute(da, h, to_bf16=mm.rounds)
+        g_wproj = mm.matmul(g.T, a) if need_wproj else None    # (C, H)
         g_bproj = bias_kernels.bias_grad(g2) if need_bproj else None   # (C,)
         del a
-        dh = mm.operand(dh)                                    # (N, H)
         g_wfc = mm.matmul(dh.T, x2) if need_wfc else None      # (H, C)
         g_bfc = g_bfc if need_bfc else None                    # (H,)
         gx = mm.matmul(dh, w_fc).reshape(*ctx.lead, w_fc.shape[1]) if need_x else None
