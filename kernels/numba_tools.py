@@ -9,11 +9,17 @@
   about inf or NaN. ``NUMPY_ERRORS`` makes 1 / 0 an inf, as in NumPy, instead of a
   ZeroDivisionError: a NaN in the scores of a diverged run must come out as a NaN loss.
 - How parallel loops share out rows: ``chunk_bounds``, ``row_chunks``, ``SERIAL_BELOW``.
+- How idle threads wait between parallel loops: ``choose_wait_policy`` (spin on a quiet
+  machine, sleep on a busy one).
 """
 
 from __future__ import annotations
 
 import os
+
+from scratchlm.cpu_load import CpuReading
+
+_STARTED = CpuReading()         # the machine's load since this module was imported
 
 REORDER_SUMS = {"reassoc"}
 REORDER_SUMS_AND_FUSE = {"reassoc", "contract"}
@@ -162,16 +168,36 @@ def _key_the_cache_by_every_kernel_source(numba) -> None:
     numba.config.CACHE_DIR = kernel_cache_dir(numba.config.CACHE_DIR)
 
 
+SPIN_COUNT = "300000"           # GNU OpenMP's own default for a machine to itself, made explicit
+BUSY_MACHINE = 0.5              # CPUs kept busy by others at start-up from which threads sleep instead
+
+
+def choose_wait_policy() -> str:
+    """How the kernels' idle OpenMP threads wait for the next parallel loop, chosen once per
+    process before OpenMP starts (it reads the environment once); a user's OMP_WAIT_POLICY or
+    GOMP_SPINCOUNT wins.
+
+    On a machine to itself they spin for a while (waking a sleeping thread costs ~60 us per
+    parallel loop, most of a kernel's time at configs a and b). When other processes keep
+    half a CPU or more busy, they sleep at once (PASSIVE): a thread spinning on a core that
+    another process needs takes its time slices, and the loop then waits for whichever of its
+    threads lost the core (measured, docs/performance.md: config a with two other busy
+    processes 70 ms per step spinning, with spikes to 640, against 36 sleeping)."""
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return "user"
+    others = _STARTED.others_busy()
+    if others is not None and others >= BUSY_MACHINE:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        return "passive"
+    os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
+    return "spin"
+
+
 def _numba_compile(py_func, options):
     """``numba.njit`` over a copy of ``py_func`` whose globals see Numba's prange and kernels."""
     import types
 
-    # Idle OpenMP threads spin for a while before they sleep (GNU OpenMP's own default, made
-    # explicit; a user's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins). Waking a sleeping thread
-    # costs ~60 us per parallel call, which at configs a and b is most of a kernel's time;
-    # since every product runs on this same pool (blas.matmul) no other pool needs the core.
-    if "OMP_WAIT_POLICY" not in os.environ:
-        os.environ.setdefault("GOMP_SPINCOUNT", "300000")
+    choose_wait_policy()
     import numba
 
     _key_the_cache_by_every_kernel_source(numba)

@@ -25,6 +25,7 @@ FLOORS = {   # module prefix -> floor (higher may import lower)
     "scratchlm.autograd": 2,
     "scratchlm.kernels": 1,
     "scratchlm.backend": 0, "scratchlm.errors": 0, "scratchlm.limits": 0, "scratchlm._allocator": 0,
+    "scratchlm.cpu_load": 0,
 }
 ENTRY_POINTS = {"scratchlm", "scratchlm.__main__"}        # the package itself and python -m: above everything
 PEERS_KEPT_APART = {frozenset({"scratchlm.training", "scratchlm.inference"})}
