@@ -250,13 +250,15 @@ def choose_sides(parser, args) -> list[str]:
     if asked == ["all"]:
         from scratchlm.kernels import bf16
 
-        asked = [side for side in SIDES if side != "scratchlm-bf16" or bf16.available()]
+        asked = [side for side in SIDES if side != "scratchlm-bf16" or (bf16.available() and args.device == "cpu")]
     unknown = [side for side in asked if side not in SIDES]
     if unknown or not asked:
         parser.error(f"--sides: unknown {unknown or args.sides!r}; choose among {', '.join(SIDES)}, or all")
     if args.generate and set(asked) - set(GENERATE_SIDES):
         parser.error(f"--generate measures {' and '.join(GENERATE_SIDES)} only")
-    if "scratchlm-bf16" in asked and args.device == "cpu":
+    if "scratchlm-bf16" in asked and args.device != "cpu":
+        parser.error("--sides scratchlm-bf16: bf16 products run on the CPU only (--device cpu)")
+    if "scratchlm-bf16" in asked:
         from scratchlm.kernels import bf16
 
         if not bf16.available():

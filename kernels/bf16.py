@@ -55,12 +55,12 @@ import sys
 import numpy as np
 
 from ._lesson import Kernel, run_lesson
+from .blas import NO_TRANS, ROW_MAJOR, TRANS, _as_operand
 from .dispatch import use_numba
-from .numba_tools import chunk_bounds, lazy_njit, prange
+from .numba_tools import chunk_bounds, lazy_njit, prange, thread_count
 
 ROUND_BIAS = 0x7FFF          # just under half of the 16 bits that rounding drops
 QUIET_NAN = 0x0040           # the top mantissa bit of a bf16: set, a NaN stays a NaN
-ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112                 # CBLAS's enum values
 MKL_LP64, MKL_SEQUENTIAL = 0, 1                           # MKL_Set_Interface_Layer / _Threading_Layer
 
 
@@ -86,8 +86,8 @@ def bf16_bits(value):
     """One number -> the bf16 bits of its float32 (the reference's trick on one value). Kernels
     that make a product's operand call it as they write each value (gelu.py's fused MLP)."""
     b = np.float32(value).view(np.uint32)
-    rounded = (b + np.uint32(ROUND_BIAS + ((b >> 16) & 1))) >> 16
-    kept_nan = (b >> 16) | QUIET_NAN
+    rounded = np.uint32((b + np.uint32(ROUND_BIAS + ((b >> 16) & 1))) >> 16)
+    kept_nan = np.uint32((b >> 16) | QUIET_NAN)         # both uint32, so the select stays integer
     # a select, not a branch, so that loops calling this vectorise
     return np.uint16(kept_nan if (b & 0x7FFFFFFF) > 0x7F800000 else rounded)
 
@@ -151,8 +151,10 @@ def _mkl():
             continue
         # Before any other MKL call: 32-bit integers, and no threads of MKL's own (Numba's
         # threads each call it on a block of rows, as blas.py does with OpenBLAS).
-        lib.MKL_Set_Interface_Layer(MKL_LP64)
-        lib.MKL_Set_Threading_Layer(MKL_SEQUENTIAL)
+        if lib.MKL_Set_Interface_Layer(MKL_LP64) != MKL_LP64:
+            continue                                        # set up already, with 64-bit integers
+        if lib.MKL_Set_Threading_Layer(MKL_SEQUENTIAL) != MKL_SEQUENTIAL:
+            lib.MKL_Set_Num_Threads(1)                      # threaded already: one thread per call
         return path, lib
     return None
 
@@ -234,22 +236,20 @@ def matmul_reference(a, b):
 
 def matmul_v1(a, b):
     """a (M, K) @ b (K, N) bf16 -> float32 (M, N): MKL, c's rows cut into one block per thread."""
-    import numba
-
-    from .blas import _as_operand
-
     (a_op, trans_a), (b_op, trans_b) = _as_operand(a), _as_operand(b)
     c = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)                  # (M, N)
-    _matmul_rows_kernel.dispatcher()(c, a_op, trans_a, b_op, trans_b, numba.get_num_threads())
+    _matmul_rows_kernel.dispatcher()(c, a_op, trans_a, b_op, trans_b, thread_count())
     return c
 
 
 def matmul(a, b):
     """a (M, K) @ b (K, N) for bf16 bits (uint16 NumPy arrays, transposed views read in place)
     -> float32 (M, N), accumulated in float32. MKL where ``available()``, NumPy otherwise."""
+    if not (a.dtype == b.dtype == np.uint16 and a.ndim == b.ndim == 2):
+        raise TypeError(f"matmul takes 2-D bf16 bits (uint16), got {a.dtype} {a.shape} and {b.dtype} {b.shape}")
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not fit")
-    if use_numba(a, b) and a.ndim == 2 and b.ndim == 2 and a.size and b.size and available():
+    if use_numba(a, b) and a.size and b.size and available():
         return matmul_v1(a, b)
     return matmul_reference(a, b)
 

@@ -42,7 +42,7 @@ import threading
 import numpy as np
 
 from ._lesson import Kernel, run_lesson
-from .numba_tools import chunk_bounds, lazy_njit, prange
+from .numba_tools import chunk_bounds, lazy_njit, prange, thread_count
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112                 # CBLAS's enum values
 
@@ -267,20 +267,18 @@ def _operands_and_result(a, b):
 
 def matmul_rows_v1(a, b):
     """a (M, K) @ b (K, N), c's rows cut into one block per Numba thread, one gemm each."""
-    import numba
 
     a_op, trans_a, b_op, trans_b, c = _operands_and_result(a, b)                # c (M, N)
     with one_thread_each():
-        _matmul_rows_kernel.dispatcher()(c, a_op, trans_a, b_op, trans_b, numba.get_num_threads())
+        _matmul_rows_kernel.dispatcher()(c, a_op, trans_a, b_op, trans_b, thread_count())
     return c
 
 
 def matmul_depth_v2(a, b):
     """a (M, K) @ b (K, N), K cut into one block per Numba thread, the partial products added."""
-    import numba
 
     a_op, trans_a, b_op, trans_b, c = _operands_and_result(a, b)                # c (M, N)
-    partials = np.empty((numba.get_num_threads(), *c.shape), dtype=a.dtype)  # (blocks, M, N)
+    partials = np.empty((thread_count(), *c.shape), dtype=a.dtype)  # (blocks, M, N)
     with one_thread_each():
         _matmul_depth_kernel.dispatcher()(c, partials, a_op, trans_a, b_op, trans_b)
     return c
@@ -307,9 +305,8 @@ def matmul(a, b):
     if M * K * N < SMALL_PRODUCT:                        # too small to split: no kernel call, but
         with one_thread_each():                          # still no OpenBLAS threads (its gemv, for
             return matmul_reference(a, b)                # M or N = 1, would start them)
-    import numba
 
-    if numba.get_num_threads() > 1 and K >= DEEP * max(M, N):
+    if thread_count() > 1 and K >= DEEP * max(M, N):
         return matmul_depth_v2(a, b)
     return matmul_rows_v1(a, b)
 

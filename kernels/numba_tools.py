@@ -169,28 +169,51 @@ def _key_the_cache_by_every_kernel_source(numba) -> None:
 
 
 SPIN_COUNT = "300000"           # GNU OpenMP's own default for a machine to itself, made explicit
-BUSY_MACHINE = 0.5              # CPUs kept busy by others at start-up from which threads sleep instead
+FREE_MARGIN = 0.5               # spin only while the CPUs others leave free cover our threads but this
+CHOSEN_BY_ENGINE = "SCRATCHLM_CHOSE_WAIT_POLICY"   # names the variable the engine set (not the user)
+_wait_policy = None             # what choose_wait_policy decided for this process
 
 
 def choose_wait_policy() -> str:
     """How the kernels' idle OpenMP threads wait for the next parallel loop, chosen once per
     process before OpenMP starts (it reads the environment once); a user's OMP_WAIT_POLICY or
-    GOMP_SPINCOUNT wins.
+    GOMP_SPINCOUNT wins. Call it (or ``thread_count``) before anything starts Numba's threads.
 
-    On a machine to itself they spin for a while (waking a sleeping thread costs ~60 us per
-    parallel loop, most of a kernel's time at configs a and b). When other processes keep
-    half a CPU or more busy, they sleep at once (PASSIVE): a thread spinning on a core that
-    another process needs takes its time slices, and the loop then waits for whichever of its
-    threads lost the core (measured, docs/performance.md: config a with two other busy
-    processes 70 ms per step spinning, with spikes to 640, against 36 sleeping)."""
+    While the CPUs other processes leave free cover the kernels' threads, they spin for a while
+    (waking a sleeping thread costs ~60 us per parallel loop, most of a kernel's time at
+    configs a and b). When they do not (on 2 cores: others keep half a CPU busy), they sleep
+    at once (PASSIVE): a thread spinning on a core that another process needs takes its time
+    slices, and the loop then waits for whichever of its threads lost the core (measured,
+    docs/performance.md: config a with two other busy processes 48-70 ms per step spinning,
+    with spikes to 640, against 35 sleeping)."""
+    global _wait_policy
+    if _wait_policy is not None:
+        return _wait_policy
+    inherited = os.environ.pop(CHOSEN_BY_ENGINE, None)      # a parent scratchlm's choice, not the user's
+    if inherited:
+        os.environ.pop(inherited, None)
     if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
-        return "user"
+        _wait_policy = "user"
+        return _wait_policy
+    from scratchlm.cpu_load import usable_cpus
+
+    cpus = usable_cpus()
+    threads = int(os.environ.get("NUMBA_NUM_THREADS") or len(cpus))
     others = _STARTED.others_busy()
-    if others is not None and others >= BUSY_MACHINE:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        return "passive"
-    os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
-    return "spin"
+    free = len(cpus) - (others or 0.0)
+    variable, value, _wait_policy = (("OMP_WAIT_POLICY", "PASSIVE", "passive") if free <= threads - FREE_MARGIN
+                                     else ("GOMP_SPINCOUNT", SPIN_COUNT, "spin"))
+    os.environ[variable] = value
+    os.environ[CHOSEN_BY_ENGINE] = variable
+    return _wait_policy
+
+
+def thread_count() -> int:
+    """Numba's thread count (which starts its threads: the wait policy is chosen first)."""
+    choose_wait_policy()
+    import numba
+
+    return numba.get_num_threads()
 
 
 def _numba_compile(py_func, options):

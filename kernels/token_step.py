@@ -37,7 +37,7 @@ import numpy as np
 from ._lesson import Kernel, run_lesson
 from .dispatch import use_numba
 from .gelu import gelu_forward_reference, gelu_from_tanh, tanh_argument, tanh_rational
-from .numba_tools import NUMPY_ERRORS, REORDER_SUMS, SERIAL_BELOW, chunk_bounds, lazy_njit, prange
+from .numba_tools import NUMPY_ERRORS, REORDER_SUMS, SERIAL_BELOW, chunk_bounds, lazy_njit, prange, thread_count
 from .rope import rotate, rotate_in_place, rotate_reference
 from .softmax_rows import exp_minus_max
 
@@ -262,12 +262,11 @@ def token_step_v2(x, blocks, rope, slot, n, heads, eps, rms, head, final_w, fina
     or None. The new key and value go to ``slot`` of each layer's cache; attention reads
     slots 0..n-1. The arrays must pass ``token_step_ready``.
     """
-    import numba
 
     cos, sin = rope if rope is not None else (x[:0], x[:0])
     scale = x.dtype.type(1.0 / math.sqrt(x.shape[0] // heads))
     return _token_step_kernel(x, blocks, cos, sin, rope is not None, slot, n, heads, scale, float(eps),
-                              bool(rms), head, final_w, final_b, numba.get_num_threads(), x.dtype == np.float64)
+                              bool(rms), head, final_w, final_b, thread_count(), x.dtype == np.float64)
 
 
 def token_step_ready(*arrays) -> bool:

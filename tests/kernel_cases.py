@@ -10,11 +10,14 @@ dispatchers on CuPy arrays.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from scratchlm.kernels import adamw, attention, cross_entropy, dropout, embedding, gelu, layernorm, rmsnorm
+from scratchlm.kernels import adamw, attention, bf16, cross_entropy, dropout, embedding, gelu, layernorm, rmsnorm
 from scratchlm.kernels._lesson import assert_close
 
 DTYPES = [np.float32, np.float64]
+# the tests that run MKL's bf16 product skip where this CPU or this install has none
+needs_bf16_product = pytest.mark.skipif(not bf16.available(), reason=f"no bf16 product here: {bf16.unavailable_reason()}")
 
 
 def normal(rng, shape, dtype, scale=1.0, shift=0.0):

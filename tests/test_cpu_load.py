@@ -51,20 +51,51 @@ def test_a_busy_process_next_to_this_one_is_seen():
     (1.7, "passive", "OMP_WAIT_POLICY", "PASSIVE"),
 ])
 def test_threads_spin_on_a_quiet_machine_and_sleep_on_a_busy_one(monkeypatch, others, policy, variable, value):
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    fresh_choice(monkeypatch)
     monkeypatch.setattr(numba_tools._STARTED, "others_busy", lambda: others)
+    monkeypatch.setattr(cpu_load, "usable_cpus", lambda: {0, 1})
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "2")
     assert numba_tools.choose_wait_policy() == policy
     assert numba_tools.os.environ[variable] == value
     other = "OMP_WAIT_POLICY" if variable == "GOMP_SPINCOUNT" else "GOMP_SPINCOUNT"
     assert other not in numba_tools.os.environ
+    assert numba_tools.os.environ[numba_tools.CHOSEN_BY_ENGINE] == variable
+    assert numba_tools.choose_wait_policy() == policy             # once per process
 
 
 @pytest.mark.parametrize("variable", ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"])
 def test_a_users_own_wait_setting_wins(monkeypatch, variable):
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    fresh_choice(monkeypatch)
     monkeypatch.setenv(variable, "ACTIVE" if variable == "OMP_WAIT_POLICY" else "1000")
     monkeypatch.setattr(numba_tools._STARTED, "others_busy", lambda: 2.0)
     assert numba_tools.choose_wait_policy() == "user"
     assert set(k for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in numba_tools.os.environ) == {variable}
+
+
+def test_a_parent_engines_choice_is_not_taken_for_the_users(monkeypatch):
+    """A child process inherits the variable the parent's engine set; it measures its own machine."""
+    fresh_choice(monkeypatch)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setenv(numba_tools.CHOSEN_BY_ENGINE, "OMP_WAIT_POLICY")
+    monkeypatch.setattr(numba_tools._STARTED, "others_busy", lambda: 0.0)
+    monkeypatch.setattr(cpu_load, "usable_cpus", lambda: {0, 1})
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "2")
+    assert numba_tools.choose_wait_policy() == "spin"
+    assert "OMP_WAIT_POLICY" not in numba_tools.os.environ
+
+
+def test_many_cpus_with_some_busy_still_spin(monkeypatch):
+    """Others' work matters only when it leaves fewer free CPUs than the kernels have threads."""
+    fresh_choice(monkeypatch)
+    monkeypatch.setattr(numba_tools._STARTED, "others_busy", lambda: 20.0)
+    monkeypatch.setattr(cpu_load, "usable_cpus", lambda: set(range(64)))
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "8")
+    assert numba_tools.choose_wait_policy() == "spin"
+
+
+def fresh_choice(monkeypatch):
+    """No wait setting in the environment (each restored after the test) and no choice made yet."""
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", numba_tools.CHOSEN_BY_ENGINE):
+        monkeypatch.setenv(name, "")                      # recorded, so that monkeypatch puts it back
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(numba_tools, "_wait_policy", None)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import threading
 
+import numpy as np
+
 from scratchlm.kernels import bf16 as bf16_kernels
 from scratchlm.kernels import blas as blas_kernels
 
@@ -46,6 +48,9 @@ class Bf16Products:
 
     @staticmethod
     def operand(x):
+        if not (isinstance(x, np.ndarray) and x.dtype == np.float32):
+            raise TypeError(f"bf16 products take float32 NumPy arrays (the CPU), not {type(x).__name__} "
+                            f"of {x.dtype}: leave bf16_products() off for float64 or a GPU")
         return bf16_kernels.round_to_bf16(x)                 # same shape, uint16 bits
 
     @staticmethod

@@ -203,6 +203,9 @@ def _share_cores(group: SingleProcess) -> None:
     if "numba" in sys.modules:
         import numba
 
+        from scratchlm.kernels.numba_tools import choose_wait_policy
+
+        choose_wait_policy()                     # before set_num_threads starts OpenMP's threads
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     else:
         os.environ["NUMBA_NUM_THREADS"] = str(threads)

@@ -7,7 +7,7 @@ kernels everywhere and on MKL where bf16 products are available."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
+from kernel_cases import needs_bf16_product
 
 from scratchlm.autograd import ops
 from scratchlm.autograd.precision import BF16, FLOAT32, bf16_products, products
@@ -104,7 +104,7 @@ def test_a_model_step_in_bf16_is_near_its_float32_step(kernel_mode):
         assert error < 3e-2, (name, error)
 
 
-@pytest.mark.skipif(not bf16.available(), reason=f"no bf16 product here: {bf16.unavailable_reason()}")
+@needs_bf16_product
 def test_mkl_and_the_reference_give_the_same_op_outputs(compiled_kernels):
     x, w = normal((300, 48), 13), normal((96, 48), 14)
     with bf16_products():

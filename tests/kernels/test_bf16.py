@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from kernel_cases import needs_bf16_product
 
 from scratchlm.kernels import bf16, gelu
-
-needs_bf16_product = pytest.mark.skipif(not bf16.available(), reason=f"no bf16 product here: {bf16.unavailable_reason()}")
 
 
 def bits_of(values) -> np.ndarray:
@@ -122,14 +121,22 @@ def test_mkl_product_with_more_threads_than_rows(compiled_kernels):
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one Numba thread")
+    previous = numba.get_num_threads()
     numba.set_num_threads(2)
-    a, b = product_case(np.random.default_rng(4), 1, 33, 17)
-    np.testing.assert_allclose(bf16.matmul_v1(a, b), bf16.matmul_reference(a, b), rtol=1e-5, atol=1e-5)
+    try:
+        a, b = product_case(np.random.default_rng(4), 1, 33, 17)
+        np.testing.assert_allclose(bf16.matmul_v1(a, b), bf16.matmul_reference(a, b), rtol=1e-5, atol=1e-5)
+    finally:
+        numba.set_num_threads(previous)
 
 
-def test_matmul_refuses_shapes_that_do_not_fit():
+def test_matmul_refuses_shapes_that_do_not_fit_and_arrays_that_are_not_bf16_bits():
     with pytest.raises(ValueError, match="do not fit"):
         bf16.matmul(np.zeros((2, 3), np.uint16), np.zeros((4, 2), np.uint16))
+    with pytest.raises(TypeError, match="bf16 bits"):
+        bf16.matmul(np.zeros((2, 3), np.float32), np.zeros((3, 2), np.uint16))
+    with pytest.raises(TypeError, match="bf16 bits"):
+        bf16.matmul(np.zeros(3, np.uint16), np.zeros((3, 2), np.uint16))
 
 
 def test_unavailable_reason_names_what_is_missing(monkeypatch):

@@ -7,11 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from kernel_cases import needs_bf16_product
 from train_helpers import TINY, assert_same_arrays, checkpoint_arrays, parse, refused, small_text, train_in_process
 
-from scratchlm.kernels import bf16
-
-needs_bf16 = pytest.mark.skipif(not bf16.available(), reason=f"no bf16 product here: {bf16.unavailable_reason()}")
 # products big enough to go through MKL's bf16 gemm on every thread
 MODEL = ["--model-dim", "64", "--num-heads", "2", "--num-layers", "1", "--max-seq-len", "32", "--batch-size", "8"]
 
@@ -49,7 +47,7 @@ def test_without_a_bf16_product_the_run_says_so_and_trains_in_fp32(tmp_path, mon
     assert "precision: fp32: --precision bf16 asked for, but this CPU has no bf16 matrix units (test)" in log
 
 
-@needs_bf16
+@needs_bf16_product
 def test_a_bf16_run_records_bf16_keeps_fp32_checkpoints_and_learns_like_fp32(tmp_path):
     data = small_text(tmp_path, 6000)
     runs = {}
@@ -66,7 +64,7 @@ def test_a_bf16_run_records_bf16_keeps_fp32_checkpoints_and_learns_like_fp32(tmp
     assert abs(runs["bf16"] - runs["fp32"]) < 0.02 * runs["fp32"]
 
 
-@needs_bf16
+@needs_bf16_product
 def test_a_bf16_run_resumes_exactly_and_keeps_its_precision(tmp_path):
     data = small_text(tmp_path, 3000)
     common = [*MODEL, "--lr-schedule", "constant", "--warmup-steps", "2", "--mixed-precision"]

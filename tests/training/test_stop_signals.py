@@ -15,12 +15,18 @@ from train_helpers import CONSOLE, REPO, TINY, run_console, small_text
 from scratchlm.training.loop import StopRequest
 
 
+def _default_stop_signals():
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_a_stop_signal_saves_and_prints_the_resume_command(tmp_path, signum, code):
     data = small_text(tmp_path, 1500)
     out = tmp_path / "out"
     proc = subprocess.Popen([str(CONSOLE), "train", str(data), "--output-dir", str(out), *TINY, "--epochs", "100000"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_stop_signals)   # a suite run under nohup ignores SIGHUP
     deadline = time.monotonic() + 120
     while not (out / "checkpoint_epoch_1.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
