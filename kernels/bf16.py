@@ -216,6 +216,8 @@ def gemm(a, trans_a, b, trans_b, c):
                      b.ctypes.data, ldb, 0.0, c.ctypes.data, ldc)
 
 
+# blas.py's row split with MKL's gemm. Not one kernel for both: compiled code links every
+# external function it names, and float32 training must compile where MKL is not installed.
 @lazy_njit(parallel=True)
 def _matmul_rows_kernel(c, a, trans_a, b, trans_b, blocks):
     # c (M, N) float32 = op(a) op(b); block p of c's rows is one MKL call on its own thread
