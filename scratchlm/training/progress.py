@@ -100,13 +100,14 @@ class ConsoleReporter(Reporter):
     def start(self, facts: dict, resumed_from: str | None, step: int) -> None:
         from rich.panel import Panel
         from rich.table import Table
+        from rich.text import Text
 
         grid = Table.grid(padding=(0, 1))
         for name, value in facts["panel"].items():
-            grid.add_row(f"{name}:", str(value))
+            grid.add_row(f"{name}:", Text(str(value)))     # as written: "[bf16]" or a path is no markup
         self.console.print(Panel(grid, title="Training Configuration", expand=False))
         if resumed_from:
-            self.console.print(f"Resuming from {resumed_from} at step {step}")
+            self.console.print(f"Resuming from {resumed_from} at step {step}", markup=False)
 
     def epoch_start(self, epoch: int, epochs: int, steps: int, done: int) -> None:
         self.epoch_label, self.steps = f"Epoch {epoch}/{epochs}", steps
@@ -160,6 +161,7 @@ class ConsoleReporter(Reporter):
     def finish(self, summary: dict, val_losses: list) -> None:
         from rich.panel import Panel
         from rich.table import Table
+        from rich.text import Text
 
         self._stop_bar()
         if summary.get("val_loss") is None:
@@ -178,7 +180,7 @@ class ConsoleReporter(Reporter):
             "Final model": summary["final_model"],
         }
         for name, value in rows.items():
-            grid.add_row(f"{name}:", value)
+            grid.add_row(f"{name}:", Text(value))
         self.console.print()
         self.console.print(Panel(grid, title="Training Complete", expand=False))
 
