@@ -148,7 +148,9 @@ def kernel_cache_dir(user_dir: str | None = None) -> str:
         import glob
 
         here = os.path.dirname(os.path.abspath(__file__))
-        _digest = sources_digest(sorted(glob.glob(os.path.join(here, "*.py"))))
+        from .blas import gemm_library_tag
+
+        _digest = sources_digest(sorted(glob.glob(os.path.join(here, "*.py")))) + "-" + gemm_library_tag()
     return keyed_cache_dir(user_dir, _digest)
 
 
