@@ -64,7 +64,7 @@ QUIET_NAN = 0x0040           # the top mantissa bit of a bf16: set, a NaN stays 
 MKL_LP64, MKL_SEQUENTIAL = 0, 1                           # MKL_Set_Interface_Layer / _Threading_Layer
 
 
-# ---- the format: NumPy references -------------------------------------------------------
+# ---- the format and the product: NumPy references --------------------------------------
 def round_to_bf16_reference(x):
     """float32 x (...) -> its bf16 bits as uint16 (...), rounded to nearest, ties to even."""
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
@@ -78,6 +78,11 @@ def round_to_bf16_reference(x):
 def bf16_to_float32(h):
     """bf16 bits (uint16) (...) -> the float32 numbers they are (...), exactly."""
     return (np.asarray(h, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def matmul_reference(a, b):
+    """a (M, K) @ b (K, N), both bf16 bits (uint16) -> float32 (M, N), in float32 arithmetic."""
+    return bf16_to_float32(a) @ bf16_to_float32(b)
 
 
 # ---- rounding, version 1: Numba over the cores ------------------------------------------
@@ -140,7 +145,7 @@ def _candidate_libraries() -> list[str]:
 
 
 @functools.cache
-def _mkl():
+def find_mkl():
     """(path, ctypes library) of MKL, set to LP64 integers and sequential threading; None if absent."""
     for path in _candidate_libraries():
         try:
@@ -167,7 +172,7 @@ def unavailable_reason() -> str | None:
         return "this CPU has no bf16 matrix units (AMX-BF16 or AVX512-BF16)"
     if not numba_available():
         return "Numba is not installed"
-    if _mkl() is None:
+    if find_mkl() is None:
         return "MKL is not installed (pip install 'scratchlm[bf16]' adds Intel's mkl wheel)"
     return None
 
@@ -185,7 +190,7 @@ class _ExternalBf16Gemm:
         import llvmlite.binding
         from numba import types
 
-        path, _ = _mkl()
+        path, _ = find_mkl()
         llvmlite.binding.load_library_permanently(path)     # so the JIT's linker resolves the name
         i32 = types.int32
         return types.ExternalFunction(self.name, types.void(
@@ -193,7 +198,7 @@ class _ExternalBf16Gemm:
             types.voidptr, i32, types.float32, types.voidptr, i32))
 
     def __call__(self, *args):
-        function = getattr(_mkl()[1], self.name)
+        function = getattr(find_mkl()[1], self.name)
         i32, pointer = ctypes.c_int32, ctypes.c_void_p
         function.argtypes = [i32, i32, i32, i32, i32, i32, ctypes.c_float, pointer, i32,
                              pointer, i32, ctypes.c_float, pointer, i32]
@@ -230,12 +235,7 @@ def _matmul_rows_kernel(c, a, trans_a, b, trans_b, blocks):
                 gemm(a[r0:r1], False, b, trans_b, c[r0:r1])
 
 
-# ---- the product: version 0 (NumPy) and version 1 (MKL on Numba's threads) ---------------
-def matmul_reference(a, b):
-    """a (M, K) @ b (K, N), both bf16 bits (uint16) -> float32 (M, N), in float32 arithmetic."""
-    return bf16_to_float32(a) @ bf16_to_float32(b)
-
-
+# ---- the product: version 1 (MKL on Numba's threads) and the dispatcher -----------------
 def matmul_v1(a, b):
     """a (M, K) @ b (K, N) bf16 -> float32 (M, N): MKL, c's rows cut into one block per thread."""
     (a_op, trans_a), (b_op, trans_b) = _as_operand(a), _as_operand(b)
@@ -287,5 +287,5 @@ KERNELS = (
 
 if __name__ == "__main__":
     reason = unavailable_reason()
-    print(f"bf16 products: {'MKL ' + _mkl()[0] if reason is None else 'unavailable: ' + reason}")
+    print(f"bf16 products: {'MKL ' + find_mkl()[0] if reason is None else 'unavailable: ' + reason}")
     run_lesson(KERNELS)

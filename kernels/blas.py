@@ -102,9 +102,9 @@ def gemm_library() -> tuple:
     openblas`` keeps OpenBLAS. Thread counts are always OpenBLAS's (NumPy's own ``@`` uses it)."""
     global _gemm
     if _gemm is None:
-        from .bf16 import _mkl
+        from .bf16 import find_mkl
 
-        mkl = _mkl() if os.environ.get("SCRATCHLM_BLAS", "auto").strip().lower() != "openblas" else None
+        mkl = find_mkl() if os.environ.get("SCRATCHLM_BLAS", "auto").strip().lower() != "openblas" else None
         if mkl is not None:
             _gemm = (*mkl, "cblas_sgemm", "cblas_dgemm", 32)
         else:

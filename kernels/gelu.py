@@ -304,22 +304,21 @@ def _fusable(*arrays):
             and arrays[0].ndim == 2)
 
 
-def _outputs(h, to_bf16, count):
-    """The kernels' outputs: ``count`` float32 arrays like h and empty bits, or the other way round."""
-    none32, none16 = np.empty((0, 0), np.float32), np.empty((0, 0), np.uint16)
+def _outputs(h, to_bf16):
+    """(float32 output like h, its bf16 bits): the kernels take both, the one not written empty."""
     if to_bf16:
-        return [none32] * count + [np.empty(h.shape, np.uint16) for _ in range(count)]
-    return [np.empty_like(h) for _ in range(count)] + [none16] * count
+        return np.empty((0, 0), np.float32), np.empty(h.shape, np.uint16)
+    return np.empty_like(h), np.empty((0, 0), np.uint16)
 
 
 def bias_gelu_forward_v1(h, b, to_bf16=False):
-    y, y_bits = _outputs(h, to_bf16, 1)                     # (N, H) float32 or uint16
+    y, y_bits = _outputs(h, to_bf16)                     # (N, H) float32 or uint16
     _bias_gelu_forward_kernel(h, b, y, y_bits)
     return y_bits if to_bf16 else y
 
 
 def gelu_backward_recompute_v1(da, h, to_bf16=False):
-    y, y_bits = _outputs(h, to_bf16, 1)                     # (N, H)
+    y, y_bits = _outputs(h, to_bf16)                     # (N, H)
     dh_bits = np.empty(h.shape, np.uint16) if to_bf16 else y_bits
     parts = bias_kernels.column_sum_parts(h.shape[0], h.shape[1], h.dtype)   # (chunks, H)
     _gelu_backward_recompute_kernel(da, h, y, y_bits, dh_bits, parts)

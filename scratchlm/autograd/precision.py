@@ -25,7 +25,6 @@ import numpy as np
 from scratchlm.kernels import bf16 as bf16_kernels
 from scratchlm.kernels import blas as blas_kernels
 
-PRECISIONS = ("fp32", "bf16")
 _state = threading.local()
 
 
@@ -59,6 +58,7 @@ class Bf16Products:
 
 
 FLOAT32, BF16 = Float32Products(), Bf16Products()
+PRECISIONS = (FLOAT32.name, BF16.name)            # --precision's choices
 
 
 def products():

@@ -177,7 +177,7 @@ print(blas.gemm_library()[2])
     assert done.returncode == 0, done.stderr[-2000:]
     from scratchlm.kernels import bf16
 
-    if library == "openblas" or bf16._mkl() is None:
+    if library == "openblas" or bf16.find_mkl() is None:
         assert done.stdout.strip() != "cblas_sgemm"
     else:
         assert done.stdout.strip() == "cblas_sgemm"
