@@ -29,28 +29,26 @@ AVX512-BF16 (Zen 4, Cooper Lake and later) has VDPBF16PS, a dot product of bf16 
 into float32 lanes: 2x the FMA rate. The product of two bf16 numbers (8-bit mantissas)
 is exact in float32 (24 bits), and the sums are float32: only the inputs are rounded.
 
-What the engine uses. MKL's ``cblas_gemm_bf16bf16f32`` (bf16 a and b, float32 c) picks
-AMX, AVX512-BF16 or an emulation from the CPU it runs on; Intel's ``mkl`` wheel ships it
-(``pip install 'scratchlm[bf16]'``: an optional extra under Intel's Simplified Software
-License, never part of the default install). ``matmul`` below calls it the way
-``blas.py`` calls OpenBLAS: as a Numba external function, MKL set to run sequentially,
-with the rows of the result cut into one block per Numba thread. At config c's shapes on
-a 2-core Xeon with AMX it reaches ~1,000-1,500 GFLOP/s, against ~300 for float32 gemm.
+What the engine uses. A vendor's bf16 gemm (bf16 a and b, float32 c): MKL's
+``cblas_gemm_bf16bf16f32`` on Intel CPUs, where it picks AMX or AVX512-BF16, and oneDNN's
+``dnnl_gemm_bf16bf16f32`` on AMD ones, where MKL does not use the bf16 units and oneDNN does
+(``vendor_gemm.py`` chooses). Intel's ``mkl`` and ``onednn-cpu-gomp`` wheels ship them
+(``pip install 'scratchlm[bf16]'``: an optional extra, never part of the default install).
+``matmul`` below calls the product the way ``blas.py`` calls OpenBLAS: as a Numba external
+function running on the calling thread, with the rows of the result cut into one block per
+Numba thread. At config c's shapes on 2 cores it reaches ~1,000-1,500 GFLOP/s on a Xeon with
+AMX (MKL) and ~900 on an EPYC Zen 5 with AVX512-BF16 (oneDNN), against ~250-500 for float32.
 
 Versions of the rounding: 0 the NumPy reference (the bit trick on uint32 views); 1 Numba,
 the same trick over the cores. Of the product: 0 NumPy on the bf16 values widened back to
-float32; 1 MKL on Numba's threads. ``available()`` says whether the product can run here:
-a CPU with bf16 units (AMX-BF16 or AVX512-BF16, read from the CPU at run time), Numba,
-and MKL's library; ``unavailable_reason()`` says why not in one line.
+float32; 1 the vendor's gemm on Numba's threads. ``available()`` says whether the product can
+run here: a CPU with bf16 units (AMX-BF16 or AVX512-BF16, read from the CPU at run time),
+Numba, and MKL or oneDNN; ``unavailable_reason()`` says why not in one line.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import glob
-import os
-import sys
 
 import numpy as np
 
@@ -58,10 +56,10 @@ from ._lesson import Kernel, run_lesson
 from .blas import NO_TRANS, ROW_MAJOR, TRANS, _as_operand
 from .dispatch import use_numba
 from .numba_tools import chunk_bounds, lazy_njit, prange, thread_count
+from .vendor_gemm import ExternalProduct, bf16_product, describe
 
 ROUND_BIAS = 0x7FFF          # just under half of the 16 bits that rounding drops
 QUIET_NAN = 0x0040           # the top mantissa bit of a bf16: set, a NaN stays a NaN
-MKL_LP64, MKL_SEQUENTIAL = 0, 1                           # MKL_Set_Interface_Layer / _Threading_Layer
 
 
 # ---- the format and the product: NumPy references --------------------------------------
@@ -118,7 +116,7 @@ def round_to_bf16(x):
     return round_to_bf16_reference(x)
 
 
-# ---- MKL: finding it, and calling it from compiled code ----------------------------------
+# ---- the CPU's bf16 units, and the library's product called from compiled code -----------
 @functools.cache
 def cpu_bf16_units() -> tuple[str, ...]:
     """This CPU's bf16 multiply units ("AMX-BF16", "AVX512-BF16"), read at run time; () for none."""
@@ -132,38 +130,6 @@ def cpu_bf16_units() -> tuple[str, ...]:
         return ()
 
 
-def _candidate_libraries() -> list[str]:
-    """MKL's runtime library: the ``mkl`` wheel's copy (in the environment's lib/), else the system's."""
-    found = []
-    for root in dict.fromkeys((sys.prefix, sys.base_prefix)):
-        found += sorted(glob.glob(os.path.join(root, "lib", "libmkl_rt.so*")), reverse=True)
-        found += sorted(glob.glob(os.path.join(root, "Library", "bin", "mkl_rt*.dll")))
-    import ctypes.util
-
-    system = ctypes.util.find_library("mkl_rt")
-    return found + ([system] if system else [])
-
-
-@functools.cache
-def find_mkl():
-    """(path, ctypes library) of MKL, set to LP64 integers and sequential threading; None if absent."""
-    for path in _candidate_libraries():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        if not hasattr(lib, "cblas_gemm_bf16bf16f32"):
-            continue
-        # Before any other MKL call: 32-bit integers, and no threads of MKL's own (Numba's
-        # threads each call it on a block of rows, as blas.py does with OpenBLAS).
-        if lib.MKL_Set_Interface_Layer(MKL_LP64) != MKL_LP64:
-            continue                                        # set up already, with 64-bit integers
-        if lib.MKL_Set_Threading_Layer(MKL_SEQUENTIAL) != MKL_SEQUENTIAL:
-            lib.MKL_Set_Num_Threads(1)                      # threaded already: one thread per call
-        return path, lib
-    return None
-
-
 def unavailable_reason() -> str | None:
     """None when bf16 products can run here, else what is missing and how to get it, in one line."""
     from .dispatch import numba_available
@@ -172,8 +138,8 @@ def unavailable_reason() -> str | None:
         return "this CPU has no bf16 matrix units (AMX-BF16 or AVX512-BF16)"
     if not numba_available():
         return "Numba is not installed"
-    if find_mkl() is None:
-        return "MKL is not installed (pip install 'scratchlm[bf16]' adds Intel's mkl wheel)"
+    if bf16_product() is None:
+        return "no bf16 matrix product is installed (pip install 'scratchlm[bf16]' adds MKL and oneDNN)"
     return None
 
 
@@ -181,32 +147,7 @@ def available() -> bool:
     return unavailable_reason() is None
 
 
-class _ExternalBf16Gemm:
-    """MKL's ``cblas_gemm_bf16bf16f32``: a Numba ExternalFunction when compiled, ctypes as Python."""
-
-    name = "cblas_gemm_bf16bf16f32"
-
-    def numba_external(self):
-        import llvmlite.binding
-        from numba import types
-
-        path, _ = find_mkl()
-        llvmlite.binding.load_library_permanently(path)     # so the JIT's linker resolves the name
-        i32 = types.int32
-        return types.ExternalFunction(self.name, types.void(
-            i32, i32, i32, i32, i32, i32, types.float32, types.voidptr, i32,
-            types.voidptr, i32, types.float32, types.voidptr, i32))
-
-    def __call__(self, *args):
-        function = getattr(find_mkl()[1], self.name)
-        i32, pointer = ctypes.c_int32, ctypes.c_void_p
-        function.argtypes = [i32, i32, i32, i32, i32, i32, ctypes.c_float, pointer, i32,
-                             pointer, i32, ctypes.c_float, pointer, i32]
-        function.restype = None
-        function(*args)
-
-
-gemm_bf16bf16f32 = _ExternalBf16Gemm()
+gemm_bf16bf16f32 = ExternalProduct(bf16_product)       # MKL's or oneDNN's: vendor_gemm.py
 
 
 @lazy_njit(inline="always")
@@ -221,11 +162,11 @@ def gemm(a, trans_a, b, trans_b, c):
                      b.ctypes.data, ldb, 0.0, c.ctypes.data, ldc)
 
 
-# blas.py's row split with MKL's gemm. Not one kernel for both: compiled code links every
-# external function it names, and float32 training must compile where MKL is not installed.
+# blas.py's row split with the bf16 gemm. Not one kernel for both: compiled code links every
+# external function it names, and float32 training must compile where no bf16 gemm is installed.
 @lazy_njit(parallel=True)
 def _matmul_rows_kernel(c, a, trans_a, b, trans_b, blocks):
-    # c (M, N) float32 = op(a) op(b); block p of c's rows is one MKL call on its own thread
+    # c (M, N) float32 = op(a) op(b); block p of c's rows is one gemm call on its own thread
     for p in prange(blocks):
         r0, r1 = chunk_bounds(p, c.shape[0], blocks)
         if r0 < r1:
@@ -235,9 +176,9 @@ def _matmul_rows_kernel(c, a, trans_a, b, trans_b, blocks):
                 gemm(a[r0:r1], False, b, trans_b, c[r0:r1])
 
 
-# ---- the product: version 1 (MKL on Numba's threads) and the dispatcher -----------------
+# ---- the product: version 1 (the vendor's gemm on Numba's threads) and the dispatcher -----------------
 def matmul_v1(a, b):
-    """a (M, K) @ b (K, N) bf16 -> float32 (M, N): MKL, c's rows cut into one block per thread."""
+    """a (M, K) @ b (K, N) bf16 -> float32 (M, N): the vendor's gemm, c's rows cut into one block per thread."""
     (a_op, trans_a), (b_op, trans_b) = _as_operand(a), _as_operand(b)
     c = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)                  # (M, N)
     _matmul_rows_kernel.dispatcher()(c, a_op, trans_a, b_op, trans_b, thread_count())
@@ -246,7 +187,7 @@ def matmul_v1(a, b):
 
 def matmul(a, b):
     """a (M, K) @ b (K, N) for bf16 bits (uint16 NumPy arrays, transposed views read in place)
-    -> float32 (M, N), accumulated in float32. MKL where ``available()``, NumPy otherwise."""
+    -> float32 (M, N), accumulated in float32. MKL or oneDNN where ``available()``, NumPy otherwise."""
     if not (a.dtype == b.dtype == np.uint16 and a.ndim == b.ndim == 2):
         raise TypeError(f"matmul takes 2-D bf16 bits (uint16), got {a.dtype} {a.shape} and {b.dtype} {b.shape}")
     if a.shape[1] != b.shape[0]:
@@ -275,17 +216,18 @@ def as_numbers(args, returned):
     return bf16_to_float32(returned) if returned.dtype == np.uint16 else returned
 
 
-NEEDS_MKL = {"numba v1": available}
+NEEDS_PRODUCT = {"numba v1": available}
 KERNELS = (
     Kernel("round_to_bf16", round_to_bf16,
            {"reference": round_to_bf16_reference, "numba v1": round_to_bf16_v1}, example_rounding,
            results=as_numbers, float32_only=frozenset({"numba v1"})),
     Kernel("matmul_bf16", matmul, {"reference": matmul_reference, "numba v1": matmul_v1}, example_product,
-           unit="GFLOP/s", float32_only=frozenset({"numba v1"}), requires=NEEDS_MKL),
+           unit="GFLOP/s", float32_only=frozenset({"numba v1"}), requires=NEEDS_PRODUCT),
 )
 
 
 if __name__ == "__main__":
     reason = unavailable_reason()
-    print(f"bf16 products: {'MKL ' + find_mkl()[0] if reason is None else 'unavailable: ' + reason}")
+    product = bf16_product()
+    print(f"bf16 products: {describe(product) + ' ' + product.path if reason is None else 'unavailable: ' + reason}")
     run_lesson(KERNELS)

@@ -27,6 +27,10 @@ While such a kernel runs, OpenBLAS must not start threads of its own (two Numba 
 each asking for two more would fight over two cores): ``one_thread_each()`` sets its
 thread count to 1 and back (about a microsecond).
 
+The float32 gemm need not be OpenBLAS's: where the ``bf16`` extra installed MKL or oneDNN,
+``vendor_gemm.py`` picks the fastest for this CPU and offers it with the same arguments.
+float64 (the tests' gradient checks) always runs on OpenBLAS.
+
 ``available()`` is False where NumPy uses another BLAS (MKL, Accelerate) or none that this
 module recognises; the kernels that need it then fall back to their loop versions.
 """
@@ -43,8 +47,7 @@ import numpy as np
 
 from ._lesson import Kernel, run_lesson
 from .numba_tools import chunk_bounds, lazy_njit, prange, thread_count
-
-ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112                 # CBLAS's enum values
+from .vendor_gemm import NO_TRANS, ROW_MAJOR, TRANS, ExternalProduct, Product, bf16_product, float32_product
 
 # (sgemm, dgemm, set threads, get threads, integer width) as each OpenBLAS build names them
 SYMBOL_SETS = [
@@ -95,32 +98,21 @@ def _find_library():
     return _library
 
 
-def gemm_library() -> tuple:
-    """(path, ctypes library, sgemm's name, dgemm's name, integer bits) of the gemm the kernels
-    call: MKL's where the bf16 extra installed it (its sgemm is ~10% faster here: 290-313 against
-    220-267 GFLOP/s at config c's shapes on 2 threads), else NumPy's OpenBLAS. ``SCRATCHLM_BLAS=
-    openblas`` keeps OpenBLAS. Thread counts are always OpenBLAS's (NumPy's own ``@`` uses it)."""
-    global _gemm
-    if _gemm is None:
-        from .bf16 import find_mkl
-
-        mkl = find_mkl() if os.environ.get("SCRATCHLM_BLAS", "auto").strip().lower() != "openblas" else None
-        if mkl is not None:
-            _gemm = (*mkl, "cblas_sgemm", "cblas_dgemm", 32)
-        else:
-            path, lib, symbols = _find_library()
-            _gemm = (path, lib, symbols[0], symbols[1], symbols[4])
-    return _gemm
+def openblas_product(which: int) -> Product | None:
+    """NumPy's OpenBLAS sgemm (``which`` 0) or dgemm (1) as a ``vendor_gemm.Product``."""
+    found = _find_library()
+    if not found:
+        return None
+    path, lib, symbols = found
+    return Product("openblas", path, lib, symbols[which], symbols[4], ("float32", "float64")[which])
 
 
 def gemm_library_tag() -> str:
     """What the compiled kernels link: part of the kernel cache's key (numba_tools.py), so that
-    code compiled against one library is never loaded where the other is."""
-    path, _, sgemm, _, bits = gemm_library() if available() else ("none", None, "none", None, 0)
-    return f"{os.path.basename(path).split('.so')[0]}-{sgemm}-{bits}"
-
-
-_gemm = None              # gemm_library()'s answer, once found
+    code compiled against one library is never loaded where another is."""
+    if not available():
+        return "none"
+    return "-".join(product.tag if product else "none" for product in (float32_product(), bf16_product()))
 
 
 def available() -> bool:
@@ -162,45 +154,9 @@ def one_thread_each():
                 set_threads(_saved_threads)
 
 
-class _ExternalGemm:
-    """One of ``?gemm``: a Numba ExternalFunction when compiled, a ctypes call when run as Python.
-
-    ``_numba_compile`` in dispatch.py swaps this object for ``numba_external()`` in the
-    globals of the kernels it compiles.
-    """
-
-    def __init__(self, which: int):
-        self.which = which                                  # 0: sgemm (float32), 1: dgemm (float64)
-
-    def _symbol(self):
-        path, lib, sgemm, dgemm, bits = gemm_library()
-        return path, lib, (sgemm, dgemm)[self.which], bits
-
-    def numba_external(self):
-        import llvmlite.binding
-        from numba import types
-
-        path, _, name, bits = self._symbol()
-        llvmlite.binding.load_library_permanently(path)   # so the JIT's linker resolves the name
-        integer, enum = (types.int64 if bits == 64 else types.int32), types.int32
-        real = types.float32 if self.which == 0 else types.float64
-        return types.ExternalFunction(name, types.void(
-            enum, enum, enum, integer, integer, integer, real, types.voidptr, integer,
-            types.voidptr, integer, real, types.voidptr, integer))
-
-    def __call__(self, *args):
-        _, lib, name, bits = self._symbol()
-        integer, enum, pointer = (ctypes.c_int64 if bits == 64 else ctypes.c_int32), ctypes.c_int, ctypes.c_void_p
-        real = ctypes.c_float if self.which == 0 else ctypes.c_double
-        function = getattr(lib, name)
-        function.argtypes = [enum, enum, enum, integer, integer, integer, real, pointer, integer,
-                             pointer, integer, real, pointer, integer]
-        function.restype = None
-        function(*args)
-
-
-sgemm = _ExternalGemm(0)
-dgemm = _ExternalGemm(1)
+# float32 from the library vendor_gemm.py chooses for this CPU; float64 always OpenBLAS's
+sgemm = ExternalProduct(float32_product)
+dgemm = ExternalProduct(lambda: openblas_product(1))
 
 
 @lazy_njit(inline="always")
@@ -364,5 +320,5 @@ KERNELS = (
 
 
 if __name__ == "__main__":
-    print(f"gemm: {gemm_library()[0] if available() else 'not found'}")
+    print(f"float32 gemm: {float32_product().path if available() else 'not found'}")
     run_lesson(KERNELS)

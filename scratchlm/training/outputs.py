@@ -242,8 +242,9 @@ def precision_summary(job) -> str:
         return job.precision_note
     if job.settings.precision == "bf16":
         from scratchlm.kernels.bf16 import cpu_bf16_units
+        from scratchlm.kernels.vendor_gemm import bf16_product, describe
 
-        return f"bf16 products (MKL, {'/'.join(cpu_bf16_units())}), fp32 weights"
+        return f"bf16 products ({describe(bf16_product())}, {'/'.join(cpu_bf16_units())}), fp32 weights"
     return "fp32"
 
 

@@ -144,7 +144,7 @@ def test_unavailable_reason_names_what_is_missing(monkeypatch):
     assert "no bf16 matrix units" in bf16.unavailable_reason()
     assert not bf16.available()
     monkeypatch.setattr(bf16, "cpu_bf16_units", lambda: ("AVX512-BF16",))
-    monkeypatch.setattr(bf16, "find_mkl", lambda: None)
+    monkeypatch.setattr(bf16, "bf16_product", lambda: None)
     assert "pip install 'scratchlm[bf16]'" in bf16.unavailable_reason()
 
 

@@ -1,0 +1,234 @@
+"""Whose matrix product the kernels call on this CPU, and how each is called the same way.
+
+Three libraries can multiply matrices in a scratchlm process:
+
+    OpenBLAS  NumPy's own, always there: float32 and float64
+    MKL       Intel's ``mkl`` wheel (the ``bf16`` extra): float32, float64 and bf16
+              (``cblas_gemm_bf16bf16f32``)
+    oneDNN    Intel's ``onednn-cpu-gomp`` wheel (the ``bf16`` extra): float32 (``dnnl_sgemm``)
+              and bf16 (``dnnl_gemm_bf16bf16f32``)
+
+They are not equally fast everywhere. MKL picks its code by the CPU's vendor: on Intel it
+is the fastest of the three (AMX for bf16), on AMD it takes generic paths (on a Zen 5 EPYC
+its float32 gemm was 15% slower than OpenBLAS's and its bf16 one no faster than float32).
+oneDNN picks its code by the CPU's features alone, so on AMD it is the one that uses
+AVX512-BF16 (and full-width AVX-512 for float32, where this OpenBLAS build's Zen kernels are
+256 bits wide). Measured figures: ``docs/performance.md``, "By CPU kind". So:
+
+    float32  Intel: MKL, else OpenBLAS        AMD: oneDNN, else OpenBLAS
+    bf16     Intel: MKL, else oneDNN          AMD: oneDNN, else MKL
+    float64  OpenBLAS (tests and gradient checks only)
+
+``SCRATCHLM_BLAS`` (openblas, mkl, onednn) and ``SCRATCHLM_BF16_GEMM`` (mkl, onednn) name
+one instead; a named library that is not installed leaves float32 on OpenBLAS and bf16
+unavailable.
+
+One calling convention. The kernels call every product as CBLAS's row-major gemm,
+``(layout, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)``. MKL's and OpenBLAS's
+functions take exactly that. oneDNN's are row-major only and take the transposes as the
+letters 'N' and 'T' and every size as 64 bits, so ``ExternalProduct`` hands compiled code a
+small adapter instead of the bare C function.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import glob
+import os
+import sys
+from typing import NamedTuple
+
+import numpy as np
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112                 # CBLAS's enum values
+MKL_LP64, MKL_SEQUENTIAL = 0, 1                           # MKL_Set_Interface_Layer / _Threading_Layer
+LETTER_N, LETTER_T = ord("N"), ord("T")                    # oneDNN's transposes
+
+FLOAT32_ORDER = {"intel": ("mkl", "openblas"), "amd": ("onednn", "openblas")}
+BF16_ORDER = {"intel": ("mkl", "onednn"), "amd": ("onednn", "mkl")}
+BF16_SYMBOLS = {"mkl": "cblas_gemm_bf16bf16f32", "onednn": "dnnl_gemm_bf16bf16f32"}
+LIBRARY_NAMES = {"openblas": "OpenBLAS", "mkl": "MKL", "onednn": "oneDNN"}
+
+
+class Product(NamedTuple):
+    """One library's gemm for one element type: where it is and how it is called."""
+    library: str             # "openblas", "mkl" or "onednn"
+    path: str
+    handle: ctypes.CDLL
+    symbol: str
+    bits: int                # the width of its integer arguments
+    real: str                # its alpha and beta: "float32" or "float64"
+
+    @property
+    def tag(self) -> str:
+        """What compiled code linked against it: part of the kernel cache's key."""
+        return f"{os.path.basename(self.path).split('.so')[0]}-{self.symbol}-{self.bits}"
+
+
+# ---- which CPU, which libraries are here -------------------------------------------------
+@functools.cache
+def cpu_vendor() -> str:
+    """"intel", "amd" or "" (another or unknown), from the CPU this process runs on."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("vendor_id"):
+                    vendor = line.split(":", 1)[1].strip()
+                    return {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(vendor, "")
+    except OSError:
+        pass
+    try:
+        import llvmlite.binding
+
+        return "amd" if llvmlite.binding.get_host_cpu_name().startswith("znver") else ""
+    except Exception:
+        return ""
+
+
+def _environment_libraries(pattern: str, system_name: str) -> list[str]:
+    """A wheel's copy in the environment's lib/ (newest first), then the system's."""
+    found = []
+    for root in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        found += sorted(glob.glob(os.path.join(root, "lib", pattern)), reverse=True)
+    system = ctypes.util.find_library(system_name)
+    return found + ([system] if system else [])
+
+
+def _first_loadable(paths: list[str], needed: str):
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        if hasattr(lib, needed):
+            return path, lib
+    return None
+
+
+@functools.cache
+def find_mkl():
+    """(path, ctypes library) of MKL, set to LP64 integers and sequential threading; None if absent."""
+    found = _first_loadable(_environment_libraries("libmkl_rt.so*", "mkl_rt"), "cblas_gemm_bf16bf16f32")
+    if found is None:
+        return None
+    path, lib = found
+    # Before any other MKL call: 32-bit integers, and no threads of MKL's own (Numba's
+    # threads each call it on a block of rows, as with OpenBLAS).
+    if lib.MKL_Set_Interface_Layer(MKL_LP64) != MKL_LP64:
+        return None                                       # set up already, with 64-bit integers
+    if lib.MKL_Set_Threading_Layer(MKL_SEQUENTIAL) != MKL_SEQUENTIAL:
+        lib.MKL_Set_Num_Threads(1)                        # threaded already: one thread per call
+    return path, lib
+
+
+@functools.cache
+def find_onednn():
+    """(path, ctypes library) of oneDNN; None if absent. Called from inside Numba's OpenMP
+    threads, its own OpenMP loops find themselves nested and run on the calling thread."""
+    return _first_loadable(_environment_libraries("libdnnl.so*", "dnnl"), "dnnl_gemm_bf16bf16f32")
+
+
+def _named(variable: str, allowed: tuple[str, ...]) -> str | None:
+    """The library an environment variable names, or None for "auto" (or unset)."""
+    value = os.environ.get(variable, "auto").strip().lower()
+    if value in ("", "auto"):
+        return None
+    if value not in allowed:
+        raise ValueError(f"{variable}={value!r}: use one of auto, {', '.join(allowed)}")
+    return value
+
+
+# ---- the choice ------------------------------------------------------------------------
+@functools.cache
+def float32_product() -> Product | None:
+    """The float32 gemm the kernels call; None where not even NumPy's OpenBLAS was found."""
+    from .blas import openblas_product
+
+    named = _named("SCRATCHLM_BLAS", ("openblas", "mkl", "onednn"))
+    order = (named, "openblas") if named else FLOAT32_ORDER.get(cpu_vendor(), ("openblas",))
+    for library in order:
+        if library == "mkl" and find_mkl():
+            return Product("mkl", *find_mkl(), "cblas_sgemm", 32, "float32")
+        if library == "onednn" and find_onednn():
+            return Product("onednn", *find_onednn(), "dnnl_sgemm", 64, "float32")
+        if library == "openblas" and openblas_product(0):
+            return openblas_product(0)
+    return None
+
+
+@functools.cache
+def bf16_product() -> Product | None:
+    """The bf16 gemm (bf16 a and b, float32 c) the kernels call; None where none is installed."""
+    named = _named("SCRATCHLM_BF16_GEMM", ("mkl", "onednn"))
+    order = (named,) if named else BF16_ORDER.get(cpu_vendor(), ("mkl", "onednn"))
+    for library in order:
+        found = find_mkl() if library == "mkl" else find_onednn()
+        if found:
+            return Product(library, *found, BF16_SYMBOLS[library], 32 if library == "mkl" else 64, "float32")
+    return None
+
+
+def describe(product: Product | None) -> str:
+    return LIBRARY_NAMES[product.library] if product else "none"
+
+
+# ---- calling any of them from compiled code and from Python ------------------------------
+class ExternalProduct:
+    """A gemm called as CBLAS's row-major one, whichever library ``choose()`` answers with.
+
+    ``_numba_compile`` (numba_tools.py) swaps this object for ``numba_external()`` in the
+    globals of the kernels it compiles: the C function itself for a CBLAS-style library, a
+    compiled adapter for oneDNN. Run as Python, a call goes through ctypes. Compiled code
+    refers to the function by its name, not an address, so ``cache=True`` still works.
+    """
+
+    def __init__(self, choose):
+        self.choose = choose
+
+    def _signature(self, product: Product, numba_types):
+        """(argument types, result type) of the C function, in ``numba_types``'s terms."""
+        t = numba_types
+        integer = t["int64"] if product.bits == 64 else t["int32"]
+        real, pointer = t[product.real], t["pointer"]
+        if product.library == "onednn":
+            return [t["int8"], t["int8"], integer, integer, integer, real, pointer, integer,
+                    pointer, integer, real, pointer, integer], t["int32"]
+        return [t["int32"], t["int32"], t["int32"], integer, integer, integer, real, pointer, integer,
+                pointer, integer, real, pointer, integer], t["void"]
+
+    def numba_external(self):
+        import llvmlite.binding
+        from numba import njit, types
+
+        product = self.choose()
+        llvmlite.binding.load_library_permanently(product.path)   # so the JIT's linker finds the name
+        named = {"int8": types.int8, "int32": types.int32, "int64": types.int64, "float32": types.float32,
+                 "float64": types.float64, "pointer": types.voidptr, "void": types.void}
+        arguments, result = self._signature(product, named)
+        function = types.ExternalFunction(product.symbol, result(*arguments))
+        if product.library != "onednn":
+            return function
+
+        @njit(inline="always")
+        def cblas_to_onednn(layout, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+            # layout is always ROW_MAJOR here, oneDNN's only one
+            function(np.int8(LETTER_T if op_a == TRANS else LETTER_N),
+                     np.int8(LETTER_T if op_b == TRANS else LETTER_N),
+                     np.int64(m), np.int64(n), np.int64(k), np.float32(alpha), a, np.int64(lda),
+                     b, np.int64(ldb), np.float32(beta), c, np.int64(ldc))
+        return cblas_to_onednn
+
+    def __call__(self, layout, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        product = self.choose()
+        named = {"int8": ctypes.c_int8, "int32": ctypes.c_int32, "int64": ctypes.c_int64,
+                 "float32": ctypes.c_float, "float64": ctypes.c_double, "pointer": ctypes.c_void_p,
+                 "void": None}
+        function = getattr(product.handle, product.symbol)
+        function.argtypes, function.restype = self._signature(product, named)
+        if product.library == "onednn":
+            function(LETTER_T if op_a == TRANS else LETTER_N, LETTER_T if op_b == TRANS else LETTER_N,
+                     m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        else:
+            function(layout, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
