@@ -218,7 +218,7 @@ def parse_args(argv=None):
                         help=f"batch-1 greedy generation of {GENERATE_TOKENS} tokens with a KV cache")
     parser.add_argument("--sides", default=",".join(DEFAULT_SIDES),
                         help=f"comma-separated among {', '.join(SIDES)}, or all (every one this machine can "
-                        "run: scratchlm-bf16 needs bf16 units and MKL)")
+                        "run: scratchlm-bf16 needs bf16 units and MKL or oneDNN)")
     parser.add_argument("--scratchlm-only", action="store_true", help="skip torch even if installed")
     parser.add_argument("--cold-numba-cache", action="store_true",
                         help="give each scratchlm process an empty Numba cache (first step = full compile)")
