@@ -88,7 +88,7 @@ class Kernel:
 
 
 # the files of kernels/ that are not lessons: the package, its shared tools, the attention route
-NOT_LESSONS = frozenset({"__init__", "_lesson", "_cuda", "dispatch", "numba_tools", "attention_route"})
+NOT_LESSONS = frozenset({"__init__", "_lesson", "_cuda", "dispatch", "numba_tools", "attention_route", "vendor_gemm"})
 
 
 def lesson_names() -> list[str]:

@@ -49,6 +49,7 @@ Numba, and MKL or oneDNN; ``unavailable_reason()`` says why not in one line.
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 
@@ -139,6 +140,9 @@ def unavailable_reason() -> str | None:
     if not numba_available():
         return "Numba is not installed"
     if bf16_product() is None:
+        named = os.environ.get("SCRATCHLM_BF16_GEMM", "auto").strip().lower()
+        if named not in ("", "auto"):
+            return f"SCRATCHLM_BF16_GEMM={named} names a library that is not installed here"
         return "no bf16 matrix product is installed (pip install 'scratchlm[bf16]' adds MKL and oneDNN)"
     return None
 

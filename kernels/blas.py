@@ -108,11 +108,12 @@ def openblas_product(which: int) -> Product | None:
 
 
 def gemm_library_tag() -> str:
-    """What the compiled kernels link: part of the kernel cache's key (numba_tools.py), so that
-    code compiled against one library is never loaded where another is."""
-    if not available():
-        return "none"
-    return "-".join(product.tag if product else "none" for product in (float32_product(), bf16_product()))
+    """What the compiled kernels link (float32, float64 and bf16 gemm): part of the kernel
+    cache's key (numba_tools.py), so that code compiled against one library is never loaded
+    where another is chosen."""
+    found = available()
+    products = (float32_product() if found else None, openblas_product(1) if found else None, bf16_product())
+    return "-".join(product.tag if product else "none" for product in products)
 
 
 def available() -> bool:

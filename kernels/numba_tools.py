@@ -166,8 +166,8 @@ def _key_the_cache_by_every_kernel_source(numba) -> None:
     global _cache_keyed
     if _cache_keyed:
         return
-    _cache_keyed = True
     numba.config.CACHE_DIR = kernel_cache_dir(numba.config.CACHE_DIR)
+    _cache_keyed = True                   # only once the folder is known (its key may raise)
 
 
 SPIN_COUNT = "300000"           # GNU OpenMP's own default for a machine to itself, made explicit
@@ -235,7 +235,7 @@ def _numba_compile(py_func, options):
         elif callable(getattr(value, "dispatcher", None)) and hasattr(value, "py_func"):
             rebound[name] = value.dispatcher()          # another lazy_njit kernel
         elif callable(getattr(value, "numba_external", None)):
-            rebound[name] = value.numba_external()      # a C function (blas.py)
+            rebound[name] = value.numba_external()      # a C function or its adapter (vendor_gemm.py)
     func = types.FunctionType(py_func.__code__, rebound, py_func.__name__,
                               py_func.__defaults__, py_func.__closure__)
     func.__qualname__ = py_func.__qualname__

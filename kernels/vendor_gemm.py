@@ -46,9 +46,12 @@ ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112                 # CBLAS's enum values
 MKL_LP64, MKL_SEQUENTIAL = 0, 1                           # MKL_Set_Interface_Layer / _Threading_Layer
 LETTER_N, LETTER_T = ord("N"), ord("T")                    # oneDNN's transposes
 
-FLOAT32_ORDER = {"intel": ("mkl", "openblas"), "amd": ("onednn", "openblas")}
+FLOAT32_ORDER = {"intel": ("mkl", "openblas"), "amd": ("onednn", "openblas")}   # AMD's: with AVX-512
 BF16_ORDER = {"intel": ("mkl", "onednn"), "amd": ("onednn", "mkl")}
+# oneDNN exports its bf16 gemm (DNNL_API) without declaring it in dnnl.h, so the wheel is
+# pinned to the release it was checked against (pyproject.toml)
 BF16_SYMBOLS = {"mkl": "cblas_gemm_bf16bf16f32", "onednn": "dnnl_gemm_bf16bf16f32"}
+VARIABLES = {"SCRATCHLM_BLAS": ("openblas", "mkl", "onednn"), "SCRATCHLM_BF16_GEMM": ("mkl", "onednn")}
 LIBRARY_NAMES = {"openblas": "OpenBLAS", "mkl": "MKL", "onednn": "oneDNN"}
 
 
@@ -130,14 +133,41 @@ def find_onednn():
     return _first_loadable(_environment_libraries("libdnnl.so*", "dnnl"), "dnnl_gemm_bf16bf16f32")
 
 
-def _named(variable: str, allowed: tuple[str, ...]) -> str | None:
+@functools.cache
+def openmp_thread_setters():
+    """(omp_get_max_threads, omp_set_num_threads) of GNU OpenMP, oneDNN's and Numba's runtime."""
+    gomp = ctypes.CDLL("libgomp.so.1")
+    gomp.omp_set_num_threads.argtypes = [ctypes.c_int]
+    return gomp.omp_get_max_threads, gomp.omp_set_num_threads
+
+
+def _has_avx512() -> bool:
+    try:
+        import llvmlite.binding
+
+        return bool(llvmlite.binding.get_host_cpu_features().get("avx512f"))
+    except Exception:
+        return False
+
+
+def _named(variable: str) -> str | None:
     """The library an environment variable names, or None for "auto" (or unset)."""
     value = os.environ.get(variable, "auto").strip().lower()
     if value in ("", "auto"):
         return None
-    if value not in allowed:
-        raise ValueError(f"{variable}={value!r}: use one of auto, {', '.join(allowed)}")
+    if value not in VARIABLES[variable]:
+        from scratchlm.errors import OptionError
+
+        raise OptionError(f"{variable}={value!r} names no library this engine knows: "
+                          f"use one of auto, {', '.join(VARIABLES[variable])}, or unset it")
     return value
+
+
+def check_environment() -> None:
+    """Raise OptionError now for a library variable naming no known library (the CLI calls this
+    before any work, so the one line comes first, not after the data has loaded)."""
+    for variable in VARIABLES:
+        _named(variable)
 
 
 # ---- the choice ------------------------------------------------------------------------
@@ -146,8 +176,10 @@ def float32_product() -> Product | None:
     """The float32 gemm the kernels call; None where not even NumPy's OpenBLAS was found."""
     from .blas import openblas_product
 
-    named = _named("SCRATCHLM_BLAS", ("openblas", "mkl", "onednn"))
+    named = _named("SCRATCHLM_BLAS")
     order = (named, "openblas") if named else FLOAT32_ORDER.get(cpu_vendor(), ("openblas",))
+    if not named and cpu_vendor() == "amd" and not _has_avx512():
+        order = ("openblas",)                             # oneDNN measured on AVX-512 Zen only
     for library in order:
         if library == "mkl" and find_mkl():
             return Product("mkl", *find_mkl(), "cblas_sgemm", 32, "float32")
@@ -161,7 +193,7 @@ def float32_product() -> Product | None:
 @functools.cache
 def bf16_product() -> Product | None:
     """The bf16 gemm (bf16 a and b, float32 c) the kernels call; None where none is installed."""
-    named = _named("SCRATCHLM_BF16_GEMM", ("mkl", "onednn"))
+    named = _named("SCRATCHLM_BF16_GEMM")
     order = (named,) if named else BF16_ORDER.get(cpu_vendor(), ("mkl", "onednn"))
     for library in order:
         found = find_mkl() if library == "mkl" else find_onednn()
@@ -171,10 +203,16 @@ def bf16_product() -> Product | None:
 
 
 def describe(product: Product | None) -> str:
+    """The library's name as people write it (MKL, oneDNN), "none" for no product."""
     return LIBRARY_NAMES[product.library] if product else "none"
 
 
 # ---- calling any of them from compiled code and from Python ------------------------------
+def _letter(op: int) -> int:
+    """CBLAS's transpose enum -> oneDNN's letter."""
+    return LETTER_T if op == TRANS else LETTER_N
+
+
 class ExternalProduct:
     """A gemm called as CBLAS's row-major one, whichever library ``choose()`` answers with.
 
@@ -210,14 +248,22 @@ class ExternalProduct:
         function = types.ExternalFunction(product.symbol, result(*arguments))
         if product.library != "onednn":
             return function
+        llvmlite.binding.load_library_permanently("libgomp.so.1")
+        get_threads = types.ExternalFunction("omp_get_max_threads", types.int32())
+        set_threads = types.ExternalFunction("omp_set_num_threads", types.void(types.int32))
+        letter = njit(inline="always")(_letter)
 
         @njit(inline="always")
         def cblas_to_onednn(layout, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-            # layout is always ROW_MAJOR here, oneDNN's only one
-            function(np.int8(LETTER_T if op_a == TRANS else LETTER_N),
-                     np.int8(LETTER_T if op_b == TRANS else LETTER_N),
+            # layout is always ROW_MAJOR here, oneDNN's only one. Its OpenMP loops stay on this
+            # thread even where the caller's region has one thread (numba.set_num_threads(1)),
+            # which OpenMP does not count as parallel.
+            threads = get_threads()
+            set_threads(1)
+            function(np.int8(letter(op_a)), np.int8(letter(op_b)),
                      np.int64(m), np.int64(n), np.int64(k), np.float32(alpha), a, np.int64(lda),
                      b, np.int64(ldb), np.float32(beta), c, np.int64(ldc))
+            set_threads(threads)
         return cblas_to_onednn
 
     def __call__(self, layout, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
@@ -228,7 +274,14 @@ class ExternalProduct:
         function = getattr(product.handle, product.symbol)
         function.argtypes, function.restype = self._signature(product, named)
         if product.library == "onednn":
-            function(LETTER_T if op_a == TRANS else LETTER_N, LETTER_T if op_b == TRANS else LETTER_N,
-                     m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            get_threads, set_threads = openmp_thread_setters()
+            threads = get_threads()
+            set_threads(1)
+            try:
+                status = function(_letter(op_a), _letter(op_b), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            finally:
+                set_threads(threads)
+            if status != 0:
+                raise RuntimeError(f"oneDNN's {product.symbol} refused its arguments (dnnl_status_t {status})")
         else:
             function(layout, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

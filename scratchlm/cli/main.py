@@ -184,6 +184,9 @@ def _run(argv) -> int:
         return _usage_error(explain_usage_error(argv, str(exc)))
     debug = bool(args.get("--debug")) or os.environ.get("SCRATCHLM_DEBUG") == "1"
     try:
+        from scratchlm.kernels.vendor_gemm import check_environment
+
+        check_environment()
         if args["train"]:
             from scratchlm.cli.train import run_train_command
 

@@ -151,5 +151,23 @@ def test_the_kernel_cache_is_keyed_by_the_gemm_libraries_it_links(monkeypatch):
     monkeypatch.setattr(blas, "bf16_product", lambda: None)
     monkeypatch.setattr(numba_tools, "_digest", None)
     tags.add(numba_tools.kernel_cache_dir("/tmp/cache"))           # the last float32 one, no bf16 gemm
-    assert len(tags) == 4
+    dgemm = vendor_gemm.Product("openblas", "/lib/libopenblas.so", None, "cblas_dgemm64_", 64, "float64")
+    monkeypatch.setattr(blas, "openblas_product", lambda which: dgemm)
+    monkeypatch.setattr(numba_tools, "_digest", None)
+    tags.add(numba_tools.kernel_cache_dir("/tmp/cache"))           # another float64 gemm (NumPy 1.x's)
+    assert len(tags) == 5
+    assert all(path.startswith("/tmp/cache/kernels-") for path in tags)
+
+
+def test_the_bf16_gemm_is_in_the_cache_key_even_with_the_blas_kernels_off(monkeypatch):
+    from scratchlm.kernels import numba_tools, vendor_gemm
+
+    monkeypatch.setattr(blas, "available", lambda: False)
+    tags = set()
+    for path in ("/lib/libmkl_rt.so.3", "/lib/libdnnl.so.3"):
+        product = vendor_gemm.Product("x", path, None, "gemm_bf16bf16f32", 32, "float32")
+        monkeypatch.setattr(blas, "bf16_product", lambda product=product: product)
+        monkeypatch.setattr(numba_tools, "_digest", None)
+        tags.add(numba_tools.kernel_cache_dir("/tmp/cache"))
+    assert len(tags) == 2
     assert all(path.startswith("/tmp/cache/kernels-") for path in tags)

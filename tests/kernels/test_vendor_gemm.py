@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from scratchlm.errors import OptionError
 from scratchlm.kernels import bf16, blas, vendor_gemm
 
 INSTALLED = {"openblas": blas.available(), "mkl": vendor_gemm.find_mkl() is not None,
@@ -119,8 +120,46 @@ def test_a_named_library_that_is_missing_leaves_openblas_and_no_bf16_product(fre
 
 def test_an_unknown_library_name_says_which_names_work(fresh_choice):
     fresh_choice.setenv("SCRATCHLM_BLAS", "accelerate")
-    with pytest.raises(ValueError, match="SCRATCHLM_BLAS='accelerate': use one of auto, openblas, mkl, onednn"):
-        vendor_gemm.float32_product()
+    with pytest.raises(OptionError, match="SCRATCHLM_BLAS='accelerate' names no library .* auto, openblas, mkl, onednn"):
+        vendor_gemm.check_environment()
+
+
+def test_the_command_line_refuses_an_unknown_library_name_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "scratchlm", "generate", str(tmp_path / "none.pt")],
+                          env=dict(os.environ, SCRATCHLM_BF16_GEMM="blis"), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: SCRATCHLM_BF16_GEMM='blis' names no library this engine knows: use one of auto, mkl, onednn, or unset it"]
+
+
+def test_amd_without_avx512_keeps_openblas_for_float32(fresh_choice):
+    fresh_choice.setattr(vendor_gemm, "cpu_vendor", lambda: "amd")
+    fresh_choice.setattr(vendor_gemm, "_has_avx512", lambda: False)
+    assert vendor_gemm.float32_product().library == "openblas"
+
+
+ONE_THREAD_SCRIPT = """
+import resource, time
+import numba, numpy as np
+from scratchlm.kernels import blas, dispatch
+dispatch.set_mode("auto")
+a, b = np.ones((2048, 1024), np.float32), np.ones((1024, 1024), np.float32)
+blas.matmul_rows_v1(a, b)
+numba.set_num_threads(1)
+start, clock = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+for _ in range(10):
+    assert blas.matmul_rows_v1(a, b)[0, 0] == 1024.0
+end = resource.getrusage(resource.RUSAGE_SELF)
+print((end.ru_utime + end.ru_stime - start.ru_utime - start.ru_stime) / (time.perf_counter() - clock))
+"""
+
+
+def test_onednn_stays_on_the_calling_thread_when_numba_runs_one(tmp_path):
+    """A one-thread Numba region is not "parallel" to OpenMP, so oneDNN would start a team of
+    its own in each call; the adapter holds it to one thread (CPU time at most ~wall time)."""
+    if not INSTALLED["onednn"] or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs oneDNN and 2 CPUs")
+    assert float(run_fresh(ONE_THREAD_SCRIPT, tmp_path, SCRATCHLM_BLAS="onednn")) < 1.4
 
 
 def test_the_python_path_calls_onednn_with_its_own_arguments(tmp_path):
