@@ -57,7 +57,7 @@ from ._lesson import Kernel, run_lesson
 from .blas import NO_TRANS, ROW_MAJOR, TRANS, _as_operand
 from .dispatch import use_numba
 from .numba_tools import chunk_bounds, lazy_njit, prange, thread_count
-from .vendor_gemm import ExternalProduct, bf16_product, describe
+from .vendor_gemm import ExternalProduct, bf16_product, cpu_vendor, describe, find_mkl
 
 ROUND_BIAS = 0x7FFF          # just under half of the 16 bits that rounding drops
 QUIET_NAN = 0x0040           # the top mantissa bit of a bf16: set, a NaN stays a NaN
@@ -143,6 +143,9 @@ def unavailable_reason() -> str | None:
         named = os.environ.get("SCRATCHLM_BF16_GEMM", "auto").strip().lower()
         if named not in ("", "auto"):
             return f"SCRATCHLM_BF16_GEMM={named} names a library that is not installed here"
+        if cpu_vendor() == "amd" and find_mkl():
+            return ("MKL's bf16 product does not use AMD's bf16 units (slower than fp32 here): "
+                    "pip install onednn-cpu-gomp, or pip install 'scratchlm[bf16]'")
         return "no bf16 matrix product is installed (pip install 'scratchlm[bf16]' adds MKL and oneDNN)"
     return None
 

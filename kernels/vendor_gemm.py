@@ -15,8 +15,8 @@ oneDNN picks its code by the CPU's features alone, so on AMD it is the one that 
 AVX512-BF16 (and full-width AVX-512 for float32, where this OpenBLAS build's Zen kernels are
 256 bits wide). Measured figures: ``docs/performance.md``, "By CPU kind". So:
 
-    float32  Intel: MKL, else OpenBLAS        AMD: oneDNN, else OpenBLAS
-    bf16     Intel: MKL, else oneDNN          AMD: oneDNN, else MKL
+    float32  Intel: MKL, else OpenBLAS        AMD: oneDNN (with AVX-512), else OpenBLAS
+    bf16     Intel: MKL, else oneDNN          AMD: oneDNN, else none (fp32 runs)
     float64  OpenBLAS (tests and gradient checks only)
 
 ``SCRATCHLM_BLAS`` (openblas, mkl, onednn) and ``SCRATCHLM_BF16_GEMM`` (mkl, onednn) name
@@ -47,7 +47,8 @@ MKL_LP64, MKL_SEQUENTIAL = 0, 1                           # MKL_Set_Interface_La
 LETTER_N, LETTER_T = ord("N"), ord("T")                    # oneDNN's transposes
 
 FLOAT32_ORDER = {"intel": ("mkl", "openblas"), "amd": ("onednn", "openblas")}   # AMD's: with AVX-512
-BF16_ORDER = {"intel": ("mkl", "onednn"), "amd": ("onednn", "mkl")}
+# not MKL on AMD: there its bf16 product is slower than our float32 (759 against 650 ms a config-c step)
+BF16_ORDER = {"intel": ("mkl", "onednn"), "amd": ("onednn",)}
 # oneDNN exports its bf16 gemm (DNNL_API) without declaring it in dnnl.h, so the wheel is
 # pinned to the release it was checked against (pyproject.toml)
 BF16_SYMBOLS = {"mkl": "cblas_gemm_bf16bf16f32", "onednn": "dnnl_gemm_bf16bf16f32"}

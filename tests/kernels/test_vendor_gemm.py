@@ -99,14 +99,24 @@ def fresh_choice(monkeypatch):
     ("intel", "mkl", "mkl"), ("amd", "onednn", "onednn"), ("", "openblas", "mkl")])
 def test_each_vendor_gets_its_measured_order(fresh_choice, vendor, float32, bf16_library):
     fresh_choice.setattr(vendor_gemm, "cpu_vendor", lambda: vendor)
+    fresh_choice.setattr(vendor_gemm, "_has_avx512", lambda: True)
     assert vendor_gemm.float32_product().library == float32
     assert vendor_gemm.bf16_product().library == bf16_library
 
 
-def test_amd_without_onednn_keeps_openblas_for_float32_and_mkl_for_bf16(fresh_choice):
+def test_amd_without_onednn_keeps_openblas_for_float32_and_has_no_bf16_product(fresh_choice):
+    """MKL's bf16 product on AMD runs slower than float32: bf16 says why and fp32 runs instead."""
     fresh_choice.setattr(vendor_gemm, "cpu_vendor", lambda: "amd")
     fresh_choice.setattr(vendor_gemm, "find_onednn", lambda: None)
     assert vendor_gemm.float32_product().library == "openblas"
+    assert vendor_gemm.bf16_product() is None
+    fresh_choice.setattr(bf16, "cpu_bf16_units", lambda: ("AVX512-BF16",))
+    fresh_choice.setattr(bf16, "bf16_product", vendor_gemm.bf16_product)
+    fresh_choice.setattr(bf16, "cpu_vendor", lambda: "amd")
+    fresh_choice.setattr(bf16, "find_mkl", vendor_gemm.find_mkl)
+    assert "does not use AMD's bf16 units" in bf16.unavailable_reason()
+    fresh_choice.setenv("SCRATCHLM_BF16_GEMM", "mkl")                 # named, it still runs
+    vendor_gemm.bf16_product.cache_clear()
     assert vendor_gemm.bf16_product().library == "mkl"
 
 
