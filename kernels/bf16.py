@@ -49,7 +49,6 @@ Numba, and MKL or oneDNN; ``unavailable_reason()`` says why not in one line.
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 
@@ -57,7 +56,7 @@ from ._lesson import Kernel, run_lesson
 from .blas import NO_TRANS, ROW_MAJOR, TRANS, _as_operand
 from .dispatch import use_numba
 from .numba_tools import chunk_bounds, lazy_njit, prange, thread_count
-from .vendor_gemm import ExternalProduct, bf16_product, cpu_vendor, describe, find_mkl
+from .vendor_gemm import ExternalProduct, bf16_product, cpu_features, describe, why_no_bf16_product
 
 ROUND_BIAS = 0x7FFF          # just under half of the 16 bits that rounding drops
 QUIET_NAN = 0x0040           # the top mantissa bit of a bf16: set, a NaN stays a NaN
@@ -121,14 +120,8 @@ def round_to_bf16(x):
 @functools.cache
 def cpu_bf16_units() -> tuple[str, ...]:
     """This CPU's bf16 multiply units ("AMX-BF16", "AVX512-BF16"), read at run time; () for none."""
-    try:
-        import llvmlite.binding
-
-        features = llvmlite.binding.get_host_cpu_features()
-        named = {"amx-bf16": "AMX-BF16", "avx512bf16": "AVX512-BF16"}
-        return tuple(label for key, label in named.items() if features.get(key))
-    except Exception:                                       # no llvmlite (no Numba): no product anyway
-        return ()
+    named = {"amx-bf16": "AMX-BF16", "avx512bf16": "AVX512-BF16"}
+    return tuple(label for key, label in named.items() if cpu_features().get(key))
 
 
 def unavailable_reason() -> str | None:
@@ -140,13 +133,7 @@ def unavailable_reason() -> str | None:
     if not numba_available():
         return "Numba is not installed"
     if bf16_product() is None:
-        named = os.environ.get("SCRATCHLM_BF16_GEMM", "auto").strip().lower()
-        if named not in ("", "auto"):
-            return f"SCRATCHLM_BF16_GEMM={named} names a library that is not installed here"
-        if cpu_vendor() == "amd" and find_mkl():
-            return ("MKL's bf16 product does not use AMD's bf16 units (slower than fp32 here): "
-                    "pip install onednn-cpu-gomp, or pip install 'scratchlm[bf16]'")
-        return "no bf16 matrix product is installed (pip install 'scratchlm[bf16]' adds MKL and oneDNN)"
+        return why_no_bf16_product()
     return None
 
 

@@ -40,8 +40,6 @@ import os
 import sys
 from typing import NamedTuple
 
-import numpy as np
-
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112                 # CBLAS's enum values
 MKL_LP64, MKL_SEQUENTIAL = 0, 1                           # MKL_Set_Interface_Layer / _Threading_Layer
 LETTER_N, LETTER_T = ord("N"), ord("T")                    # oneDNN's transposes
@@ -49,9 +47,10 @@ LETTER_N, LETTER_T = ord("N"), ord("T")                    # oneDNN's transposes
 FLOAT32_ORDER = {"intel": ("mkl", "openblas"), "amd": ("onednn", "openblas")}   # AMD's: with AVX-512
 # not MKL on AMD: there its bf16 product is slower than our float32 (759 against 650 ms a config-c step)
 BF16_ORDER = {"intel": ("mkl", "onednn"), "amd": ("onednn",)}
-# oneDNN exports its bf16 gemm (DNNL_API) without declaring it in dnnl.h, so the wheel is
-# pinned to the release it was checked against (pyproject.toml)
-BF16_SYMBOLS = {"mkl": "cblas_gemm_bf16bf16f32", "onednn": "dnnl_gemm_bf16bf16f32"}
+# (library, element type) -> (symbol, integer bits). oneDNN exports its bf16 gemm (DNNL_API)
+# without declaring it in dnnl.h, so the wheel is pinned to the release checked (pyproject.toml).
+SYMBOLS = {("mkl", "float32"): ("cblas_sgemm", 32), ("onednn", "float32"): ("dnnl_sgemm", 64),
+           ("mkl", "bf16"): ("cblas_gemm_bf16bf16f32", 32), ("onednn", "bf16"): ("dnnl_gemm_bf16bf16f32", 64)}
 VARIABLES = {"SCRATCHLM_BLAS": ("openblas", "mkl", "onednn"), "SCRATCHLM_BF16_GEMM": ("mkl", "onednn")}
 LIBRARY_NAMES = {"openblas": "OpenBLAS", "mkl": "MKL", "onednn": "oneDNN"}
 
@@ -129,8 +128,8 @@ def find_mkl():
 
 @functools.cache
 def find_onednn():
-    """(path, ctypes library) of oneDNN; None if absent. Called from inside Numba's OpenMP
-    threads, its own OpenMP loops find themselves nested and run on the calling thread."""
+    """(path, ctypes library) of oneDNN; None if absent. Its OpenMP runtime is Numba's, and the
+    adapter below holds each call to the calling thread."""
     return _first_loadable(_environment_libraries("libdnnl.so*", "dnnl"), "dnnl_gemm_bf16bf16f32")
 
 
@@ -142,16 +141,23 @@ def openmp_thread_setters():
     return gomp.omp_get_max_threads, gomp.omp_set_num_threads
 
 
-def _has_avx512() -> bool:
+@functools.cache
+def cpu_features() -> dict:
+    """This CPU's instruction-set features as LLVM names them ("avx512f": True, ...), read at
+    run time; {} without llvmlite (no Numba: no compiled products anyway)."""
     try:
         import llvmlite.binding
 
-        return bool(llvmlite.binding.get_host_cpu_features().get("avx512f"))
+        return dict(llvmlite.binding.get_host_cpu_features())
     except Exception:
-        return False
+        return {}
 
 
-def _named(variable: str) -> str | None:
+def _has_avx512() -> bool:
+    return bool(cpu_features().get("avx512f"))
+
+
+def named_library(variable: str) -> str | None:
     """The library an environment variable names, or None for "auto" (or unset)."""
     value = os.environ.get(variable, "auto").strip().lower()
     if value in ("", "auto"):
@@ -168,39 +174,53 @@ def check_environment() -> None:
     """Raise OptionError now for a library variable naming no known library (the CLI calls this
     before any work, so the one line comes first, not after the data has loaded)."""
     for variable in VARIABLES:
-        _named(variable)
+        named_library(variable)
 
 
 # ---- the choice ------------------------------------------------------------------------
+def _product(library: str, element: str) -> Product | None:
+    """``library``'s gemm for ``element`` ("float32" or "bf16") where it is installed, else None."""
+    if library == "openblas":
+        from .blas import openblas_product
+
+        return openblas_product(0) if element == "float32" else None
+    found = find_mkl() if library == "mkl" else find_onednn()
+    if not found:
+        return None
+    symbol, bits = SYMBOLS[library, element]
+    return Product(library, *found, symbol, bits, "float32")
+
+
+def _first_product(order: tuple[str, ...], element: str) -> Product | None:
+    return next(filter(None, (_product(library, element) for library in order)), None)
+
+
 @functools.cache
 def float32_product() -> Product | None:
     """The float32 gemm the kernels call; None where not even NumPy's OpenBLAS was found."""
-    from .blas import openblas_product
-
-    named = _named("SCRATCHLM_BLAS")
-    order = (named, "openblas") if named else FLOAT32_ORDER.get(cpu_vendor(), ("openblas",))
-    if not named and cpu_vendor() == "amd" and not _has_avx512():
-        order = ("openblas",)                             # oneDNN measured on AVX-512 Zen only
-    for library in order:
-        if library == "mkl" and find_mkl():
-            return Product("mkl", *find_mkl(), "cblas_sgemm", 32, "float32")
-        if library == "onednn" and find_onednn():
-            return Product("onednn", *find_onednn(), "dnnl_sgemm", 64, "float32")
-        if library == "openblas" and openblas_product(0):
-            return openblas_product(0)
-    return None
+    named = named_library("SCRATCHLM_BLAS")
+    if named:
+        return _first_product((named, "openblas"), "float32")
+    vendor = cpu_vendor() if cpu_vendor() != "amd" or _has_avx512() else ""   # oneDNN measured on AVX-512 Zen only
+    return _first_product(FLOAT32_ORDER.get(vendor, ("openblas",)), "float32")
 
 
 @functools.cache
 def bf16_product() -> Product | None:
     """The bf16 gemm (bf16 a and b, float32 c) the kernels call; None where none is installed."""
-    named = _named("SCRATCHLM_BF16_GEMM")
-    order = (named,) if named else BF16_ORDER.get(cpu_vendor(), ("mkl", "onednn"))
-    for library in order:
-        found = find_mkl() if library == "mkl" else find_onednn()
-        if found:
-            return Product(library, *found, BF16_SYMBOLS[library], 32 if library == "mkl" else 64, "float32")
-    return None
+    named = named_library("SCRATCHLM_BF16_GEMM")
+    return _first_product((named,) if named else BF16_ORDER.get(cpu_vendor(), ("mkl", "onednn")), "bf16")
+
+
+def why_no_bf16_product() -> str:
+    """Why ``bf16_product()`` is None, and what to install, in one line."""
+    named = named_library("SCRATCHLM_BF16_GEMM")
+    if named:
+        return f"SCRATCHLM_BF16_GEMM={named} names a library that is not installed here"
+    if cpu_vendor() == "amd" and find_mkl():
+        return ("MKL's bf16 product does not use AMD's bf16 units (slower than fp32 here): "
+                "pip install onednn-cpu-gomp, or pip install 'scratchlm[bf16]'")
+    return "no bf16 matrix product is installed (pip install 'scratchlm[bf16]' adds MKL and oneDNN)"
 
 
 def describe(product: Product | None) -> str:
@@ -238,7 +258,9 @@ class ExternalProduct:
                 pointer, integer, real, pointer, integer], t["void"]
 
     def numba_external(self):
+        # numpy here, not at the top: the CLI's start-up check (check_environment) imports this module
         import llvmlite.binding
+        import numpy as np
         from numba import njit, types
 
         product = self.choose()

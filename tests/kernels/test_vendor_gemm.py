@@ -112,8 +112,6 @@ def test_amd_without_onednn_keeps_openblas_for_float32_and_has_no_bf16_product(f
     assert vendor_gemm.bf16_product() is None
     fresh_choice.setattr(bf16, "cpu_bf16_units", lambda: ("AVX512-BF16",))
     fresh_choice.setattr(bf16, "bf16_product", vendor_gemm.bf16_product)
-    fresh_choice.setattr(bf16, "cpu_vendor", lambda: "amd")
-    fresh_choice.setattr(bf16, "find_mkl", vendor_gemm.find_mkl)
     assert "does not use AMD's bf16 units" in bf16.unavailable_reason()
     fresh_choice.setenv("SCRATCHLM_BF16_GEMM", "mkl")                 # named, it still runs
     vendor_gemm.bf16_product.cache_clear()
